@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/* Card side: map the resources the slot handed to the firmware. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mic_hw.h"
+
+static int region_map(struct mic_region *r, int fd)
+{
+	struct stat st;
+	r->fd = fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	r->size = (uint64_t)st.st_size;
+	r->va = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (r->va == MAP_FAILED) {
+		r->va = NULL;
+		return -errno;
+	}
+	return 0;
+}
+
+int mic_hw_card_attach(struct mic_hw_view *v)
+{
+	const char *env = getenv("MIC_HW");
+	enum { NFD = 4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN };
+	int fd[NFD];
+	memset(v, 0, sizeof(*v));
+	if (!env)
+		return -ENOENT;
+	for (int i = 0; i < NFD; i++) {
+		char *end;
+		long x = strtol(env, &end, 10);
+		if (end == env || (*end != ',' && *end != 0) || x < -1 || x > 1 << 20)
+			return -EINVAL;
+		fd[i] = (int)x;
+		env = *end ? end + 1 : end;
+	}
+	v->side = MIC_SIDE_CARD;
+	int rc;
+	if ((rc = region_map(&v->aperture, fd[0])) || (rc = region_map(&v->mmio, fd[1])) ||
+	    (rc = region_map(&v->io, fd[2])) || (rc = region_map(&v->hostmem, fd[3])))
+		return rc;
+	v->mmio.size = MIC_MMIO_SIZE;
+	v->io.size = MIC_IO_SIZE;
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		v->irq_fd[i] = fd[4 + i];
+		v->peer_irq_fd[i] = fd[4 + MIC_NUM_IRQ_LINES + i];
+	}
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		v->dma_kick_fd[i] = fd[4 + 2 * MIC_NUM_IRQ_LINES + i];
+	return 0;
+}
+
+void mic_hw_card_detach(struct mic_hw_view *v)
+{
+	struct mic_region *r[] = { &v->aperture, &v->mmio, &v->io, &v->hostmem };
+	for (unsigned i = 0; i < 4; i++)
+		if (r[i]->va)
+			munmap(r[i]->va, r[i]->fd >= 0 ? (size_t)r[i]->size : 0);
+}

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The simulated PCIe slot: creates a card's address spaces as shared memory,
+ * its interrupt lines as eventfds, and runs the card's firmware as a process
+ * in a PID namespace of its own, so that "power off" (killing that
+ * namespace's init) stops every process the card ever started.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/proc.h"
+#include "mic_hw.h"
+#include "sim_internal.h"
+
+static int region_create(struct mic_region *r, const char *card, const char *what, uint64_t size)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "%s-%s", card, what);
+	r->fd = memfd_create(name, MFD_CLOEXEC);
+	if (r->fd < 0)
+		return -errno;
+	if (ftruncate(r->fd, (off_t)size) < 0)
+		return -errno;
+	r->size = size;
+	r->va = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+	if (r->va == MAP_FAILED) {
+		r->va = NULL;
+		return -errno;
+	}
+	return 0;
+}
+
+static void region_destroy(struct mic_region *r)
+{
+	if (r->va)
+		munmap(r->va, r->size);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->va = NULL;
+	r->fd = -1;
+}
+
+static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* A type 0 header as an X100 presents it: BAR0 a 64-bit prefetchable
+ * memory BAR (the aperture), BAR4 a 64-bit memory BAR (MMIO). */
+static void config_space_init(uint8_t *cfg, const struct mic_hw_config *c)
+{
+	memset(cfg, 0, MIC_CFG_SPACE_SIZE);
+	put16(cfg + MIC_CFG_VENDOR_ID, MIC_PCI_VENDOR_INTEL);
+	put16(cfg + MIC_CFG_DEVICE_ID, c->device_id);
+	put32(cfg + MIC_CFG_REVISION, (uint32_t)MIC_PCI_CLASS_COPROC << 8 | 0x01);
+	put32(cfg + MIC_CFG_BAR0, 0xc); /* 64-bit, prefetchable */
+	put32(cfg + MIC_CFG_BAR4, 0x4); /* 64-bit */
+	put16(cfg + MIC_CFG_SUBSYS_ID, (uint16_t)c->index);
+}
+
+static int efd(void)
+{
+	return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+int mic_hw_create(const struct mic_hw_config *cfg, struct mic_hw **out)
+{
+	if (cfg->device_id < MIC_PCI_DEVICE_X100_MIN || cfg->device_id > MIC_PCI_DEVICE_X100_MAX ||
+	    cfg->aperture_size < (256ull << 20) || cfg->hostmem_size < (1ull << 20))
+		return -EINVAL;
+	struct mic_hw *hw = calloc(1, sizeof(*hw));
+	if (!hw)
+		return -ENOMEM;
+	hw->pid = -1;
+	hw->pidfd = -1;
+	struct mic_hw_view *v = &hw->host;
+	v->side = MIC_SIDE_HOST;
+	hw->config.fd = v->aperture.fd = v->mmio.fd = v->io.fd = v->hostmem.fd = -1;
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++)
+		v->irq_fd[i] = v->peer_irq_fd[i] = -1;
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		hw->kick_fd[i] = v->dma_kick_fd[i] = -1;
+	snprintf(hw->name, sizeof(hw->name), "%s", cfg->name);
+	snprintf(hw->bootstrap, sizeof(hw->bootstrap), "%s", cfg->bootstrap);
+
+	int rc;
+	if ((rc = region_create(&hw->config, cfg->name, "config", MIC_CFG_SPACE_SIZE)) ||
+	    (rc = region_create(&v->aperture, cfg->name, "aperture", cfg->aperture_size)) ||
+	    (rc = region_create(&v->mmio, cfg->name, "mmio", MIC_MMIO_SIZE)) ||
+	    (rc = region_create(&v->io, cfg->name, "io", 4096)) ||
+	    (rc = region_create(&v->hostmem, cfg->name, "hostmem", cfg->hostmem_size)))
+		goto fail;
+	v->io.size = MIC_IO_SIZE;
+	v->config = hw->config.va;
+	config_space_init(v->config, cfg);
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		if ((v->irq_fd[i] = efd()) < 0 || (v->peer_irq_fd[i] = efd()) < 0) {
+			rc = -errno;
+			goto fail;
+		}
+	}
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++) {
+		if ((hw->kick_fd[i] = efd()) < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		if (i < MIC_DMA_HOST_CHANS)
+			v->dma_kick_fd[i] = hw->kick_fd[i];
+	}
+	if ((rc = sim_dma_create(hw)))
+		goto fail;
+	*out = hw;
+	return 0;
+fail:
+	mic_hw_destroy(hw);
+	return rc;
+}
+
+struct mic_hw_view *mic_hw_host_view(struct mic_hw *hw)
+{
+	return &hw->host;
+}
+
+/* Format: "ap,mmio,io,hostmem;irq x16;peer x16;kick x8" as decimal fds. */
+static void build_env(const struct mic_hw *hw, char *buf, size_t len)
+{
+	const struct mic_hw_view *v = &hw->host;
+	size_t n = (size_t)snprintf(buf, len, "MIC_HW=%d,%d,%d,%d", v->aperture.fd, v->mmio.fd,
+				    v->io.fd, v->hostmem.fd);
+	/* The card's own lines are the host view's peer lines and vice versa. */
+	for (int i = 0; i < MIC_NUM_IRQ_LINES && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, ",%d", v->peer_irq_fd[i]);
+	for (int i = 0; i < MIC_NUM_IRQ_LINES && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, ",%d", v->irq_fd[i]);
+	for (int i = 0; i < MIC_DMA_NUM_CHAN && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, ",%d",
+				      i < MIC_DMA_HOST_CHANS ? -1 : hw->kick_fd[i]);
+}
+
+static void keep_open(int fd)
+{
+	if (fd >= 0)
+		fcntl(fd, F_SETFD, 0);
+}
+
+int mic_hw_power_on(struct mic_hw *hw)
+{
+	if (hw->pid > 0)
+		return 0;
+	char env_hw[512], env_name[64];
+	build_env(hw, env_hw, sizeof(env_hw));
+	snprintf(env_name, sizeof(env_name), "MIC_CARD=%s", hw->name);
+	char *const argv[] = { hw->bootstrap, NULL };
+	char *const envp[] = { env_hw, env_name, "PATH=/bin:/sbin:/usr/bin:/usr/sbin", NULL };
+	/* Prepared before the fork: the child only does async-signal-safe work. */
+	int fds[4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN], nfd = 0;
+	struct mic_hw_view *v = &hw->host;
+	fds[nfd++] = v->aperture.fd;
+	fds[nfd++] = v->mmio.fd;
+	fds[nfd++] = v->io.fd;
+	fds[nfd++] = v->hostmem.fd;
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		fds[nfd++] = v->irq_fd[i];
+		fds[nfd++] = v->peer_irq_fd[i];
+	}
+	for (int i = MIC_DMA_HOST_CHANS; i < MIC_DMA_NUM_CHAN; i++)
+		fds[nfd++] = hw->kick_fd[i];
+
+	int pidfd = -1;
+	pid_t pid = proc_clone(CLONE_NEWPID, &pidfd);
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		for (int i = 0; i < nfd; i++)
+			keep_open(fds[i]);
+		/* The card dies with the daemon, as it loses power with the host. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execve(hw->bootstrap, argv, envp);
+		_exit(127);
+	}
+	hw->pid = pid;
+	hw->pidfd = pidfd;
+	return 0;
+}
+
+void mic_hw_power_off(struct mic_hw *hw)
+{
+	if (hw->pid <= 0)
+		return;
+	/* The firmware is init of the card's PID namespace: when it dies the
+	 * kernel kills and reaps every process of the card before waitpid()
+	 * returns, so nothing of the old card OS survives a reset. */
+	syscall(SYS_pidfd_send_signal, hw->pidfd, SIGKILL, NULL, 0);
+	mic_hw_reap(hw);
+}
+
+void mic_hw_reap(struct mic_hw *hw)
+{
+	if (hw->pid <= 0)
+		return;
+	while (waitpid(hw->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	close(hw->pidfd);
+	hw->pid = -1;
+	hw->pidfd = -1;
+}
+
+int mic_hw_reset(struct mic_hw *hw)
+{
+	mic_hw_power_off(hw);
+	sim_dma_reset(hw);
+	memset(hw->host.mmio.va, 0, hw->host.mmio.size);
+	memset(hw->host.io.va, 0, MIC_IO_SIZE);
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		uint64_t n;
+		if (read(hw->host.irq_fd[i], &n, sizeof(n)) < 0) { /* drain */ }
+		if (read(hw->host.peer_irq_fd[i], &n, sizeof(n)) < 0) { /* drain */ }
+	}
+	return mic_hw_power_on(hw);
+}
+
+int mic_hw_fault_fd(const struct mic_hw *hw)
+{
+	return hw->pidfd;
+}
+
+pid_t mic_hw_card_pid(const struct mic_hw *hw)
+{
+	return hw->pid;
+}
+
+void mic_hw_destroy(struct mic_hw *hw)
+{
+	if (!hw)
+		return;
+	mic_hw_power_off(hw);
+	sim_dma_destroy(hw);
+	struct mic_hw_view *v = &hw->host;
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		if (v->irq_fd[i] >= 0)
+			close(v->irq_fd[i]);
+		if (v->peer_irq_fd[i] >= 0)
+			close(v->peer_irq_fd[i]);
+	}
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		if (hw->kick_fd[i] >= 0)
+			close(hw->kick_fd[i]);
+	region_destroy(&hw->config);
+	region_destroy(&v->aperture);
+	region_destroy(&v->mmio);
+	region_destroy(&v->io);
+	region_destroy(&v->hostmem);
+	free(hw);
+}

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/* Register accessors and address translation, shared by host and card. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mic_hw.h"
+
+static inline _Atomic uint32_t *reg_ptr(const struct mic_hw_view *v, uint32_t off)
+{
+	return (_Atomic uint32_t *)((uint8_t *)v->mmio.va + off);
+}
+
+static int reg_ok(const struct mic_hw_view *v, uint32_t off)
+{
+	return v->mmio.va && (off & 3) == 0 && off + 4 <= v->mmio.size;
+}
+
+uint32_t mic_mmio_read32(const struct mic_hw_view *v, uint32_t off)
+{
+	if (!reg_ok(v, off))
+		return 0xffffffffu; /* what a PCIe read of nothing returns */
+	return atomic_load_explicit(reg_ptr(v, off), memory_order_acquire);
+}
+
+static void line_raise(int fd)
+{
+	uint64_t one = 1;
+	if (fd >= 0) {
+		ssize_t r = write(fd, &one, sizeof(one));
+		(void)r; /* only fails on counter overflow: still raised */
+	}
+}
+
+static void status_set(struct mic_hw_view *v, uint32_t status_reg, unsigned line)
+{
+	atomic_fetch_or_explicit(reg_ptr(v, status_reg), 1u << line, memory_order_release);
+}
+
+static uint32_t own_status(const struct mic_hw_view *v)
+{
+	return v->side == MIC_SIDE_HOST ? MIC_HOST_IRQ_STATUS : MIC_CARD_IRQ_STATUS;
+}
+
+static uint32_t peer_status(const struct mic_hw_view *v)
+{
+	return v->side == MIC_SIDE_HOST ? MIC_CARD_IRQ_STATUS : MIC_HOST_IRQ_STATUS;
+}
+
+static int in_range(uint32_t off, uint32_t base, unsigned n)
+{
+	return off >= base && off < base + 4 * n;
+}
+
+static int dma_chan_owned(const struct mic_hw_view *v, unsigned ch)
+{
+	int host_chan = ch < MIC_DMA_HOST_CHANS;
+	return v->side == MIC_SIDE_HOST ? host_chan : !host_chan;
+}
+
+int mic_mmio_write32(struct mic_hw_view *v, uint32_t off, uint32_t val)
+{
+	if (!reg_ok(v, off))
+		return -1;
+	uint32_t own_db = v->side == MIC_SIDE_HOST ? MIC_H2C_DOORBELL(0) : MIC_C2H_DOORBELL(0);
+	uint32_t other_db = v->side == MIC_SIDE_HOST ? MIC_C2H_DOORBELL(0) : MIC_H2C_DOORBELL(0);
+	if (in_range(off, own_db, MIC_NUM_DOORBELLS)) {
+		unsigned n = (off - own_db) / 4;
+		atomic_store_explicit(reg_ptr(v, off), val, memory_order_release);
+		status_set(v, peer_status(v), n);
+		line_raise(v->peer_irq_fd[n]);
+		return 0;
+	}
+	if (in_range(off, other_db, MIC_NUM_DOORBELLS))
+		return -1;
+	uint32_t dma_end = MIC_DMA_CHAN_BASE + MIC_DMA_CHAN_STRIDE * MIC_DMA_NUM_CHAN;
+	if (off >= MIC_DMA_CHAN_BASE && off < dma_end) {
+		unsigned ch = (off - MIC_DMA_CHAN_BASE) / MIC_DMA_CHAN_STRIDE;
+		if (!dma_chan_owned(v, ch))
+			return -1;
+		atomic_store_explicit(reg_ptr(v, off), val, memory_order_release);
+		if (v->dma_reg_hook)
+			v->dma_reg_hook(v->dma_reg_ctx, off, val);
+		if ((off - MIC_DMA_CHAN_BASE) % MIC_DMA_CHAN_STRIDE == MIC_DMA_REG_HEAD)
+			line_raise(v->dma_kick_fd[ch]);
+		return 0;
+	}
+	if (off == MIC_DMA_CTRL && v->side != MIC_SIDE_HOST)
+		return -1; /* the host driver owns the global DMA control */
+	if (in_range(off, MIC_SMPT_BASE, MIC_SMPT_ENTRIES) && v->side != MIC_SIDE_HOST)
+		return -1; /* only the host programs the SMPT */
+	atomic_store_explicit(reg_ptr(v, off), val, memory_order_release);
+	if (off == MIC_DMA_CTRL && v->dma_reg_hook)
+		v->dma_reg_hook(v->dma_reg_ctx, off, val);
+	return 0;
+}
+
+uint32_t mic_spad_read(const struct mic_hw_view *v, unsigned n)
+{
+	return n < MIC_NUM_SPAD ? mic_mmio_read32(v, MIC_SPAD(n)) : 0xffffffffu;
+}
+
+void mic_spad_write(struct mic_hw_view *v, unsigned n, uint32_t val)
+{
+	if (n < MIC_NUM_SPAD)
+		mic_mmio_write32(v, MIC_SPAD(n), val);
+}
+
+int mic_doorbell_ring(struct mic_hw_view *v, unsigned n)
+{
+	if (n >= MIC_NUM_DOORBELLS)
+		return -1;
+	uint32_t base = v->side == MIC_SIDE_HOST ? MIC_H2C_DOORBELL(0) : MIC_C2H_DOORBELL(0);
+	return mic_mmio_write32(v, base + 4 * n, 1);
+}
+
+uint64_t mic_irq_ack(struct mic_hw_view *v, unsigned line)
+{
+	uint64_t n = 0;
+	if (line >= MIC_NUM_IRQ_LINES || v->irq_fd[line] < 0)
+		return 0;
+	atomic_fetch_and_explicit(reg_ptr(v, own_status(v)), ~(1u << line), memory_order_acq_rel);
+	if (read(v->irq_fd[line], &n, sizeof(n)) != sizeof(n))
+		return 0; /* EAGAIN: nothing pending */
+	return n;
+}
+
+void mic_irq_raise_local(struct mic_hw_view *v, unsigned line)
+{
+	if (line >= MIC_NUM_IRQ_LINES)
+		return;
+	status_set(v, own_status(v), line);
+	line_raise(v->irq_fd[line]);
+}
+
+static void *region_at(const struct mic_region *r, uint64_t off, uint64_t len)
+{
+	if (!r->va || off > r->size || len > r->size - off)
+		return NULL;
+	return (uint8_t *)r->va + off;
+}
+
+void *mic_cardmem(const struct mic_hw_view *v, uint64_t addr, uint64_t len)
+{
+	return region_at(&v->aperture, addr, len);
+}
+
+void *mic_hostbus(const struct mic_hw_view *v, uint64_t bus, uint64_t len)
+{
+	if (bus < MIC_HOSTMEM_BUS_BASE)
+		return NULL;
+	return region_at(&v->hostmem, bus - MIC_HOSTMEM_BUS_BASE, len);
+}
+
+void *mic_sysmem(const struct mic_hw_view *v, uint64_t card_addr, uint64_t len)
+{
+	if (card_addr < MIC_SYSMEM_BASE)
+		return NULL;
+	uint64_t win = card_addr - MIC_SYSMEM_BASE;
+	uint64_t idx = win >> MIC_SMPT_SHIFT;
+	uint64_t page_off = win & ((1ull << MIC_SMPT_SHIFT) - 1);
+	if (idx >= MIC_SMPT_ENTRIES || len > (1ull << MIC_SMPT_SHIFT) - page_off)
+		return NULL; /* a range may not cross an SMPT page */
+	uint32_t e = mic_mmio_read32(v, MIC_SMPT((uint32_t)idx));
+	if (e == 0xffffffffu || !(e & MIC_SMPT_VALID))
+		return NULL;
+	return mic_hostbus(v, MIC_SMPT_BUS(e) + page_off, len);
+}
+
+void *mic_card_addr(const struct mic_hw_view *v, uint64_t card_addr, uint64_t len)
+{
+	if (card_addr >= MIC_SYSMEM_BASE)
+		return mic_sysmem(v, card_addr, len);
+	return mic_cardmem(v, card_addr, len);
+}

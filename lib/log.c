@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "log.h"
+
+/* Process-wide logging settings: written once by log_init() before any
+ * thread starts, read-only afterwards. */
+static const char *log_prog = "micstack";
+static enum log_level log_max = LOG_INFO;
+
+void log_init(const char *prog, enum log_level max)
+{
+	log_prog = prog;
+	log_max = max;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	if (lvl > log_max)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	localtime_r(&ts.tv_sec, &tm);
+	char buf[1024];
+	int n = snprintf(buf, sizeof(buf), "%02d:%02d:%02d.%03ld %s %s: ", tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, ts.tv_nsec / 1000000, log_prog, names[lvl]);
+	va_list ap;
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s\n", buf);
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

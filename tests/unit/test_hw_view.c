@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/* The simulated register file: doorbells, ownership, SMPT translation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "hw/mic_hw.h"
+
+static int setup(void **state)
+{
+	struct mic_hw_config cfg = { .name = "mict", .index = 0, .device_id = 0x2250,
+				     .aperture_size = 256ull << 20, .hostmem_size = 4ull << 20,
+				     .bootstrap = "/bin/false" };
+	struct mic_hw *hw;
+	if (mic_hw_create(&cfg, &hw))
+		return -1;
+	*state = hw;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	mic_hw_destroy(*state);
+	return 0;
+}
+
+/* A card-side view over the same memory, as the card process would map it. */
+static struct mic_hw_view card_view(struct mic_hw_view *h)
+{
+	struct mic_hw_view c = *h;
+	c.side = MIC_SIDE_CARD;
+	c.config = NULL;
+	memcpy(c.irq_fd, h->peer_irq_fd, sizeof(c.irq_fd));
+	memcpy(c.peer_irq_fd, h->irq_fd, sizeof(c.peer_irq_fd));
+	c.dma_reg_hook = NULL;
+	return c;
+}
+
+static void config_space_identifies_x100(void **state)
+{
+	struct mic_hw_view *h = mic_hw_host_view(*state);
+	uint16_t vid, did;
+	memcpy(&vid, h->config + MIC_CFG_VENDOR_ID, 2);
+	memcpy(&did, h->config + MIC_CFG_DEVICE_ID, 2);
+	assert_int_equal(vid, 0x8086);
+	assert_int_equal(did, 0x2250);
+	assert_int_equal(h->mmio.size, MIC_MMIO_SIZE);
+}
+
+static void doorbells_cross_sides(void **state)
+{
+	struct mic_hw_view *h = mic_hw_host_view(*state);
+	struct mic_hw_view c = card_view(h);
+	assert_int_equal(mic_doorbell_ring(h, 3), 0);
+	assert_true(mic_mmio_read32(&c, MIC_CARD_IRQ_STATUS) & (1u << 3));
+	assert_int_equal(mic_irq_ack(&c, 3), 1);
+	assert_int_equal(mic_irq_ack(&c, 3), 0);
+	assert_false(mic_mmio_read32(&c, MIC_CARD_IRQ_STATUS) & (1u << 3));
+	assert_int_equal(mic_doorbell_ring(&c, 0), 0);
+	assert_int_equal(mic_irq_ack(h, 0), 1);
+	/* A side cannot ring its own doorbells through the other's registers. */
+	assert_int_equal(mic_mmio_write32(h, MIC_C2H_DOORBELL(0), 1), -1);
+	assert_int_equal(mic_irq_ack(h, 0), 0);
+}
+
+static void register_ownership(void **state)
+{
+	struct mic_hw_view *h = mic_hw_host_view(*state);
+	struct mic_hw_view c = card_view(h);
+	assert_int_equal(mic_mmio_write32(&c, MIC_SMPT(0), MIC_SMPT_ENTRY(MIC_HOSTMEM_BUS_BASE)), -1);
+	assert_int_equal(mic_mmio_write32(&c, MIC_DMA_CHAN_REG(0, MIC_DMA_REG_HEAD), 1), -1);
+	assert_int_equal(mic_mmio_write32(h, MIC_DMA_CHAN_REG(4, MIC_DMA_REG_HEAD), 1), -1);
+	assert_int_equal(mic_mmio_write32(h, 0x7, 1), -1);
+	assert_int_equal(mic_mmio_write32(h, MIC_MMIO_SIZE, 1), -1);
+	assert_int_equal(mic_mmio_read32(h, MIC_MMIO_SIZE), 0xffffffffu);
+}
+
+static void smpt_translation_is_bounded(void **state)
+{
+	struct mic_hw_view *h = mic_hw_host_view(*state);
+	struct mic_hw_view c = card_view(h);
+	uint64_t win = MIC_SYSMEM_BASE;
+	assert_null(mic_sysmem(&c, win, 8)); /* not programmed yet */
+	mic_mmio_write32(h, MIC_SMPT(0), MIC_SMPT_ENTRY(MIC_HOSTMEM_BUS_BASE));
+	uint8_t *p = mic_sysmem(&c, win + 100, 8);
+	assert_ptr_equal(p, (uint8_t *)h->hostmem.va + 100);
+	assert_non_null(mic_sysmem(&c, win + h->hostmem.size - 8, 8));
+	assert_null(mic_sysmem(&c, win + h->hostmem.size - 7, 8));
+	assert_null(mic_sysmem(&c, win + UINT64_MAX / 2, 8));
+	assert_null(mic_sysmem(&c, win - 1, 1));
+	assert_null(mic_cardmem(&c, h->aperture.size, 1));
+	assert_null(mic_cardmem(&c, 8, UINT64_MAX));
+	assert_non_null(mic_card_addr(&c, h->aperture.size - 1, 1));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(config_space_identifies_x100),
+		cmocka_unit_test(doorbells_cross_sides),
+		cmocka_unit_test(register_ownership),
+		cmocka_unit_test(smpt_translation_is_bounded),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
