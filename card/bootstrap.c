@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mic-bootstrap: the card's firmware.  Runs after every reset: reports
+ * "ready", waits for the host's boot doorbell, validates the downloaded
+ * image and boot parameters, and starts the card OS in namespaces of its
+ * own (network, mount, UTS, PID, IPC) from the image's root tree.  It stays
+ * the card OS's parent, so it can tell the host whether the OS halted on
+ * request or died.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "card/cardlog.h"
+#include "hw/mic_hw.h"
+#include "lib/image.h"
+#include "lib/proc.h"
+
+struct bootstrap {
+	struct mic_hw_view hw;
+	struct cardlog log;
+	struct mic_bootparam bp;
+	struct mic_image_hdr img;
+};
+
+static void post(struct bootstrap *b, uint8_t code)
+{
+	((volatile uint8_t *)b->hw.io.va)[MIC_IO_POST] = code;
+}
+
+static void fw_state(struct bootstrap *b, enum mic_fw_state s)
+{
+	mic_spad_write(&b->hw, MIC_SPAD_FW_STATE, s);
+	mic_doorbell_ring(&b->hw, MIC_DB_FW_STATE);
+}
+
+static void wait_boot_doorbell(struct bootstrap *b)
+{
+	struct pollfd p = { .fd = b->hw.irq_fd[MIC_DB_BOOT], .events = POLLIN };
+	for (;;) {
+		if (poll(&p, 1, -1) == 1 && mic_irq_ack(&b->hw, MIC_DB_BOOT))
+			return;
+	}
+}
+
+static enum mic_boot_err validate(struct bootstrap *b)
+{
+	const struct mic_bootparam *bp = mic_cardmem(&b->hw, MIC_BOOTPARAM_ADDR, sizeof(*bp));
+	if (!bp)
+		return MIC_BOOT_ERR_PARAM_RANGE;
+	memcpy(&b->bp, bp, sizeof(b->bp));
+	enum mic_boot_err e = mic_bootparam_check(&b->bp, b->hw.aperture.size);
+	if (e)
+		return e;
+	const void *img = mic_cardmem(&b->hw, b->bp.image_addr, b->bp.image_size);
+	if (!img)
+		return MIC_BOOT_ERR_PARAM_RANGE;
+	if ((e = mic_image_check(img, b->bp.image_size)))
+		return e;
+	memcpy(&b->img, img, sizeof(b->img));
+	return MIC_BOOT_OK;
+}
+
+static int extract(struct bootstrap *b)
+{
+	const char *payload = (const char *)mic_cardmem(&b->hw, b->bp.image_addr, b->bp.image_size) +
+			      sizeof(struct mic_image_hdr);
+	struct archive *in = archive_read_new();
+	struct archive *out = archive_write_disk_new();
+	archive_read_support_format_tar(in);
+	archive_write_disk_set_options(out, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+						    ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+						    ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
+	int rc = archive_read_open_memory(in, payload, b->img.payload_size);
+	struct archive_entry *e;
+	while (rc == ARCHIVE_OK && (rc = archive_read_next_header(in, &e)) == ARCHIVE_OK) {
+		rc = archive_write_header(out, e);
+		if (rc == ARCHIVE_OK && archive_entry_size(e) > 0) {
+			const void *buf;
+			size_t len;
+			la_int64_t off;
+			while ((rc = archive_read_data_block(in, &buf, &len, &off)) == ARCHIVE_OK)
+				if (archive_write_data_block(out, buf, len, off) != ARCHIVE_OK) {
+					rc = ARCHIVE_FATAL;
+					break;
+				}
+			if (rc == ARCHIVE_EOF)
+				rc = ARCHIVE_OK;
+		}
+		if (rc == ARCHIVE_OK)
+			rc = archive_write_finish_entry(out);
+	}
+	if (rc != ARCHIVE_EOF)
+		cardlog(&b->log, "image archive: %s",
+			archive_error_string(in) ? archive_error_string(in) : archive_error_string(out));
+	archive_read_free(in);
+	archive_write_free(out);
+	return rc == ARCHIVE_EOF ? 0 : -1;
+}
+
+static void bind_dev(const char *name)
+{
+	char src[64], dst[64];
+	snprintf(src, sizeof(src), "/.oldroot/dev/%s", name);
+	snprintf(dst, sizeof(dst), "/dev/%s", name);
+	int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+	if (fd >= 0)
+		close(fd);
+	mount(src, dst, NULL, MS_BIND, NULL);
+}
+
+/* In the card OS's fresh namespaces: build its root and exec its init.
+ * Returns only on failure. */
+static void card_os_child(struct bootstrap *b, int errfd)
+{
+	const char *mnt = access("/mnt", F_OK) == 0 ? "/mnt" : "/tmp";
+	int step = 0;
+	if (sethostname(b->bp.name, strlen(b->bp.name)) < 0)
+		goto fail;
+	step++;
+	/* Nothing mounted from here on is seen by the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("cardroot", mnt, "tmpfs", 0, "mode=0755") < 0 || chdir(mnt) < 0)
+		goto fail;
+	step++;
+	if (extract(b) < 0)
+		goto fail;
+	step++;
+	mkdir(".oldroot", 0700);
+	if (syscall(SYS_pivot_root, ".", ".oldroot") < 0 || chdir("/") < 0)
+		goto fail;
+	step++;
+	mkdir("/proc", 0555);
+	mkdir("/sys", 0555);
+	mkdir("/dev", 0755);
+	mkdir("/tmp", 01777);
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
+	    mount("dev", "/dev", "tmpfs", MS_NOSUID, "mode=0755") < 0)
+		goto fail;
+	mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
+	static const char *const devs[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
+		bind_dev(devs[i]);
+	mkdir("/dev/pts", 0755);
+	mkdir("/dev/shm", 01777);
+	mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+	if (symlink("pts/ptmx", "/dev/ptmx") < 0) { /* already there */ }
+	umount2("/.oldroot", MNT_DETACH);
+	rmdir("/.oldroot");
+	step++;
+
+	char env_hw[600], env_card[64], env_cmdline[MIC_CMDLINE_MAX + 16];
+	snprintf(env_hw, sizeof(env_hw), "MIC_HW=%s", getenv("MIC_HW"));
+	snprintf(env_card, sizeof(env_card), "MIC_CARD=%s", b->bp.name);
+	snprintf(env_cmdline, sizeof(env_cmdline), "MIC_CMDLINE=%s", b->bp.cmdline);
+	char *const argv[] = { b->img.init, NULL };
+	char *const envp[] = { env_hw, env_card, env_cmdline, "PATH=/bin:/sbin:/usr/bin:/usr/sbin",
+			       "HOME=/root", "TERM=linux", NULL };
+	execve(b->img.init, argv, envp);
+fail:;
+	int err[2] = { step, errno };
+	if (write(errfd, err, sizeof(err)) < 0) { /* nothing more to report with */ }
+	_exit(1);
+}
+
+/* Starts the card OS; returns its pid or -1 (reason logged). */
+static pid_t start_card_os(struct bootstrap *b)
+{
+	static const char *const steps[] = { "set hostname", "mount root", "unpack image",
+					     "pivot root", "mount filesystems", "exec init" };
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = proc_clone(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWIPC,
+			       NULL);
+	if (pid == 0) {
+		close(p[0]);
+		card_os_child(b, p[1]);
+	}
+	close(p[1]);
+	if (pid < 0) {
+		cardlog(&b->log, "cannot create card OS namespaces: %s", strerror(errno));
+		close(p[0]);
+		return -1;
+	}
+	int err[2];
+	ssize_t n = read(p[0], err, sizeof(err));
+	close(p[0]);
+	if (n == 0)
+		return pid; /* exec closed the pipe */
+	if (n == sizeof(err))
+		cardlog(&b->log, "card OS start failed at '%s': %s",
+			steps[err[0] < 6 && err[0] >= 0 ? err[0] : 5], strerror(err[1]));
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+int main(void)
+{
+	struct bootstrap b;
+	signal(SIGPIPE, SIG_IGN);
+	if (mic_hw_card_attach(&b.hw) < 0) {
+		fprintf(stderr, "mic-bootstrap: no card hardware (MIC_HW)\n");
+		return 1;
+	}
+	cardlog_open(&b.log, &b.hw, MIC_LOG_ADDR, MIC_LOG_SIZE, "bootstrap");
+	mic_spad_write(&b.hw, MIC_SPAD_BOOT_COUNT, mic_spad_read(&b.hw, MIC_SPAD_BOOT_COUNT) + 1);
+	mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, MIC_BOOT_OK);
+	for (;;) {
+		post(&b, 0x10);
+		cardlog(&b.log, "ready, waiting for the host");
+		fw_state(&b, MIC_FW_READY);
+		wait_boot_doorbell(&b);
+		post(&b, 0x20);
+		enum mic_boot_err e = validate(&b);
+		if (e) {
+			cardlog(&b.log, "boot refused: %s", mic_boot_strerror(e));
+			mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, e);
+			continue;
+		}
+		mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, MIC_BOOT_OK);
+		fw_state(&b, MIC_FW_LOADING);
+		cardlog(&b.log, "image ok (%llu bytes), starting %s as %s",
+			(unsigned long long)b.img.payload_size, b.img.init, b.bp.name);
+		post(&b, 0x30);
+		pid_t pid = start_card_os(&b);
+		if (pid < 0) {
+			mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, MIC_BOOT_ERR_START);
+			continue;
+		}
+		post(&b, 0x40);
+		int status;
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		uint32_t st = mic_spad_read(&b.hw, MIC_SPAD_FW_STATE);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && st == MIC_FW_HALTING) {
+			cardlog(&b.log, "card OS halted");
+			continue;
+		}
+		if (WIFSIGNALED(status))
+			cardlog(&b.log, "card OS died: signal %d", WTERMSIG(status));
+		else
+			cardlog(&b.log, "card OS died: exit status %d", WEXITSTATUS(status));
+		post(&b, 0xee);
+		fw_state(&b, MIC_FW_CRASHED);
+		/* A crashed card stays down until the host resets it. */
+		for (;;)
+			pause();
+	}
+}

@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "host/card.h"
+#include "lib/image.h"
+#include "lib/log.h"
+
+/* FW_ERROR while a boot request is outstanding: lets the driver tell a
+ * refusal of this boot from a stale "ready". */
+#define FW_ERROR_PENDING 0xffffffffu
+
+static const char *const state_names[CARD__NSTATES] = {
+	[CARD_RESETTING] = "resetting",       [CARD_READY] = "ready",
+	[CARD_BOOTING] = "booting",           [CARD_ONLINE] = "online",
+	[CARD_SHUTTING_DOWN] = "shutting_down", [CARD_RESET_FAILED] = "reset_failed",
+	[CARD_LOST] = "lost",                 [CARD_SUSPENDED] = "suspended",
+};
+
+const char *card_state_name(enum card_state s)
+{
+	return s < CARD__NSTATES ? state_names[s] : "invalid";
+}
+
+int card_state_parse(const char *name)
+{
+	for (int i = 0; i < CARD__NSTATES; i++)
+		if (!strcmp(name, state_names[i]))
+			return i;
+	return -1;
+}
+
+static void set_state(struct mic_card *c, enum card_state s, const char *why)
+{
+	if (c->state == s)
+		return;
+	log_info("%s: %s -> %s%s%s", c->cfg.name, card_state_name(c->state), card_state_name(s),
+		 why ? ": " : "", why ? why : "");
+	c->state = s;
+	c->state_since_ns = now_ns();
+	if (c->on_change)
+		c->on_change(c->ctx, c);
+}
+
+static void arm_timer(struct mic_card *c, unsigned ms)
+{
+	struct itimerspec it = { 0 };
+	it.it_value.tv_sec = ms / 1000;
+	it.it_value.tv_nsec = (long)(ms % 1000) * 1000000;
+	timerfd_settime(c->timerfd, 0, &it, NULL);
+}
+
+static void disarm_timer(struct mic_card *c)
+{
+	arm_timer(c, 0);
+}
+
+static int watch(struct mic_card *c, int fd, struct card_src *src)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = src };
+	return epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void watch_fault(struct mic_card *c)
+{
+	c->fault_fd = mic_hw_fault_fd(c->hw);
+	if (c->fault_fd >= 0)
+		watch(c, c->fault_fd, &c->src_fault);
+}
+
+static void unwatch_fault(struct mic_card *c)
+{
+	if (c->fault_fd >= 0)
+		epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->fault_fd, NULL);
+	c->fault_fd = -1;
+}
+
+static void on_fw_event(struct mic_card *c)
+{
+	mic_irq_ack(c->v, MIC_DB_FW_STATE);
+	uint32_t fw = mic_spad_read(c->v, MIC_SPAD_FW_STATE);
+	uint32_t err = mic_spad_read(c->v, MIC_SPAD_FW_ERROR);
+	switch (fw) {
+	case MIC_FW_READY:
+		if (c->state == CARD_RESETTING) {
+			disarm_timer(c);
+			set_state(c, c->suspending ? CARD_SUSPENDED : CARD_READY, "firmware ready");
+			c->suspending = 0;
+		} else if (c->state == CARD_BOOTING && err != FW_ERROR_PENDING) {
+			disarm_timer(c);
+			snprintf(c->last_error, sizeof(c->last_error), "card refused the boot: %s",
+				 mic_boot_strerror(err));
+			set_state(c, CARD_READY, c->last_error);
+		} else if (c->state == CARD_SHUTTING_DOWN || c->state == CARD_ONLINE) {
+			disarm_timer(c);
+			set_state(c, c->suspending ? CARD_SUSPENDED : CARD_READY, "card OS halted");
+			c->suspending = 0;
+		}
+		break;
+	case MIC_FW_ONLINE:
+		if (c->state == CARD_BOOTING) {
+			disarm_timer(c);
+			c->last_boot_ms = (double)(now_ns() - c->boot_cmd_ns) / 1e6;
+			c->boots++;
+			char why[64];
+			snprintf(why, sizeof(why), "booted in %.1f ms", c->last_boot_ms);
+			set_state(c, CARD_ONLINE, why);
+		}
+		break;
+	case MIC_FW_HALTING:
+		if (c->state == CARD_ONLINE) {
+			arm_timer(c, c->dcfg->shutdown_timeout_ms);
+			set_state(c, CARD_SHUTTING_DOWN, "card OS halting on its own");
+		}
+		break;
+	case MIC_FW_CRASHED:
+		if (c->state != CARD_LOST && c->state != CARD_RESETTING) {
+			disarm_timer(c);
+			c->crashes++;
+			snprintf(c->last_error, sizeof(c->last_error), "card OS died (see micctl log %s)",
+				 c->cfg.name);
+			set_state(c, CARD_LOST, c->last_error);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void on_fault(struct mic_card *c)
+{
+	unwatch_fault(c);
+	mic_hw_reap(c->hw);
+	disarm_timer(c);
+	snprintf(c->last_error, sizeof(c->last_error), "card firmware stopped responding");
+	if (c->state != CARD_LOST)
+		set_state(c, CARD_LOST, c->last_error);
+}
+
+static void on_timer(struct mic_card *c)
+{
+	uint64_t n;
+	if (read(c->timerfd, &n, sizeof(n)) != sizeof(n))
+		return;
+	switch (c->state) {
+	case CARD_BOOTING:
+		snprintf(c->last_error, sizeof(c->last_error), "boot timed out after %u ms; card reset",
+			 c->dcfg->boot_timeout_ms);
+		log_warn("%s: %s", c->cfg.name, c->last_error);
+		card_reset(c);
+		break;
+	case CARD_SHUTTING_DOWN:
+		snprintf(c->last_error, sizeof(c->last_error),
+			 "card did not halt within %u ms; forced reset", c->dcfg->shutdown_timeout_ms);
+		log_warn("%s: %s", c->cfg.name, c->last_error);
+		card_reset(c);
+		break;
+	case CARD_RESETTING:
+		snprintf(c->last_error, sizeof(c->last_error),
+			 "firmware not ready %u ms after reset", c->dcfg->reset_timeout_ms);
+		c->suspending = 0;
+		set_state(c, CARD_RESET_FAILED, c->last_error);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Checks the function in config space is an X100, as a PCI driver's probe
+ * matches its ID table. */
+static int probe(struct mic_card *c, char *err, size_t errlen)
+{
+	uint16_t vid, did;
+	memcpy(&vid, c->v->config + MIC_CFG_VENDOR_ID, 2);
+	memcpy(&did, c->v->config + MIC_CFG_DEVICE_ID, 2);
+	if (vid != MIC_PCI_VENDOR_INTEL || did < MIC_PCI_DEVICE_X100_MIN || did > MIC_PCI_DEVICE_X100_MAX) {
+		snprintf(err, errlen, "%s: %04x:%04x is not an X100 card", c->cfg.name, vid, did);
+		return -1;
+	}
+	log_info("%s: X100 %04x:%04x, %llu MiB card memory, %llu MiB host window", c->cfg.name, vid,
+		 did, (unsigned long long)(c->v->aperture.size >> 20),
+		 (unsigned long long)(c->v->hostmem.size >> 20));
+	/* SMPT entry 0 maps the host memory registered for this card. */
+	mic_mmio_write32(c->v, MIC_SMPT(0), MIC_SMPT_ENTRY(MIC_HOSTMEM_BUS_BASE));
+	return 0;
+}
+
+int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cfg *cfg, int epfd,
+	      char *err, size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	c->cfg = *cfg;
+	if (!c->cfg.image[0])
+		snprintf(c->cfg.image, sizeof(c->cfg.image), "%s", d->image);
+	c->dcfg = d;
+	c->epfd = epfd;
+	c->fault_fd = -1;
+	c->state = CARD_RESETTING;
+	c->state_since_ns = now_ns();
+	c->src_irq = (struct card_src){ c, on_fw_event };
+	c->src_fault = (struct card_src){ c, on_fault };
+	c->src_timer = (struct card_src){ c, on_timer };
+	struct mic_hw_config hc = {
+		.name = cfg->name, .index = cfg->index, .device_id = MIC_PCI_DEVICE_X100_MIN,
+		.aperture_size = cfg->aperture_size, .hostmem_size = cfg->hostmem_size,
+		.bootstrap = d->bootstrap,
+	};
+	if (access(d->bootstrap, X_OK) < 0) {
+		snprintf(err, errlen, "%s: card bootstrap %s: %s", cfg->name, d->bootstrap, strerror(errno));
+		return -1;
+	}
+	int rc = mic_hw_create(&hc, &c->hw);
+	if (rc) {
+		snprintf(err, errlen, "%s: cannot create card: %s", cfg->name, strerror(-rc));
+		return -1;
+	}
+	c->v = mic_hw_host_view(c->hw);
+	c->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (c->timerfd < 0 || probe(c, err, errlen) ||
+	    watch(c, c->v->irq_fd[MIC_DB_FW_STATE], &c->src_irq) || watch(c, c->timerfd, &c->src_timer)) {
+		if (!err[0])
+			snprintf(err, errlen, "%s: %s", cfg->name, strerror(errno));
+		card_fini(c);
+		return -1;
+	}
+	if ((rc = mic_hw_power_on(c->hw))) {
+		snprintf(err, errlen, "%s: cannot start card firmware: %s", cfg->name, strerror(-rc));
+		card_fini(c);
+		return -1;
+	}
+	watch_fault(c);
+	arm_timer(c, d->reset_timeout_ms);
+	return 0;
+}
+
+void card_fini(struct mic_card *c)
+{
+	unwatch_fault(c);
+	if (c->timerfd >= 0 && c->timerfd != 0)
+		close(c->timerfd);
+	c->timerfd = -1;
+	mic_hw_destroy(c->hw); /* powers the card off: no card process survives */
+	c->hw = NULL;
+}
+
+int card_reset(struct mic_card *c)
+{
+	unwatch_fault(c);
+	int rc = mic_hw_reset(c->hw);
+	/* The reset cleared the register file: map the host window again. */
+	mic_mmio_write32(c->v, MIC_SMPT(0), MIC_SMPT_ENTRY(MIC_HOSTMEM_BUS_BASE));
+	if (rc) {
+		snprintf(c->last_error, sizeof(c->last_error), "reset failed: %s", strerror(-rc));
+		set_state(c, CARD_RESET_FAILED, c->last_error);
+		return -1;
+	}
+	watch_fault(c);
+	arm_timer(c, c->dcfg->reset_timeout_ms);
+	set_state(c, CARD_RESETTING, NULL);
+	return 0;
+}
+
+static int busy_error(struct mic_card *c, const char *what, char *err, size_t errlen)
+{
+	static const char *const hint[CARD__NSTATES] = {
+		[CARD_RESETTING] = "wait",
+		[CARD_READY] = "boot it first",
+		[CARD_BOOTING] = "wait or reset",
+		[CARD_ONLINE] = "shut it down first",
+		[CARD_SHUTTING_DOWN] = "wait or reset",
+		[CARD_RESET_FAILED] = "reset it",
+		[CARD_LOST] = "reset it",
+		[CARD_SUSPENDED] = "resume first",
+	};
+	snprintf(err, errlen, "%s is %s; %s (cannot %s)", c->cfg.name, card_state_name(c->state),
+		 hint[c->state], what);
+	return -1;
+}
+
+/* Downloads the image into card memory at MIC_IMAGE_ADDR. */
+static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t errlen)
+{
+	int fd = open(c->cfg.image, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "%s: image %s: %s", c->cfg.name, c->cfg.image, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	uint64_t room = c->v->aperture.size - MIC_IMAGE_ADDR;
+	if ((uint64_t)st.st_size > room || st.st_size == 0) {
+		snprintf(err, errlen, "%s: image %s is %lld bytes; card memory holds %llu", c->cfg.name,
+			 c->cfg.image, (long long)st.st_size, (unsigned long long)room);
+		close(fd);
+		return -1;
+	}
+	char *dst = mic_cardmem(c->v, MIC_IMAGE_ADDR, (uint64_t)st.st_size);
+	uint64_t done = 0;
+	while (done < (uint64_t)st.st_size) {
+		ssize_t n = pread(fd, dst + done, (size_t)st.st_size - done, (off_t)done);
+		if (n <= 0) {
+			snprintf(err, errlen, "%s: reading %s: %s", c->cfg.name, c->cfg.image,
+				 n ? strerror(errno) : "file shrank");
+			close(fd);
+			return -1;
+		}
+		done += (uint64_t)n;
+	}
+	close(fd);
+	*size = done;
+	return 0;
+}
+
+int card_boot(struct mic_card *c, char *err, size_t errlen)
+{
+	if (c->state != CARD_READY)
+		return busy_error(c, "boot", err, errlen);
+	c->boot_cmd_ns = now_ns();
+	uint64_t size;
+	if (download_image(c, &size, err, errlen))
+		return -1;
+	struct mic_bootparam bp;
+	memset(&bp, 0, sizeof(bp));
+	bp.magic = MIC_BOOTPARAM_MAGIC;
+	bp.version = MIC_BOOTPARAM_VERSION;
+	bp.image_addr = MIC_IMAGE_ADDR;
+	bp.image_size = size;
+	bp.log_addr = MIC_LOG_ADDR;
+	bp.log_size = MIC_LOG_SIZE;
+	bp.card_index = (uint32_t)c->cfg.index;
+	bp.mem_size = c->v->aperture.size;
+	bp.heap_addr = MIC_CARD_HEAP_ADDR;
+	snprintf(bp.name, sizeof(bp.name), "%s", c->cfg.name);
+	snprintf(bp.cmdline, sizeof(bp.cmdline), "%s", c->cfg.cmdline);
+	mic_bootparam_seal(&bp);
+	memcpy(mic_cardmem(c->v, MIC_BOOTPARAM_ADDR, sizeof(bp)), &bp, sizeof(bp));
+	c->last_error[0] = 0;
+	mic_spad_write(c->v, MIC_SPAD_HOST_CMD, MIC_CMD_NONE);
+	mic_spad_write(c->v, MIC_SPAD_FW_ERROR, FW_ERROR_PENDING);
+	mic_spad_write(c->v, MIC_SPAD_BOOTPARAM, (uint32_t)MIC_BOOTPARAM_ADDR);
+	arm_timer(c, c->dcfg->boot_timeout_ms);
+	set_state(c, CARD_BOOTING, NULL);
+	mic_doorbell_ring(c->v, MIC_DB_BOOT);
+	return 0;
+}
+
+int card_shutdown(struct mic_card *c, char *err, size_t errlen)
+{
+	if (c->state != CARD_ONLINE)
+		return busy_error(c, "shut down", err, errlen);
+	mic_spad_write(c->v, MIC_SPAD_HOST_CMD, MIC_CMD_SHUTDOWN);
+	arm_timer(c, c->dcfg->shutdown_timeout_ms);
+	set_state(c, CARD_SHUTTING_DOWN, NULL);
+	mic_doorbell_ring(c->v, MIC_DB_HOST_CMD);
+	return 0;
+}
+
+size_t card_read_log(const struct mic_card *c, char *buf, size_t len)
+{
+	/* Read once, check everything: the card writes this memory. */
+	struct mic_log *log = mic_cardmem(c->v, MIC_LOG_ADDR, MIC_LOG_SIZE);
+	if (!log || log->magic != MIC_LOG_MAGIC || log->size != MIC_LOG_SIZE - sizeof(*log))
+		return 0;
+	uint64_t head = __atomic_load_n(&log->head, __ATOMIC_ACQUIRE);
+	uint64_t size = log->size;
+	uint64_t n = head < size ? head : size;
+	if (n > len)
+		n = len;
+	uint64_t start = head - n;
+	for (uint64_t i = 0; i < n; i++)
+		buf[i] = log->data[(start + i) % size];
+	return (size_t)n;
+}
+
+unsigned card_post_code(const struct mic_card *c)
+{
+	return ((volatile uint8_t *)c->v->io.va)[MIC_IO_POST];
+}
+
+pid_t card_firmware_pid(const struct mic_card *c)
+{
+	return mic_hw_card_pid(c->hw);
+}

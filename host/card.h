@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The host driver for one card: probe, state machine, boot (image download
+ * and boot parameters), shutdown, reset, and the card OS log.  Everything is
+ * driven from micd's event loop: commands start a transition, interrupts and
+ * timers finish it.
+ */
+#ifndef MIC_HOST_CARD_H
+#define MIC_HOST_CARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "host/config.h"
+#include "hw/mic_hw.h"
+
+enum card_state {
+	CARD_RESETTING,
+	CARD_READY,
+	CARD_BOOTING,
+	CARD_ONLINE,
+	CARD_SHUTTING_DOWN,
+	CARD_RESET_FAILED,
+	CARD_LOST,
+	CARD_SUSPENDED,
+	CARD__NSTATES
+};
+
+const char *card_state_name(enum card_state s);
+/* -1 if unknown */
+int card_state_parse(const char *name);
+
+struct mic_card;
+
+/* An fd the card wants watched by the daemon's loop. */
+struct card_src {
+	struct mic_card *card;
+	void (*fn)(struct mic_card *card);
+};
+
+struct mic_card {
+	struct card_cfg cfg;
+	const struct micd_cfg *dcfg;
+	struct mic_hw *hw;
+	struct mic_hw_view *v;
+	int epfd;
+	int timerfd;
+	int fault_fd; /* registered pidfd of the firmware, -1 if none */
+	struct card_src src_irq, src_fault, src_timer;
+	enum card_state state;
+	uint64_t state_since_ns;
+	uint64_t boot_cmd_ns;
+	double last_boot_ms;
+	unsigned boots, crashes;
+	int suspending;   /* being shut down by an OSPM suspend */
+	int resume_boot;  /* boot again on resume */
+	char last_error[192];
+	/* called after every state change (the daemon answers waiters) */
+	void (*on_change)(void *ctx, struct mic_card *card);
+	void *ctx;
+};
+
+/* Creates the card's (simulated) PCIe function, probes it, powers it on. */
+int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cfg *cfg, int epfd,
+	      char *err, size_t errlen);
+void card_fini(struct mic_card *c);
+
+/* Commands.  Return 0 when the transition started, else -1 with a message
+ * for the user in err ("mic0 is booting; wait or reset"). */
+int card_boot(struct mic_card *c, char *err, size_t errlen);
+int card_shutdown(struct mic_card *c, char *err, size_t errlen);
+int card_reset(struct mic_card *c);
+
+/* Copies the card OS log (oldest first) into buf; returns its length. */
+size_t card_read_log(const struct mic_card *c, char *buf, size_t len);
+/* POST code the firmware last wrote in I/O space. */
+unsigned card_post_code(const struct mic_card *c);
+pid_t card_firmware_pid(const struct mic_card *c);
+
+#endif

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static void exe_dir(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	buf[n > 0 ? n : 0] = 0;
+	char *s = strrchr(buf, '/');
+	if (s)
+		*s = 0;
+}
+
+static void card_defaults(struct card_cfg *k, int index)
+{
+	memset(k, 0, sizeof(*k));
+	snprintf(k->name, sizeof(k->name), "mic%d", index);
+	k->index = index;
+	k->aperture_size = 512ull << 20;
+	k->hostmem_size = 64ull << 20;
+}
+
+void micd_cfg_set_cards(struct micd_cfg *c, int n)
+{
+	c->ncards = n;
+	for (int i = 0; i < n; i++)
+		card_defaults(&c->cards[i], i);
+}
+
+void micd_cfg_defaults(struct micd_cfg *c)
+{
+	char dir[PATH_MAX - 64];
+	memset(c, 0, sizeof(*c));
+	exe_dir(dir, sizeof(dir));
+	snprintf(c->rundir, sizeof(c->rundir), "/run/micstack");
+	snprintf(c->bootstrap, sizeof(c->bootstrap), "%s/mic-bootstrap", dir);
+	snprintf(c->image, sizeof(c->image), "%s/../images/card.img", dir);
+	c->boot_timeout_ms = 30000;
+	c->shutdown_timeout_ms = 5000;
+	c->reset_timeout_ms = 5000;
+	micd_cfg_set_cards(c, 1);
+}
+
+struct parse_ctx {
+	struct micd_cfg *c;
+	int explicit_cards; /* the file names cards: drop the default one */
+	char *err;
+	size_t errlen;
+};
+
+static int parse_bool(const char *v)
+{
+	return !strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on");
+}
+
+static int set_str(char *dst, size_t len, const char *v)
+{
+	if (strlen(v) >= len)
+		return 0;
+	snprintf(dst, len, "%s", v);
+	return 1;
+}
+
+static int parse_num(const char *v, unsigned long long *out)
+{
+	char *end;
+	*out = strtoull(v, &end, 0);
+	return end != v && *end == 0;
+}
+
+static int on_key(void *user, const char *section, const char *key, const char *val)
+{
+	struct parse_ctx *p = user;
+	struct micd_cfg *c = p->c;
+	unsigned long long n = 0;
+	if (!strcmp(section, "daemon")) {
+		if (!strcmp(key, "rundir"))
+			return set_str(c->rundir, sizeof(c->rundir), val);
+		if (!strcmp(key, "group"))
+			return set_str(c->group, sizeof(c->group), val);
+		if (!strcmp(key, "bootstrap"))
+			return set_str(c->bootstrap, sizeof(c->bootstrap), val);
+		if (!strcmp(key, "image"))
+			return set_str(c->image, sizeof(c->image), val);
+		if (!parse_num(val, &n) || n > 600000)
+			return 0;
+		if (!strcmp(key, "boot_timeout_ms"))
+			c->boot_timeout_ms = (unsigned)n;
+		else if (!strcmp(key, "shutdown_timeout_ms"))
+			c->shutdown_timeout_ms = (unsigned)n;
+		else if (!strcmp(key, "reset_timeout_ms"))
+			c->reset_timeout_ms = (unsigned)n;
+		else
+			return 0;
+		return 1;
+	}
+	if (strncmp(section, "mic", 3) || strlen(section) >= MIC_NAME_MAX)
+		return 0;
+	if (!p->explicit_cards) {
+		p->explicit_cards = 1;
+		c->ncards = 0;
+	}
+	struct card_cfg *k = NULL;
+	for (int i = 0; i < c->ncards; i++)
+		if (!strcmp(c->cards[i].name, section))
+			k = &c->cards[i];
+	if (!k) {
+		if (c->ncards == MICD_MAX_CARDS)
+			return 0;
+		k = &c->cards[c->ncards];
+		card_defaults(k, c->ncards);
+		snprintf(k->name, sizeof(k->name), "%s", section);
+		c->ncards++;
+	}
+	if (!strcmp(key, "image"))
+		return set_str(k->image, sizeof(k->image), val);
+	if (!strcmp(key, "cmdline"))
+		return set_str(k->cmdline, sizeof(k->cmdline), val);
+	if (!strcmp(key, "autoboot")) {
+		k->autoboot = parse_bool(val);
+		return 1;
+	}
+	if (!parse_num(val, &n))
+		return 0;
+	if (!strcmp(key, "aperture_mb") && n >= 256 && n <= 65536)
+		k->aperture_size = n << 20;
+	else if (!strcmp(key, "hostmem_mb") && n >= 16 && n <= 65536)
+		k->hostmem_size = n << 20;
+	else
+		return 0;
+	return 1;
+}
+
+int micd_cfg_load(struct micd_cfg *c, const char *path, char *err, size_t errlen)
+{
+	struct parse_ctx p = { .c = c, .err = err, .errlen = errlen };
+	int rc = ini_parse(path, on_key, &p);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot read", path);
+		return -1;
+	}
+	if (rc > 0) {
+		snprintf(err, errlen, "%s:%d: unknown key or bad value", path, rc);
+		return -1;
+	}
+	if (c->ncards == 0) {
+		snprintf(err, errlen, "%s: no card configured", path);
+		return -1;
+	}
+	return 0;
+}

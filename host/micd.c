@@ -1,0 +1,612 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * micd: the host daemon.  Runs the host driver of every configured card in
+ * one epoll loop and serves micctl on a unix socket in the run directory.
+ * A request is one line; the answer is "OK" or "ERR <exit code>" on the
+ * first line, then text, then the connection closes.  Requests that wait
+ * (boot, suspend, wait...) are answered when their condition is met.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "host/card.h"
+#include "host/config.h"
+#include "lib/log.h"
+
+enum wait_kind { W_STATE, W_BOOT, W_SHUTDOWN, W_RESET, W_SUSPEND, W_RESUME };
+
+struct waiter {
+	struct waiter *next;
+	int fd;
+	enum wait_kind kind;
+	struct mic_card *card; /* NULL for suspend/resume: all cards */
+	enum card_state target;
+	uint64_t deadline_ns;
+};
+
+struct micd {
+	struct micd_cfg cfg;
+	int epfd;
+	int listen_fd;
+	int sig_fd;
+	struct mic_card cards[MICD_MAX_CARDS];
+	int ncards;
+	struct waiter *waiters;
+	char sock_path[PATH_MAX + 16];
+	int quit;
+};
+
+/* epoll tags for the daemon's own fds (cards register struct card_src). */
+static char tag_listen, tag_signal;
+
+/* --- replies --- */
+
+struct reply {
+	char *buf;
+	size_t len, cap;
+};
+
+static void rprintf(struct reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rprintf(struct reply *r, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		va_start(ap, fmt);
+		int n = vsnprintf(r->buf ? r->buf + r->len : NULL, r->buf ? r->cap - r->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (r->buf && r->len + (size_t)n < r->cap) {
+			r->len += (size_t)n;
+			return;
+		}
+		size_t cap = r->cap ? r->cap * 2 : 4096;
+		while (cap < r->len + (size_t)n + 1)
+			cap *= 2;
+		char *b = realloc(r->buf, cap);
+		if (!b)
+			return;
+		r->buf = b;
+		r->cap = cap;
+	}
+}
+
+static void send_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return; /* client went away; nothing to do */
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void answer(int fd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void answer(int fd, int code, const char *fmt, ...)
+{
+	char buf[1024];
+	int n = code ? snprintf(buf, sizeof(buf), "ERR %d\n", code) : snprintf(buf, sizeof(buf), "OK\n");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	size_t len = strlen(buf);
+	if (len && buf[len - 1] != '\n' && len < sizeof(buf) - 1)
+		buf[len++] = '\n';
+	send_all(fd, buf, len);
+	close(fd);
+}
+
+/* --- status --- */
+
+static void status_text(struct micd *d, struct mic_card *only, struct reply *r)
+{
+	uint64_t now = now_ns();
+	for (int i = 0; i < d->ncards; i++) {
+		struct mic_card *c = &d->cards[i];
+		if (only && c != only)
+			continue;
+		rprintf(r, "%s: %s (%.1f s)", c->cfg.name, card_state_name(c->state),
+			(double)(now - c->state_since_ns) / 1e9);
+		if (c->state == CARD_ONLINE)
+			rprintf(r, ", booted in %.1f ms", c->last_boot_ms);
+		if (c->last_error[0])
+			rprintf(r, ", last error: %s", c->last_error);
+		rprintf(r, "\n");
+	}
+}
+
+static void json_str(struct reply *r, const char *s)
+{
+	rprintf(r, "\"");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			rprintf(r, "\\%c", ch);
+		else if (ch < 0x20)
+			rprintf(r, "\\u%04x", ch);
+		else
+			rprintf(r, "%c", ch);
+	}
+	rprintf(r, "\"");
+}
+
+static void status_json(struct micd *d, struct mic_card *only, struct reply *r)
+{
+	uint64_t now = now_ns();
+	int first = 1;
+	rprintf(r, "{\"cards\":[");
+	for (int i = 0; i < d->ncards; i++) {
+		struct mic_card *c = &d->cards[i];
+		if (only && c != only)
+			continue;
+		rprintf(r, "%s{\"name\":", first ? "" : ",");
+		first = 0;
+		json_str(r, c->cfg.name);
+		rprintf(r, ",\"state\":\"%s\",\"state_ms\":%.1f,\"boots\":%u,\"crashes\":%u,"
+			   "\"last_boot_ms\":%.3f,\"post\":%u,\"firmware_pid\":%d,\"last_error\":",
+			card_state_name(c->state), (double)(now - c->state_since_ns) / 1e6, c->boots,
+			c->crashes, c->last_boot_ms, card_post_code(c), (int)card_firmware_pid(c));
+		json_str(r, c->last_error);
+		rprintf(r, ",\"image\":");
+		json_str(r, c->cfg.image);
+		rprintf(r, "}");
+	}
+	rprintf(r, "]}\n");
+}
+
+/* --- waiters --- */
+
+/* Returns 1 done ok, -1 failed, 0 keep waiting. */
+static int waiter_check(struct micd *d, struct waiter *w)
+{
+	struct mic_card *c = w->card;
+	switch (w->kind) {
+	case W_STATE:
+		return c->state == w->target;
+	case W_BOOT:
+		return c->state == CARD_ONLINE ? 1 : c->state == CARD_BOOTING ? 0 : -1;
+	case W_SHUTDOWN:
+		return c->state == CARD_READY ? 1 :
+		       (c->state == CARD_SHUTTING_DOWN || c->state == CARD_RESETTING) ? 0 : -1;
+	case W_RESET:
+		return c->state == CARD_READY ? 1 : c->state == CARD_RESETTING ? 0 : -1;
+	case W_SUSPEND:
+	case W_RESUME:
+		for (int i = 0; i < d->ncards; i++) {
+			struct mic_card *k = &d->cards[i];
+			if (!k->resume_boot)
+				continue;
+			enum card_state want = w->kind == W_SUSPEND ? CARD_SUSPENDED : CARD_ONLINE;
+			int moving = w->kind == W_SUSPEND ?
+					     (k->state == CARD_SHUTTING_DOWN || k->state == CARD_RESETTING) :
+					     k->state == CARD_BOOTING;
+			if (k->state != want)
+				return moving ? 0 : -1;
+		}
+		return 1;
+	}
+	return -1;
+}
+
+static void waiter_finish(struct micd *d, struct waiter *w, int result)
+{
+	struct mic_card *c = w->card;
+	if (w->kind == W_SUSPEND || w->kind == W_RESUME) {
+		struct reply r = { 0 };
+		status_text(d, NULL, &r);
+		if (result > 0) {
+			answer(w->fd, 0, "%s%s", w->kind == W_SUSPEND ? "suspended\n" : "resumed\n",
+			       r.buf ? r.buf : "");
+			if (w->kind == W_RESUME)
+				for (int i = 0; i < d->ncards; i++)
+					d->cards[i].resume_boot = 0;
+		} else {
+			answer(w->fd, 1, "%s%s", result < 0 ? "some cards failed:\n" : "timed out:\n",
+			       r.buf ? r.buf : "");
+		}
+		free(r.buf);
+		return;
+	}
+	if (result > 0)
+		answer(w->fd, 0, "%s: %s", c->cfg.name, card_state_name(c->state));
+	else if (result < 0)
+		answer(w->fd, 1, "%s is %s%s%s", c->cfg.name, card_state_name(c->state),
+		       c->last_error[0] ? ": " : "", c->last_error);
+	else
+		answer(w->fd, 1, "timed out: %s is %s", c->cfg.name, card_state_name(c->state));
+}
+
+static void waiters_run(struct micd *d, int timed_out_only)
+{
+	uint64_t now = now_ns();
+	for (struct waiter **pp = &d->waiters; *pp;) {
+		struct waiter *w = *pp;
+		int res = timed_out_only ? 0 : waiter_check(d, w);
+		if (res == 0 && now < w->deadline_ns) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		waiter_finish(d, w, res);
+		free(w);
+	}
+}
+
+static void on_card_change(void *ctx, struct mic_card *c)
+{
+	(void)c;
+	waiters_run(ctx, 0);
+}
+
+static void add_waiter(struct micd *d, int fd, enum wait_kind k, struct mic_card *c,
+		       enum card_state target, unsigned timeout_ms)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (!w) {
+		answer(fd, 1, "out of memory");
+		return;
+	}
+	*w = (struct waiter){ .fd = fd, .kind = k, .card = c, .target = target,
+			      .deadline_ns = now_ns() + (uint64_t)timeout_ms * 1000000u };
+	int res = waiter_check(d, w);
+	if (res) {
+		waiter_finish(d, w, res);
+		free(w);
+		return;
+	}
+	w->next = d->waiters;
+	d->waiters = w;
+}
+
+static int next_timeout_ms(struct micd *d)
+{
+	if (!d->waiters)
+		return -1;
+	uint64_t now = now_ns(), min = UINT64_MAX;
+	for (struct waiter *w = d->waiters; w; w = w->next)
+		if (w->deadline_ns < min)
+			min = w->deadline_ns;
+	return min <= now ? 0 : (int)((min - now) / 1000000u) + 1;
+}
+
+/* --- commands --- */
+
+static struct mic_card *find_card(struct micd *d, const char *name)
+{
+	for (int i = 0; i < d->ncards; i++)
+		if (name && !strcmp(d->cards[i].cfg.name, name))
+			return &d->cards[i];
+	return NULL;
+}
+
+static void do_suspend(struct micd *d, int fd)
+{
+	char err[256];
+	for (int i = 0; i < d->ncards; i++) {
+		struct mic_card *c = &d->cards[i];
+		c->resume_boot = 0;
+		if (c->state == CARD_ONLINE) {
+			c->resume_boot = c->suspending = 1;
+			card_shutdown(c, err, sizeof(err));
+		} else if (c->state == CARD_BOOTING) {
+			c->resume_boot = c->suspending = 1;
+			card_reset(c);
+		}
+	}
+	log_info("OSPM suspend: shutting down the online cards");
+	add_waiter(d, fd, W_SUSPEND, NULL, 0, d->cfg.shutdown_timeout_ms + d->cfg.reset_timeout_ms + 2000);
+}
+
+static void do_resume(struct micd *d, int fd)
+{
+	char err[256];
+	log_info("OSPM resume: booting the cards that were online");
+	for (int i = 0; i < d->ncards; i++) {
+		struct mic_card *c = &d->cards[i];
+		if (c->state == CARD_SUSPENDED && c->resume_boot) {
+			c->state = CARD_READY; /* firmware has been waiting all along */
+			if (card_boot(c, err, sizeof(err)) < 0) {
+				log_err("%s", err);
+				snprintf(c->last_error, sizeof(c->last_error), "%.180s", err);
+			}
+		}
+	}
+	add_waiter(d, fd, W_RESUME, NULL, 0, d->cfg.boot_timeout_ms + 2000);
+}
+
+static void handle_request(struct micd *d, int fd, char *line)
+{
+	char *argv[8];
+	int argc = 0;
+	for (char *s = strtok(line, " \t\r\n"); s && argc < 8; s = strtok(NULL, " \t\r\n"))
+		argv[argc++] = s;
+	if (argc == 0)
+		return answer(fd, 2, "empty request");
+	const char *verb = argv[0];
+	struct mic_card *c = argc > 1 ? find_card(d, argv[1]) : NULL;
+	char err[256] = "";
+
+	if (!strcmp(verb, "ping"))
+		return answer(fd, 0, "micd %d", (int)getpid());
+	if (!strcmp(verb, "status") || !strcmp(verb, "status-json")) {
+		if (argc > 1 && !c)
+			return answer(fd, 4, "no card named '%s'", argv[1]);
+		struct reply r = { 0 };
+		if (verb[6])
+			status_json(d, c, &r);
+		else
+			status_text(d, c, &r);
+		send_all(fd, "OK\n", 3);
+		send_all(fd, r.buf ? r.buf : "", r.len);
+		free(r.buf);
+		close(fd);
+		return;
+	}
+	if (!strcmp(verb, "suspend"))
+		return do_suspend(d, fd);
+	if (!strcmp(verb, "resume"))
+		return do_resume(d, fd);
+	if (argc < 2)
+		return answer(fd, 2, "%s needs a card name", verb);
+	if (!c)
+		return answer(fd, 4, "no card named '%s'", argv[1]);
+	int wait = argc > 2 && !strcmp(argv[argc - 1], "wait");
+	if (!strcmp(verb, "boot")) {
+		if (card_boot(c, err, sizeof(err)) < 0)
+			return answer(fd, 1, "%s", err);
+		if (!wait)
+			return answer(fd, 0, "%s: booting", c->cfg.name);
+		return add_waiter(d, fd, W_BOOT, c, 0, d->cfg.boot_timeout_ms + 1000);
+	}
+	if (!strcmp(verb, "shutdown")) {
+		if (card_shutdown(c, err, sizeof(err)) < 0)
+			return answer(fd, 1, "%s", err);
+		if (!wait)
+			return answer(fd, 0, "%s: shutting_down", c->cfg.name);
+		return add_waiter(d, fd, W_SHUTDOWN, c, 0,
+				  d->cfg.shutdown_timeout_ms + d->cfg.reset_timeout_ms + 1000);
+	}
+	if (!strcmp(verb, "reset")) {
+		c->suspending = c->resume_boot = 0;
+		card_reset(c);
+		if (!wait)
+			return answer(fd, 0, "%s: resetting", c->cfg.name);
+		return add_waiter(d, fd, W_RESET, c, 0, d->cfg.reset_timeout_ms + 1000);
+	}
+	if (!strcmp(verb, "wait")) {
+		int st = argc > 2 ? card_state_parse(argv[2]) : -1;
+		long ms = argc > 3 ? strtol(argv[3], NULL, 10) : 10000;
+		if (st < 0)
+			return answer(fd, 2, "unknown state '%s'", argc > 2 ? argv[2] : "");
+		return add_waiter(d, fd, W_STATE, c, (enum card_state)st, ms < 0 ? 0 : (unsigned)ms);
+	}
+	if (!strcmp(verb, "log")) {
+		char *buf = malloc(MIC_LOG_SIZE);
+		size_t n = buf ? card_read_log(c, buf, MIC_LOG_SIZE) : 0;
+		send_all(fd, "OK\n", 3);
+		send_all(fd, buf, n);
+		free(buf);
+		close(fd);
+		return;
+	}
+	answer(fd, 2, "unknown request '%s'", verb);
+}
+
+static void on_client(struct micd *d)
+{
+	int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	/* Requests are one short line; a slow client must not stall the
+	 * daemon, so reading is bounded. */
+	struct timeval tv = { .tv_sec = 1 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	char line[512];
+	size_t len = 0;
+	while (len < sizeof(line) - 1) {
+		ssize_t n = recv(fd, line + len, sizeof(line) - 1 - len, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (memchr(line, '\n', len))
+			break;
+	}
+	line[len] = 0;
+	if (!len) {
+		close(fd);
+		return;
+	}
+	handle_request(d, fd, line);
+}
+
+/* --- setup --- */
+
+static int open_control_socket(struct micd *d)
+{
+	mkdir(d->cfg.rundir, 0755);
+	snprintf(d->sock_path, sizeof(d->sock_path), "%s/micd.sock", d->cfg.rundir);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(d->sock_path) >= sizeof(sa.sun_path)) {
+		log_err("run directory path too long: %s", d->cfg.rundir);
+		return -1;
+	}
+	strcpy(sa.sun_path, d->sock_path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		log_err("another micd is running on %s", d->sock_path);
+		close(fd);
+		d->sock_path[0] = 0;
+		return -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	unlink(d->sock_path);
+	d->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (d->listen_fd < 0 || bind(d->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(d->listen_fd, 64) < 0) {
+		log_err("control socket %s: %s", d->sock_path, strerror(errno));
+		return -1;
+	}
+	/* Root always; members of the configured group too. */
+	mode_t mode = 0600;
+	if (d->cfg.group[0]) {
+		struct group *g = getgrnam(d->cfg.group);
+		if (!g) {
+			log_err("group '%s' does not exist", d->cfg.group);
+			return -1;
+		}
+		if (chown(d->sock_path, 0, g->gr_gid) < 0)
+			log_warn("chown %s: %s", d->sock_path, strerror(errno));
+		mode = 0660;
+	}
+	chmod(d->sock_path, mode);
+	return 0;
+}
+
+static int watch_ptr(struct micd *d, int fd, void *tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
+	return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: micd [--config FILE] [--rundir DIR] [--cards N] [--image FILE] [-v]\n"
+			"  --config FILE  cards and settings (default: one card mic0)\n"
+			"  --rundir DIR   control socket and per-card links (default /run/micstack,\n"
+			"                 or $MIC_RUNDIR)\n"
+			"  --cards N      N default cards mic0..micN-1 (1..8)\n"
+			"  --image FILE   card OS image for cards that name none\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' }, { "rundir", required_argument, NULL, 'r' },
+		{ "cards", required_argument, NULL, 'n' },  { "image", required_argument, NULL, 'i' },
+		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	static struct micd d; /* large; lives for the whole process */
+	micd_cfg_defaults(&d.cfg);
+	const char *config = NULL, *rundir = getenv("MIC_RUNDIR"), *image = NULL;
+	int ncards = 0, verbose = 0, o;
+	while ((o = getopt_long(argc, argv, "c:r:n:i:vh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': config = optarg; break;
+		case 'r': rundir = optarg; break;
+		case 'n': ncards = atoi(optarg); break;
+		case 'i': image = optarg; break;
+		case 'v': verbose = 1; break;
+		default: usage();
+		}
+	}
+	log_init("micd", verbose ? LOG_DEBUG : LOG_INFO);
+	char err[512] = "";
+	if (config && micd_cfg_load(&d.cfg, config, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	if (ncards) {
+		if (ncards < 1 || ncards > MICD_MAX_CARDS) {
+			log_err("--cards must be 1..%d", MICD_MAX_CARDS);
+			return 2;
+		}
+		micd_cfg_set_cards(&d.cfg, ncards);
+	}
+	if (rundir)
+		snprintf(d.cfg.rundir, sizeof(d.cfg.rundir), "%s", rundir);
+	if (image)
+		snprintf(d.cfg.image, sizeof(d.cfg.image), "%s", image);
+	if (geteuid() != 0) {
+		log_err("micd needs root (namespaces for the card OS)");
+		return 1;
+	}
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d.sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	d.epfd = epoll_create1(EPOLL_CLOEXEC);
+	d.listen_fd = -1;
+	int rc = 1;
+	if (d.sig_fd < 0 || d.epfd < 0 || open_control_socket(&d) < 0 ||
+	    watch_ptr(&d, d.listen_fd, &tag_listen) || watch_ptr(&d, d.sig_fd, &tag_signal))
+		goto out;
+	for (int i = 0; i < d.cfg.ncards; i++) {
+		struct mic_card *c = &d.cards[i];
+		err[0] = 0;
+		if (card_init(c, &d.cfg, &d.cfg.cards[i], d.epfd, err, sizeof(err)) < 0) {
+			log_err("%s", err);
+			goto out;
+		}
+		c->on_change = on_card_change;
+		c->ctx = &d;
+		d.ncards++;
+	}
+	log_info("ready: %d card%s, control socket %s", d.ncards, d.ncards == 1 ? "" : "s",
+		 d.sock_path);
+	while (!d.quit) {
+		struct epoll_event ev[16];
+		int n = epoll_wait(d.epfd, ev, 16, next_timeout_ms(&d));
+		for (int i = 0; i < n; i++) {
+			void *tag = ev[i].data.ptr;
+			if (tag == &tag_listen) {
+				on_client(&d);
+			} else if (tag == &tag_signal) {
+				struct signalfd_siginfo si;
+				while (read(d.sig_fd, &si, sizeof(si)) == sizeof(si))
+					d.quit = 1;
+			} else {
+				struct card_src *s = tag;
+				s->fn(s->card);
+			}
+		}
+		waiters_run(&d, 0);
+		/* autoboot cards as soon as their firmware is ready, once */
+		for (int i = 0; i < d.ncards; i++) {
+			struct mic_card *c = &d.cards[i];
+			if (c->cfg.autoboot && c->state == CARD_READY && c->boots == 0 &&
+			    !c->last_error[0]) {
+				if (card_boot(c, err, sizeof(err)) < 0)
+					log_err("%s", err);
+			}
+		}
+	}
+	log_info("stopping: powering the cards off");
+	rc = 0;
+out:
+	while (d.waiters) {
+		struct waiter *w = d.waiters;
+		d.waiters = w->next;
+		answer(w->fd, 1, "micd is stopping");
+		free(w);
+	}
+	for (int i = 0; i < d.ncards; i++)
+		card_fini(&d.cards[i]);
+	if (d.sock_path[0])
+		unlink(d.sock_path);
+	if (d.listen_fd >= 0)
+		close(d.listen_fd);
+	return rc;
+}

@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mic-mkimage: builds a card OS image (struct mic_image_hdr + a tar archive
+ * of a root tree).
+ *
+ *   mic-mkimage -o card.img [--init /sbin/mic-card] [DIR]...
+ *   mic-mkimage -o card.img --default [--runtime PATH] [--busybox PATH]
+ *   mic-mkimage --check card.img
+ *
+ * --default builds the standard image: busybox with its applet links, the
+ * card runtime as init, and the shared libraries the runtime needs (found
+ * with ldd, so a sanitizer build of the runtime carries its runtime too).
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/image.h"
+
+struct membuf {
+	char *data;
+	size_t len, cap;
+};
+
+struct builder {
+	struct archive *ar;
+	struct membuf out;
+	unsigned files;
+	/* paths already in the archive, so duplicates (libs) are skipped */
+	char **seen;
+	size_t nseen, capseen;
+};
+
+static la_ssize_t mem_write(struct archive *a, void *ctx, const void *buf, size_t n)
+{
+	(void)a;
+	struct membuf *m = ctx;
+	if (m->len + n > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 1 << 20;
+		while (cap < m->len + n)
+			cap *= 2;
+		char *d = realloc(m->data, cap);
+		if (!d)
+			return -1;
+		m->data = d;
+		m->cap = cap;
+	}
+	memcpy(m->data + m->len, buf, n);
+	m->len += n;
+	return (la_ssize_t)n;
+}
+
+static int seen(struct builder *b, const char *path)
+{
+	for (size_t i = 0; i < b->nseen; i++)
+		if (!strcmp(b->seen[i], path))
+			return 1;
+	if (b->nseen == b->capseen) {
+		b->capseen = b->capseen ? 2 * b->capseen : 64;
+		b->seen = realloc(b->seen, b->capseen * sizeof(*b->seen));
+		if (!b->seen) {
+			perror("mic-mkimage");
+			exit(1);
+		}
+	}
+	b->seen[b->nseen++] = strdup(path);
+	return 0;
+}
+
+static int add_entry(struct builder *b, const char *dst, mode_t mode, const char *link,
+		     const void *data, size_t size)
+{
+	if (seen(b, dst))
+		return 0;
+	struct archive_entry *e = archive_entry_new();
+	archive_entry_set_pathname(e, dst[0] == '/' ? dst + 1 : dst);
+	archive_entry_set_mode(e, mode);
+	archive_entry_set_uid(e, 0);
+	archive_entry_set_gid(e, 0);
+	if (link)
+		archive_entry_set_symlink(e, link);
+	archive_entry_set_size(e, S_ISREG(mode) ? (la_int64_t)size : 0);
+	int rc = archive_write_header(b->ar, e);
+	if (rc == ARCHIVE_OK && S_ISREG(mode) && size &&
+	    archive_write_data(b->ar, data, size) != (la_ssize_t)size)
+		rc = ARCHIVE_FATAL;
+	archive_entry_free(e);
+	if (rc != ARCHIVE_OK) {
+		fprintf(stderr, "mic-mkimage: %s: %s\n", dst, archive_error_string(b->ar));
+		return -1;
+	}
+	b->files++;
+	return 0;
+}
+
+static int add_dir(struct builder *b, const char *dst)
+{
+	return add_entry(b, dst, S_IFDIR | 0755, NULL, NULL, 0);
+}
+
+/* Adds the file at src (following symlinks) as dst. */
+static int add_file(struct builder *b, const char *src, const char *dst)
+{
+	int fd = open(src, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "mic-mkimage: %s: %s\n", src, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	void *p = NULL;
+	if (st.st_size > 0) {
+		p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (p == MAP_FAILED) {
+			fprintf(stderr, "mic-mkimage: %s: %s\n", src, strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
+	close(fd);
+	int rc = add_entry(b, dst, S_IFREG | (st.st_mode & 07777), NULL, p, (size_t)st.st_size);
+	if (p)
+		munmap(p, (size_t)st.st_size);
+	return rc;
+}
+
+/* Adds every parent directory of path (not path itself). */
+static int add_parents(struct builder *b, const char *path)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *s = strchr(tmp + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = 0;
+		if (add_dir(b, tmp))
+			return -1;
+		*s = '/';
+	}
+	return 0;
+}
+
+/* Recursively adds the tree at src under dst. */
+static int add_tree(struct builder *b, const char *src, const char *dst)
+{
+	DIR *d = opendir(src);
+	if (!d) {
+		fprintf(stderr, "mic-mkimage: %s: %s\n", src, strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	struct dirent *de;
+	while (!rc && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char s[PATH_MAX], t[PATH_MAX];
+		snprintf(s, sizeof(s), "%s/%s", src, de->d_name);
+		snprintf(t, sizeof(t), "%s/%s", dst, de->d_name);
+		struct stat st;
+		if (lstat(s, &st) < 0) {
+			rc = -1;
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			rc = add_entry(b, t, S_IFDIR | (st.st_mode & 07777), NULL, NULL, 0);
+			if (!rc)
+				rc = add_tree(b, s, t);
+		} else if (S_ISLNK(st.st_mode)) {
+			char l[PATH_MAX];
+			ssize_t n = readlink(s, l, sizeof(l) - 1);
+			if (n < 0) {
+				rc = -1;
+				break;
+			}
+			l[n] = 0;
+			rc = add_entry(b, t, S_IFLNK | 0777, l, NULL, 0);
+		} else if (S_ISREG(st.st_mode)) {
+			rc = add_file(b, s, t);
+		} /* devices, fifos and sockets have no place in an image */
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Adds the shared libraries and loader an ELF file needs, at their paths. */
+static int add_libs(struct builder *b, const char *elf)
+{
+	char cmd[PATH_MAX + 32], line[1024];
+	snprintf(cmd, sizeof(cmd), "ldd '%s' 2>/dev/null", elf);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	int rc = 0;
+	while (!rc && fgets(line, sizeof(line), p)) {
+		/* "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+		 * "/lib64/ld-linux-x86-64.so.2 (0x...)" */
+		char *path = strstr(line, "=> ");
+		path = path ? path + 3 : line;
+		while (*path == ' ' || *path == '\t')
+			path++;
+		if (*path != '/')
+			continue;
+		char *end = strchr(path, ' ');
+		if (end)
+			*end = 0;
+		if (!add_parents(b, path))
+			rc = add_file(b, path, path);
+		else
+			rc = -1;
+	}
+	pclose(p);
+	return rc;
+}
+
+static void exe_dir(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	buf[n > 0 ? n : 0] = 0;
+	char *s = strrchr(buf, '/');
+	if (s)
+		*s = 0;
+}
+
+static int add_default_tree(struct builder *b, const char *runtime, const char *busybox)
+{
+	static const char *const dirs[] = { "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/etc",
+					    "/proc", "/sys", "/dev", "/tmp", "/root", "/mnt", "/var",
+					    "/run" };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (add_dir(b, dirs[i]))
+			return -1;
+	if (add_file(b, busybox, "/bin/busybox"))
+		return -1;
+	char cmd[PATH_MAX + 16], applet[128];
+	snprintf(cmd, sizeof(cmd), "'%s' --list-full", busybox);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (fgets(applet, sizeof(applet), p)) {
+		applet[strcspn(applet, "\n")] = 0;
+		char dst[160];
+		snprintf(dst, sizeof(dst), "/%s", applet);
+		if (applet[0] && strcmp(dst, "/bin/busybox") &&
+		    add_entry(b, dst, S_IFLNK | 0777, "/bin/busybox", NULL, 0)) {
+			pclose(p);
+			return -1;
+		}
+	}
+	if (pclose(p) != 0) {
+		fprintf(stderr, "mic-mkimage: %s does not list its applets\n", busybox);
+		return -1;
+	}
+	static const char passwd[] = "root:x:0:0:root:/root:/bin/sh\n";
+	static const char group[] = "root:x:0:\n";
+	if (add_entry(b, "/etc/passwd", S_IFREG | 0644, NULL, passwd, sizeof(passwd) - 1) ||
+	    add_entry(b, "/etc/group", S_IFREG | 0644, NULL, group, sizeof(group) - 1))
+		return -1;
+	if (add_file(b, runtime, "/sbin/mic-card"))
+		return -1;
+	return add_libs(b, runtime);
+}
+
+static int check_image(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "mic-mkimage: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	void *p = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	close(fd);
+	if (p == MAP_FAILED) {
+		perror("mic-mkimage: mmap");
+		return 1;
+	}
+	enum mic_boot_err e = mic_image_check(p, (uint64_t)st.st_size);
+	if (e) {
+		fprintf(stderr, "mic-mkimage: %s: %s\n", path, mic_boot_strerror(e));
+		return 1;
+	}
+	const struct mic_image_hdr *h = p;
+	printf("%s: card OS image v%u, payload %llu bytes, init %s\n", path, h->version,
+	       (unsigned long long)h->payload_size, h->init);
+	munmap(p, (size_t)st.st_size);
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: mic-mkimage -o OUT [--init PATH] DIR...\n"
+		"       mic-mkimage -o OUT --default [--runtime PATH] [--busybox PATH] [DIR...]\n"
+		"       mic-mkimage --check IMAGE\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' }, { "init", required_argument, NULL, 'i' },
+		{ "default", no_argument, NULL, 'd' },      { "runtime", required_argument, NULL, 'r' },
+		{ "busybox", required_argument, NULL, 'b' }, { "check", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },          { 0 }
+	};
+	const char *out = NULL, *init = NULL, *busybox = "/bin/busybox";
+	char runtime[PATH_MAX] = "";
+	int deflt = 0, c;
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'i': init = optarg; break;
+		case 'd': deflt = 1; break;
+		case 'r': snprintf(runtime, sizeof(runtime), "%s", optarg); break;
+		case 'b': busybox = optarg; break;
+		case 'c': return check_image(optarg);
+		default: usage();
+		}
+	}
+	if (!out || (!deflt && optind == argc))
+		usage();
+	if (!init)
+		init = deflt ? "/sbin/mic-card" : "/sbin/init";
+	if (strlen(init) >= MIC_IMAGE_INIT_MAX || init[0] != '/') {
+		fprintf(stderr, "mic-mkimage: init must be an absolute path under %d bytes\n",
+			MIC_IMAGE_INIT_MAX);
+		return 2;
+	}
+	if (deflt && !runtime[0]) {
+		exe_dir(runtime, sizeof(runtime) - 16);
+		strcat(runtime, "/mic-card");
+	}
+
+	struct builder b = { 0 };
+	b.ar = archive_write_new();
+	archive_write_set_format_pax_restricted(b.ar);
+	archive_write_set_bytes_in_last_block(b.ar, 1);
+	if (archive_write_open(b.ar, &b.out, NULL, mem_write, NULL) != ARCHIVE_OK) {
+		fprintf(stderr, "mic-mkimage: %s\n", archive_error_string(b.ar));
+		return 1;
+	}
+	int rc = deflt ? add_default_tree(&b, runtime, busybox) : 0;
+	for (int i = optind; !rc && i < argc; i++)
+		rc = add_tree(&b, argv[i], "");
+	if (archive_write_close(b.ar) != ARCHIVE_OK)
+		rc = -1;
+	archive_write_free(b.ar);
+	if (rc) {
+		fprintf(stderr, "mic-mkimage: image not written\n");
+		return 1;
+	}
+
+	struct mic_image_hdr h;
+	memset(&h, 0, sizeof(h));
+	h.magic = MIC_IMAGE_MAGIC;
+	h.version = MIC_IMAGE_VERSION;
+	h.hdr_size = sizeof(h);
+	h.payload_size = b.out.len;
+	snprintf(h.init, sizeof(h.init), "%s", init);
+	mic_image_seal(&h, b.out.data);
+
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", out);
+	FILE *f = fopen(tmp, "wb");
+	if (!f || fwrite(&h, sizeof(h), 1, f) != 1 || fwrite(b.out.data, 1, b.out.len, f) != b.out.len ||
+	    fclose(f) != 0 || rename(tmp, out) < 0) {
+		fprintf(stderr, "mic-mkimage: %s: %s\n", out, strerror(errno));
+		unlink(tmp);
+		return 1;
+	}
+	printf("mic-mkimage: %s: %u entries, %zu bytes, init %s\n", out, b.files,
+	       b.out.len + sizeof(h), init);
+	for (size_t i = 0; i < b.nseen; i++)
+		free(b.seen[i]);
+	free(b.seen);
+	free(b.out.data);
+	return 0;
+}
