@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host side of virtio over PCIe: what the original host driver's "Virtio
+ * over PCIe IOCTLs" did, as a library for the host daemon's backends.
+ *
+ *  - builds the device page in the card's host memory pool and publishes
+ *    its card address (scratchpads MIC_SPAD_DP_LO/HI, SMPT entry 0);
+ *  - adds devices from a template (vrings allocated in the same pool),
+ *    removes them, finds them by type;
+ *  - walks the next available chain of a vring, copies between the chain's
+ *    card-memory buffers and the caller's iovecs (CPU memcpy or a pluggable
+ *    copy hook, e.g. DMA), completes it in the used ring and signals the
+ *    card honouring notification suppression / EVENT_IDX;
+ *  - config change, card-requested and host-initiated device reset.
+ *
+ * Trust: everything the card can write (rings, device page fields it owns
+ * or does not own) is read once, validated, and never dereferenced
+ * unchecked.  A card that misbehaves breaks only its own device: the device
+ * is marked broken with a reason and every queue operation on it returns
+ * -EIO until it is reset.  The host keeps its own copy of every field it
+ * wrote (type, counts, ring sizes and addresses) and never reads them back.
+ *
+ * Not thread-safe: one thread per device (the daemon's model), or external
+ * locking.  Different devices of one card may be served by different
+ * threads except for add/remove/find, which touch the shared page layout.
+ */
+#ifndef MIC_VOP_HOST_H
+#define MIC_VOP_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+
+#include "hw/mic_hw.h"
+#include "mic/devpage.h"
+
+/* Bytes of each feature bitmap in the device page: 64 feature bits, since
+ * virtio 1.x needs VIRTIO_F_VERSION_1 (bit 32). */
+#define MIC_VOP_FEATURE_LEN 8
+
+/* Transport features this library implements.  Templates OR them into
+ * their device features; any other transport bit is dropped. */
+#define MIC_VOP_TRANSPORT_FEATURES                                                    \
+	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |       \
+	 (1ull << VIRTIO_RING_F_EVENT_IDX))
+
+#define MIC_VOP_MAX_SEGS      256          /* segments of one chain, indirect included */
+#define MIC_VOP_MAX_INDIRECT  256          /* entries of one indirect table */
+#define MIC_VOP_DEF_MAX_CHAIN (4u << 20)   /* default bound of a chain's total length */
+#define MIC_VOP_REASON_MAX    128
+
+struct mic_vop_host;
+struct mic_vop_host_dev;
+
+enum mic_vop_dir { MIC_VOP_CARD_TO_HOST = 0, MIC_VOP_HOST_TO_CARD = 1 };
+
+/*
+ * Copy hook: moves len bytes between card memory (card_addr, mapped at
+ * card_ptr, already validated) and host_buf.  Returns 0 when done, > 0 to
+ * let the library fall back to memcpy (e.g. small or unaligned pieces, or
+ * a buffer the DMA engine cannot reach), < 0 (negative errno) on failure.
+ */
+typedef int (*mic_vop_copy_fn)(void *ctx, enum mic_vop_dir dir, uint64_t card_addr,
+			       void *card_ptr, void *host_buf, size_t len);
+
+struct mic_vop_dev_template {
+	int8_t type;                        /* VIRTIO_ID_* (> 0) */
+	uint8_t num_vq;                     /* 1..MIC_MAX_VRINGS */
+	uint16_t vq_num[MIC_MAX_VRINGS];    /* power of two, <= 128 */
+	uint64_t features;                  /* device | MIC_VOP_TRANSPORT_FEATURES subset */
+	uint8_t config_len;
+	const void *config;                 /* config_len bytes, or NULL for zeros */
+};
+
+/* One segment of a validated chain: ptr is the host mapping of
+ * [addr, addr + len) in card memory. */
+struct mic_vop_seg {
+	uint64_t addr;
+	uint32_t len;
+	uint32_t write;                     /* device-writable (host -> card) */
+	void *ptr;
+};
+
+/* A chain taken from a vring, snapshotted after validation: the card may
+ * rewrite its descriptors afterwards, the host only uses this copy. */
+struct mic_vop_chain {
+	uint16_t vq;
+	uint16_t head;                      /* id to put in the used ring */
+	uint16_t nseg;
+	uint16_t nread;                     /* seg[0..nread) readable, the rest writable */
+	uint32_t read_len, write_len;       /* totals */
+	uint32_t read_done, write_done;     /* cursors: bytes pulled / pushed so far */
+	struct mic_vop_seg seg[MIC_VOP_MAX_SEGS];
+};
+
+/* --- per card --- */
+
+/*
+ * Takes [pool_off, pool_off + pool_size) of v->hostmem for the device page
+ * (first 4 KiB) and vrings, builds an empty page and publishes it
+ * (mic_vop_host_publish).  v must be the host view.
+ */
+int mic_vop_host_create(struct mic_hw_view *v, uint64_t pool_off, uint64_t pool_size,
+			struct mic_vop_host **out);
+void mic_vop_host_destroy(struct mic_vop_host *h);
+/* Programs SMPT entry 0 to the host pool and writes the page's card
+ * address into MIC_SPAD_DP_LO/HI.  Call again after a function-level reset,
+ * which clears the register file. */
+void mic_vop_host_publish(struct mic_vop_host *h);
+uint64_t mic_vop_host_dp_card_addr(const struct mic_vop_host *h);
+void *mic_vop_host_dp(const struct mic_vop_host *h);   /* the page, for inspection */
+
+/* Adds a device: writes its block (type last, so the card never sees half
+ * of it) and allocates its vrings.  -EINVAL bad template, -ENOSPC page or
+ * pool full.  The card learns of it on its next scan (the caller rings
+ * MIC_DB_CONFIG if the card already runs: mic_vop_host_notify_config). */
+int mic_vop_host_add_device(struct mic_vop_host *h, const struct mic_vop_dev_template *t,
+			    struct mic_vop_host_dev **out);
+/* Removes a device: asks the card (config_change = DEV_REMOVE + config
+ * doorbell), waits up to timeout_ms for its guest_ack, then marks the
+ * block removed and frees the vrings whatever the card did.  Returns 0, or
+ * -ETIMEDOUT if the card did not acknowledge (device removed anyway). */
+int mic_vop_host_remove_device(struct mic_vop_host *h, struct mic_vop_host_dev *d,
+			       int timeout_ms);
+/* nth device (0-based) of a type, or NULL. */
+struct mic_vop_host_dev *mic_vop_host_find(struct mic_vop_host *h, int8_t type, unsigned nth);
+/* Rings the card's config doorbell (new devices, config changes). */
+void mic_vop_host_notify_config(struct mic_vop_host *h);
+
+/* --- per device --- */
+
+int8_t mic_vop_host_dev_type(const struct mic_vop_host_dev *d);
+/* Host interrupt line (= doorbell number) the card rings for this device:
+ * wait on v->irq_fd[n], then mic_irq_ack(v, n).  Several devices may share
+ * a line when there are more devices than doorbells. */
+unsigned mic_vop_host_dev_c2h_db(const struct mic_vop_host_dev *d);
+size_t mic_vop_host_dev_offset(const struct mic_vop_host_dev *d); /* block offset in the page */
+
+/* Events reported by mic_vop_host_dev_poll. */
+#define MIC_VOP_EV_READY  0x1  /* the card set DRIVER_OK: features latched */
+#define MIC_VOP_EV_RESET  0x2  /* the card asked for a reset; done and acked */
+#define MIC_VOP_EV_BROKEN 0x4  /* the device is broken (see dev_broken) */
+/* Handles the card's control requests (reset, DRIVER_OK, used-ring move)
+ * and checks that the card left the host's fields alone.  Call it when the
+ * device's doorbell fires, before serving its queues. */
+int mic_vop_host_dev_poll(struct mic_vop_host_dev *d);
+/* DRIVER_OK seen and guest features validated (calls dev_poll's latch). */
+bool mic_vop_host_dev_ready(struct mic_vop_host_dev *d);
+uint64_t mic_vop_host_dev_features(const struct mic_vop_host_dev *d); /* negotiated */
+bool mic_vop_host_dev_broken(const struct mic_vop_host_dev *d, const char **reason);
+/* Host-initiated reset: forgets the card's driver state, zeroes the rings,
+ * clears "broken".  The card must negotiate again. */
+void mic_vop_host_dev_reset(struct mic_vop_host_dev *d);
+/* Writes new config-space bytes (len <= template's config_len), sets
+ * config_change and rings the card's config doorbell; then waits up to
+ * timeout_ms for guest_ack (0: do not wait; use _config_wait later).
+ * Returns 0 when acknowledged, -ETIMEDOUT, -EINVAL. */
+int mic_vop_host_dev_config_change(struct mic_vop_host_dev *d, const void *cfg, size_t len,
+				   int timeout_ms);
+int mic_vop_host_dev_config_wait(struct mic_vop_host_dev *d, int timeout_ms);
+void mic_vop_host_dev_set_copy(struct mic_vop_host_dev *d, mic_vop_copy_fn fn, void *ctx);
+void mic_vop_host_dev_set_max_chain(struct mic_vop_host_dev *d, uint32_t bytes);
+
+/* --- virtqueues --- */
+
+/*
+ * Takes the next available chain of vring vq.  Returns 1 (chain in *c), 0
+ * (none; notifications re-armed unless disabled, so the card's next add
+ * rings the doorbell), -EIO (device broken, possibly just now), -ENODEV (not
+ * ready), -EINVAL (vq out of range).
+ */
+int mic_vop_host_vq_get(struct mic_vop_host_dev *d, unsigned vq, struct mic_vop_chain *c);
+/* Copies the chain's next readable bytes (card -> host) into iov.  Returns
+ * bytes copied (0 when everything was read), or a negative errno. */
+ssize_t mic_vop_host_chain_pull(struct mic_vop_host_dev *d, struct mic_vop_chain *c,
+				const struct iovec *iov, int iovcnt);
+/* Copies iov into the chain's next writable bytes (host -> card).  Returns
+ * bytes copied (short when the chain is full), or a negative errno. */
+ssize_t mic_vop_host_chain_push(struct mic_vop_host_dev *d, struct mic_vop_chain *c,
+				const struct iovec *iov, int iovcnt);
+/* Completes the chain in the used ring with len = c->write_done.  Does not
+ * signal: call vq_notify after a batch. */
+int mic_vop_host_vq_put(struct mic_vop_host_dev *d, const struct mic_vop_chain *c);
+/* Rings the card's h2c doorbell if it wants an interrupt (EVENT_IDX
+ * used_event, or VRING_AVAIL_F_NO_INTERRUPT).  Returns 1 if rung. */
+int mic_vop_host_vq_notify(struct mic_vop_host_dev *d, unsigned vq);
+/* Stops / restarts the card's kicks for this vring while the host polls.
+ * enable returns true if buffers arrived while disabled (poll again). */
+void mic_vop_host_vq_disable_notify(struct mic_vop_host_dev *d, unsigned vq);
+bool mic_vop_host_vq_enable_notify(struct mic_vop_host_dev *d, unsigned vq);
+
+/*
+ * The original COPY_DESC ioctl: continues the vring's current chain (or
+ * takes the next one), copies the chain's unread readable bytes into iov if
+ * any remain, otherwise iov into its writable bytes; out_len gets the byte
+ * count.  With update_used the chain is completed and the card signalled;
+ * without, the next call continues the same chain (e.g. block: header,
+ * data, status).  Returns 0, -EAGAIN (no chain available), -EIO (broken),
+ * -ENODEV, -EINVAL.
+ */
+struct mic_vop_copy_desc {
+	const struct iovec *iov;
+	int iovcnt;
+	unsigned vr_idx;
+	int update_used;
+	uint32_t out_len;
+};
+int mic_vop_host_copy_desc(struct mic_vop_host_dev *d, struct mic_vop_copy_desc *cd);
+
+/*
+ * Fuzzing/inspection entry: validates and walks the next available chain
+ * of a split ring given by raw pointers (num entries, desc/avail in any
+ * memory) exactly as vq_get does, against card memory of view v.
+ * *last_avail is advanced on success.  Returns 1, 0 (empty), -EIO with
+ * reason written into why (MIC_VOP_REASON_MAX bytes).
+ */
+int mic_vop_host_walk(const struct mic_hw_view *v, unsigned num, const void *desc,
+		      const void *avail, uint16_t *last_avail, bool indirect_ok,
+		      uint32_t max_chain, struct mic_vop_chain *c, char *why);
+
+#endif
