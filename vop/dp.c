@@ -14,6 +14,8 @@ int mic_dp_next(const void *page, size_t page_size, size_t *off, struct mic_dp_d
 {
 	const uint8_t *p = page;
 	size_t o = *off;
+	if ((uintptr_t)page % 8)
+		return bad(why, "misaligned device page");
 	if (page_size > MIC_DP_SIZE)
 		page_size = MIC_DP_SIZE;
 	if (o % 8 || o < MIC_DP_FIRST_DEV)
