@@ -15,6 +15,7 @@ struct card_os {
 	int epfd;
 	int sigfd;
 	int halting;
+	int ignore_shutdown; /* cmdline mic.ignore_shutdown */
 };
 
 #endif

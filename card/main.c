@@ -49,6 +49,10 @@ enum { EV_SIGNAL = 1000 };
 static void host_command(struct card_os *c)
 {
 	uint32_t cmd = mic_spad_read(&c->hw, MIC_SPAD_HOST_CMD);
+	if (cmd == MIC_CMD_SHUTDOWN && c->ignore_shutdown) {
+		cardlog(&c->log, "shutdown requested: ignored (mic.ignore_shutdown)");
+		return;
+	}
 	if (cmd == MIC_CMD_SHUTDOWN && !c->halting) {
 		cardlog(&c->log, "shutdown requested by the host");
 		c->halting = 1;
@@ -82,6 +86,8 @@ int main(void)
 	memcpy(&c.bp, bp, sizeof(c.bp));
 	cardlog_open(&c.log, &c.hw, c.bp.log_addr, c.bp.log_size, "card");
 	fw_state(&c, MIC_FW_OS_START);
+	/* Fault injection for tests of the host's forced-reset path. */
+	c.ignore_shutdown = strstr(c.bp.cmdline, "mic.ignore_shutdown") != NULL;
 	cardlog(&c.log, "card OS starting on %s (pid %d), cmdline '%s'", c.bp.name, getpid(),
 		c.bp.cmdline);
 

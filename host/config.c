@@ -74,6 +74,45 @@ static int parse_num(const char *v, unsigned long long *out)
 	return end != v && *end == 0;
 }
 
+static struct card_cfg *card_get(struct micd_cfg *c, const char *name)
+{
+	for (int i = 0; i < c->ncards; i++)
+		if (!strcmp(c->cards[i].name, name))
+			return &c->cards[i];
+	if (c->ncards == MICD_MAX_CARDS)
+		return NULL;
+	struct card_cfg *k = &c->cards[c->ncards];
+	card_defaults(k, c->ncards);
+	snprintf(k->name, sizeof(k->name), "%s", name);
+	c->ncards++;
+	return k;
+}
+
+/* inih reports no section without keys, but "[mic1]" alone is a card with
+ * default settings: find the card sections first. */
+static int scan_sections(struct parse_ctx *p, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	char line[256], name[64];
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, " [%63[^]]]", name) != 1 || strncmp(name, "mic", 3))
+			continue;
+		if (strlen(name) >= MIC_NAME_MAX) {
+			fclose(f);
+			return -1;
+		}
+		if (!p->explicit_cards) {
+			p->explicit_cards = 1;
+			p->c->ncards = 0;
+		}
+		card_get(p->c, name);
+	}
+	fclose(f);
+	return 0;
+}
+
 static int on_key(void *user, const char *section, const char *key, const char *val)
 {
 	struct parse_ctx *p = user;
@@ -106,18 +145,9 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		p->explicit_cards = 1;
 		c->ncards = 0;
 	}
-	struct card_cfg *k = NULL;
-	for (int i = 0; i < c->ncards; i++)
-		if (!strcmp(c->cards[i].name, section))
-			k = &c->cards[i];
-	if (!k) {
-		if (c->ncards == MICD_MAX_CARDS)
-			return 0;
-		k = &c->cards[c->ncards];
-		card_defaults(k, c->ncards);
-		snprintf(k->name, sizeof(k->name), "%s", section);
-		c->ncards++;
-	}
+	struct card_cfg *k = card_get(c, section);
+	if (!k)
+		return 0;
 	if (!strcmp(key, "image"))
 		return set_str(k->image, sizeof(k->image), val);
 	if (!strcmp(key, "cmdline"))
@@ -140,6 +170,10 @@ static int on_key(void *user, const char *section, const char *key, const char *
 int micd_cfg_load(struct micd_cfg *c, const char *path, char *err, size_t errlen)
 {
 	struct parse_ctx p = { .c = c, .err = err, .errlen = errlen };
+	if (scan_sections(&p, path) < 0) {
+		snprintf(err, errlen, "%s: cannot read, or a card name is too long", path);
+		return -1;
+	}
 	int rc = ini_parse(path, on_key, &p);
 	if (rc < 0) {
 		snprintf(err, errlen, "%s: cannot read", path);

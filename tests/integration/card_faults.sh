@@ -1,0 +1,75 @@
+# A card OS that dies is "lost" within 1 s and recovers with reset + boot;
+# corrupt images are refused by the card with a reason, the card stays ready;
+# a card OS that ignores shutdown is reset after the timeout; a boot that
+# never completes times out.
+. "$(dirname "$0")/lib.sh"
+
+bad=$RUNDIR/bad.img; trunc=$RUNDIR/trunc.img; junk=$RUNDIR/junk.img
+cp "$IMAGE" "$bad"
+# flip one byte in the payload, well past the header
+printf '\377' | dd of="$bad" bs=1 seek=100000 conv=notrunc status=none
+head -c 300000 "$IMAGE" > "$trunc"
+head -c 100000 /dev/urandom > "$junk"
+mkdir -p "$RUNDIR/hang/bin"
+cp /bin/busybox "$RUNDIR/hang/bin/busybox"
+ln -s busybox "$RUNDIR/hang/bin/sh"
+printf '#!/bin/sh\nexec /bin/busybox sleep 1000\n' > "$RUNDIR/hang/init"
+chmod +x "$RUNDIR/hang/init"
+"$BIN/mic-mkimage" -o "$RUNDIR/hang.img" --init /init "$RUNDIR/hang" >/dev/null
+
+cat > "$RUNDIR/micd.conf" <<CONF
+[daemon]
+boot_timeout_ms = 1000
+shutdown_timeout_ms = 500
+[mic0]
+[mic1]
+image = $bad
+[mic2]
+image = $trunc
+[mic3]
+image = $junk
+[mic4]
+cmdline = mic.ignore_shutdown
+[mic5]
+image = $RUNDIR/hang.img
+CONF
+start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
+
+# lost detection
+micctl boot mic0 >/dev/null
+os=$(card_os_pid mic0)
+kill -9 "$os"
+check "kill -9 of the card OS: lost within 1 s" micctl wait mic0 lost --timeout 1
+check "lost status names the reason" sh -c "micctl status mic0 | grep -q 'card OS died'"
+check "boot refused while lost" sh -c "! micctl boot mic0 2>/dev/null"
+check "reset recovers a lost card" micctl reset mic0
+check "boot after lost" micctl boot mic0
+fw=$(json_field mic0 firmware_pid)
+kill -9 "$fw"
+check "firmware killed: lost within 1 s" micctl wait mic0 lost --timeout 1
+check "reset after firmware death" micctl reset mic0
+check "boot after firmware death" micctl boot mic0
+
+# corrupt images
+for c in mic1:checksum mic2:size mic3:magic; do
+    card=${c%%:*}; word=${c#*:}
+    out=$(micctl boot "$card" 2>&1); rc=$?
+    check "$card: bad image refused (rc=$rc)" [ "$rc" -eq 1 ]
+    check "$card: error names the reason ($word): $out" sh -c "echo '$out' | grep -qi '$word'"
+    check "$card: card stays ready" [ "$(state_of $card)" = ready ]
+    check "$card: card log has the reason" sh -c "micctl log $card | grep -q 'boot refused'"
+done
+check "mic0 unaffected by the other cards" [ "$(state_of mic0)" = online ]
+
+# forced reset when the card ignores shutdown
+micctl boot mic4 >/dev/null
+out=$(micctl shutdown mic4 2>&1)
+check "ignored shutdown ends in a forced reset, then ready" [ "$(state_of mic4)" = ready ]
+check "forced reset is reported" sh -c "micctl status mic4 | grep -q 'forced reset'"
+
+# boot timeout
+out=$(micctl boot mic5 2>&1); rc=$?
+check "hanging boot fails" [ "$rc" -ne 0 ]
+check "boot timeout reported: $out" sh -c "micctl status mic5 | grep -q 'timed out'"
+check "card ready again after boot timeout" micctl wait mic5 ready --timeout 3
+finish

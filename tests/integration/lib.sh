@@ -1,0 +1,70 @@
+# Helpers for integration tests: a private micd per test, assertions.
+# Tests run as root; each one uses its own run directory and cards.
+set -u
+BIN=${MIC_BIN:?MIC_BIN must point at build/bin}
+SRC=${MIC_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+IMAGE=${MIC_IMAGE:-$BIN/../images/card.img}
+T_NAME=$(basename "$0" .sh)
+T_FAILS=0
+T_CHECKS=0
+RUNDIR=$(mktemp -d /tmp/micstack-test.XXXXXX)
+export MIC_RUNDIR=$RUNDIR
+MICD_PID=
+MICCTL="$BIN/micctl"
+
+say() { echo "[$T_NAME] $*"; }
+ok() { T_CHECKS=$((T_CHECKS + 1)); say "ok: $*"; }
+fail() { T_CHECKS=$((T_CHECKS + 1)); T_FAILS=$((T_FAILS + 1)); say "FAIL: $*"; }
+check() { # check DESCRIPTION COMMAND...
+    local d=$1; shift
+    if "$@"; then ok "$d"; else fail "$d"; fi
+}
+export PATH="$BIN:$PATH"
+
+# start_micd [micd args...]: starts micd and waits for its control socket.
+start_micd() {
+    "$BIN/micd" --rundir "$RUNDIR" "$@" >>"$RUNDIR/micd.log" 2>&1 &
+    MICD_PID=$!
+    for _ in $(seq 1 200); do
+        micctl status >/dev/null 2>&1 && return 0
+        kill -0 "$MICD_PID" 2>/dev/null || break
+        sleep 0.02
+    done
+    say "micd did not start:"; cat "$RUNDIR/micd.log"
+    exit 1
+}
+
+# descendants PID: every process below PID
+descendants() {
+    local p
+    for p in $(pgrep -P "$1"); do echo "$p"; descendants "$p"; done
+}
+
+# stop_micd: SIGTERM, wait, and check that no process of the cards is left.
+stop_micd() {
+    [ -n "$MICD_PID" ] || return 0
+    local kids
+    kids=$(descendants "$MICD_PID")
+    kill -TERM "$MICD_PID"
+    wait "$MICD_PID" 2>/dev/null
+    local left=""
+    for p in $kids; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
+    if [ -z "$left" ]; then ok "micd stopped, no card process left"; else fail "left running:$left"; fi
+    MICD_PID=
+}
+
+state_of() { micctl status "$1" --json | sed -E 's/.*"state":"([a-z_]+)".*/\1/'; }
+json_field() { micctl status "$1" --json | sed -E "s/.*\"$2\":([^,}]*).*/\\1/"; }
+# pid of the card OS init (child of the card's firmware)
+card_os_pid() { pgrep -P "$(json_field "$1" firmware_pid)" | head -1; }
+
+finish() {
+    stop_micd
+    if [ "$T_FAILS" -ne 0 ]; then
+        say "micd log:"; tail -50 "$RUNDIR/micd.log"
+    fi
+    rm -rf "$RUNDIR"
+    say "$((T_CHECKS - T_FAILS)) of $T_CHECKS checks passed"
+    [ "$T_FAILS" -eq 0 ]
+}
+trap 'stop_micd >/dev/null 2>&1; rm -rf "$RUNDIR"' INT TERM
