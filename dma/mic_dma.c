@@ -26,6 +26,7 @@ struct mic_dma_chan {
 	uint32_t entries;
 	uint32_t head;   /* next free slot */
 	uint32_t queued; /* slots written but not yet handed over */
+	uint32_t tail_seen; /* last TAIL read: slots before it are free */
 	uint32_t reset_seq;
 	_Atomic uint64_t *done; /* written by the engine's status descriptors */
 	uint64_t done_addr;
@@ -73,21 +74,26 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Spin briefly, then yield, then sleep: a waiter must not starve the
- * engine's worker threads on a machine with few cores. */
+/* Spin briefly, then yield, then sleep with a growing period: a waiter must
+ * not starve the engine's worker threads on a machine with few cores, and
+ * frequent wakeups would preempt them (long copies take milliseconds). */
 struct backoff {
 	unsigned n;
+	long sleep_ns;
 };
 
 static void backoff(struct backoff *b)
 {
 	b->n++;
-	if (b->n < 512) {
+	if (b->n < 256) {
 		cpu_relax();
-	} else if (b->n < 2048) {
+	} else if (b->n < 512) {
 		sched_yield();
 	} else {
-		struct timespec ts = { 0, 20000 };
+		b->sleep_ns = b->sleep_ns ? b->sleep_ns * 2 : 5000;
+		if (b->sleep_ns > 100000)
+			b->sleep_ns = 100000;
+		struct timespec ts = { 0, b->sleep_ns };
 		nanosleep(&ts, NULL);
 	}
 }
@@ -164,6 +170,7 @@ static int hw_reset(struct mic_dma_chan *c)
 	program_ring(c);
 	c->head = 0;
 	c->queued = 0;
+	c->tail_seen = 0;
 	return 0;
 }
 
@@ -359,8 +366,13 @@ static int put_desc(struct mic_dma_chan *c, struct mic_dma_desc d)
 {
 	struct backoff b = { 0 };
 	uint32_t nx = next_slot(c, c->head);
-	/* One slot stays empty so that head == tail means empty. */
-	while (reg(c, MIC_DMA_REG_TAIL) == nx) {
+	/* One slot stays empty so that head == tail means empty.  TAIL is
+	 * only read when the ring looks full: the engine writes its cache
+	 * line after every descriptor. */
+	while (c->tail_seen == nx) {
+		c->tail_seen = reg(c, MIC_DMA_REG_TAIL);
+		if (c->tail_seen != nx)
+			break;
 		kick(c);
 		if (chan_failed(c))
 			return -EIO;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mic/dma.h"
@@ -314,8 +315,12 @@ static void *worker(void *arg)
 		}
 		struct pollfd pf[2] = { { .fd = kick, .events = POLLIN },
 					{ .fd = c->wake_fd, .events = POLLIN } };
-		if (poll(pf, 2, -1) < 0 && errno != EINTR)
-			return NULL;
+		if (poll(pf, 2, -1) < 0 && errno != EINTR) {
+			/* Never leave: sim_dma_reset() waits for this thread to
+			 * park.  Cannot happen with valid fds; do not spin. */
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
 		/* Drain first: a kick arriving after this is a new wakeup. */
 		drain(kick);
 		drain(c->wake_fd);

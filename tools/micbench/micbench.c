@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* micbench: subcommand dispatch and the options every subcommand shares. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "micbench.h"
+
+static const struct micbench_cmd cmds[] = {
+	{ "dma", "DMA engine throughput vs memcpy, and latency", micbench_dma },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: micbench [--out FILE] <command> [options]\n"
+		   "       micbench <command> --help\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+	const char *out_path = NULL;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+			out_path = argv[++i];
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	/* --out is also accepted after the subcommand; it is removed from argv
+	 * before the subcommand sees it. */
+	int n = 0;
+	char *sub[64];
+	for (int k = i; k < argc && n < 63; k++) {
+		if (!strcmp(argv[k], "--out") && k + 1 < argc)
+			out_path = argv[++k];
+		else
+			sub[n++] = argv[k];
+	}
+	sub[n] = NULL;
+	for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+		if (strcmp(cmds[c].name, sub[0]))
+			continue;
+		/* The report goes to stdout and, with --out, to the file too. */
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *mem = open_memstream(&buf, &len);
+		if (!mem)
+			return 1;
+		int rc = cmds[c].run(n, sub, mem);
+		fclose(mem);
+		fwrite(buf, 1, len, stdout);
+		if (out_path) {
+			FILE *f = fopen(out_path, "w");
+			if (!f || fwrite(buf, 1, len, f) != len || fclose(f)) {
+				fprintf(stderr, "micbench: %s: %s\n", out_path, strerror(errno));
+				rc = rc ? rc : 1;
+			}
+		}
+		free(buf);
+		return rc;
+	}
+	fprintf(stderr, "micbench: unknown command '%s'\n", sub[0]);
+	usage(stderr);
+	return 2;
+}

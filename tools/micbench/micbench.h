@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * micbench: one binary, one subcommand per area ("micbench dma ...").  To
+ * add one, write bench_<name>.c with an entry point of this type and list
+ * it in the table of micbench.c.  Each subcommand prints a Markdown
+ * fragment to its output and keeps its runtime bounded.
+ */
+#ifndef MIC_MICBENCH_H
+#define MIC_MICBENCH_H
+
+#include <stdio.h>
+
+struct micbench_cmd {
+	const char *name;
+	const char *summary;
+	/* argv[0] is the subcommand's name; out is stdout or --out FILE. */
+	int (*run)(int argc, char **argv, FILE *out);
+};
+
+int micbench_dma(int argc, char **argv, FILE *out);
+
+#endif
