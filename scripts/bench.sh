@@ -1,0 +1,13 @@
+#!/bin/sh
+# Runs every benchmark and writes the results into BENCHMARKS.md's sections.
+set -e
+BIN=$(cd "${1:-build}/bin" && pwd)
+out=$(mktemp -d)
+for b in boot dma console; do
+    if "$BIN/micbench" --help 2>&1 | grep -q "^  $b "; then
+        echo "== micbench $b"
+        "$BIN/micbench" "$b" --out "$out/$b.md"
+    fi
+done
+python3 scripts/update-benchmarks.py BENCHMARKS.md "$out"
+rm -rf "$out"

@@ -1,0 +1,38 @@
+#!/bin/bash
+# The demo: start micd with one simulated card, boot it, and show what works.
+# Usage: scripts/demo.sh [BUILD_DIR]    (run as root; `make demo` does this)
+set -u
+BIN=$(cd "${1:-build}/bin" && pwd)
+export MIC_RUNDIR=$(mktemp -d /tmp/micstack-demo.XXXXXX)
+export PATH="$BIN:$PATH"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+micd --rundir "$MIC_RUNDIR" > "$MIC_RUNDIR/micd.log" 2>&1 &
+MICD=$!
+cleanup() { kill "$MICD" 2>/dev/null; wait "$MICD" 2>/dev/null; rm -rf "$MIC_RUNDIR"; }
+trap cleanup EXIT
+for _ in $(seq 100); do micctl status >/dev/null 2>&1 && break; sleep 0.05; done
+
+step "micd runs one simulated X100 card; its firmware waits for the host"
+run micctl wait mic0 ready --timeout 5
+run micctl status
+step "boot: the host downloads the card OS image into card memory and rings the boot doorbell"
+run micctl boot mic0
+run micctl status mic0 --json
+os=$(pgrep -P "$(micctl status mic0 --json | sed -E 's/.*"firmware_pid":([0-9]+).*/\1/')" | head -1)
+step "the card OS runs in namespaces of its own (pid $os on the host)"
+printf 'hostname inside the card: %s\n' "$(nsenter -t "$os" -u hostname)"
+printf 'card network interfaces: %s\n' "$(nsenter -t "$os" -n ip -o link | awk -F': ' '{print $2}' | xargs)"
+printf 'card root: %s\n' "$(nsenter -t "$os" -m -- /bin/busybox ls / | xargs)"
+step "the card OS log, read from card memory"
+run micctl log mic0
+step "shutdown, boot, reset, OSPM suspend and resume"
+run micctl shutdown mic0
+run micctl boot mic0
+run micctl reset mic0
+run micctl boot mic0
+run micctl suspend
+run micctl resume
+step "daemon log"
+cat "$MIC_RUNDIR/micd.log"

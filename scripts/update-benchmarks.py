@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Replaces the generated section of each benchmark in BENCHMARKS.md.
+
+A section is delimited by <!-- bench:NAME --> ... <!-- /bench:NAME -->;
+the text between is replaced by results/NAME.md, with the date and machine.
+"""
+import os, platform, re, sys, datetime
+
+path, results = sys.argv[1], sys.argv[2]
+text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+cpu = "unknown cpu"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+except OSError:
+    pass
+stamp = f"_Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), kernel {platform.release()}._\n\n"
+for f in sorted(os.listdir(results)):
+    name = f[:-3]
+    body = stamp + open(os.path.join(results, f)).read()
+    block = f"<!-- bench:{name} -->\n{body}<!-- /bench:{name} -->"
+    pat = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
+    if pat.search(text):
+        text = pat.sub(lambda m: block, text)
+    else:
+        text += f"\n## {name}\n\n{block}\n"
+open(path, "w").write(text)

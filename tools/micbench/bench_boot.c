@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * micbench boot: time from the boot command to "online", over 20 boots, for
+ * 1 and 8 cards booted concurrently.  Starts its own micd in a private run
+ * directory.  Baseline, measured in the same run: starting a process in the
+ * same five new namespaces (clone + exec of a static binary + wait), the
+ * floor under any card OS start.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/proc.h"
+#include "micbench.h"
+
+struct boot_bench {
+	char rundir[64];
+	char bindir[PATH_MAX - 32];
+	pid_t micd;
+};
+
+static int ctl_send(const struct boot_bench *b, const char *line)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/micd.sock", b->rundir);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    send(fd, line, strlen(line), MSG_NOSIGNAL) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads the whole answer; returns 0 if it starts with OK. */
+static int ctl_answer(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+	ssize_t r;
+	while (n < len - 1 && (r = read(fd, buf + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = 0;
+	close(fd);
+	return strncmp(buf, "OK", 2) ? -1 : 0;
+}
+
+static int ctl(const struct boot_bench *b, const char *line)
+{
+	char buf[4096];
+	int fd = ctl_send(b, line);
+	return fd < 0 ? -1 : ctl_answer(fd, buf, sizeof(buf));
+}
+
+static int start_micd(struct boot_bench *b, int ncards)
+{
+	char micd[PATH_MAX], cards[8];
+	snprintf(micd, sizeof(micd), "%s/micd", b->bindir);
+	snprintf(cards, sizeof(cards), "%d", ncards);
+	b->micd = fork();
+	if (b->micd == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		execl(micd, "micd", "--rundir", b->rundir, "--cards", cards, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		char line[32];
+		int ready = 1;
+		for (int c = 0; c < ncards && ready; c++) {
+			snprintf(line, sizeof(line), "wait mic%d ready 0\n", c);
+			ready = ctl(b, line) == 0;
+		}
+		if (ready)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+static void stop_micd(struct boot_bench *b)
+{
+	kill(b->micd, SIGTERM);
+	waitpid(b->micd, NULL, 0);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct stats {
+	double median, min, p90, max;
+};
+
+static struct stats stats_of(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return (struct stats){ v[n / 2], v[0], v[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1], v[n - 1] };
+}
+
+/* One round: boot every card concurrently, time each answer. */
+static int boot_round(struct boot_bench *b, int ncards, double *per_card, double *all)
+{
+	int fds[8];
+	char line[32], buf[4096];
+	uint64_t t0 = now_ns();
+	for (int c = 0; c < ncards; c++) {
+		snprintf(line, sizeof(line), "boot mic%d wait\n", c);
+		if ((fds[c] = ctl_send(b, line)) < 0)
+			return -1;
+	}
+	struct pollfd p[8];
+	int left = ncards;
+	for (int c = 0; c < ncards; c++)
+		p[c] = (struct pollfd){ .fd = fds[c], .events = POLLIN };
+	while (left) {
+		if (poll(p, (nfds_t)ncards, 10000) <= 0)
+			return -1;
+		for (int c = 0; c < ncards; c++) {
+			if (p[c].fd < 0 || !p[c].revents)
+				continue;
+			per_card[c] = (double)(now_ns() - t0) / 1e6;
+			if (ctl_answer(p[c].fd, buf, sizeof(buf)))
+				return -1;
+			p[c].fd = -1;
+			left--;
+		}
+	}
+	*all = (double)(now_ns() - t0) / 1e6;
+	for (int c = 0; c < ncards; c++) {
+		snprintf(line, sizeof(line), "shutdown mic%d wait\n", c);
+		if (ctl(b, line))
+			return -1;
+	}
+	return 0;
+}
+
+/* The floor: clone into the card OS's namespaces, exec, exit, reap. */
+static double ns_spawn_ms(void)
+{
+	uint64_t t0 = now_ns();
+	pid_t pid = proc_clone(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWIPC,
+			       NULL);
+	if (pid == 0) {
+		execl("/bin/busybox", "true", (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, NULL, 0);
+	return (double)(now_ns() - t0) / 1e6;
+}
+
+int micbench_boot(int argc, char **argv, FILE *out)
+{
+	enum { BOOTS = 20 };
+	int rounds = BOOTS;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+			rounds = atoi(argv[++i]);
+		else {
+			fprintf(stderr, "usage: micbench boot [--rounds N]\n");
+			return 2;
+		}
+	}
+	if (rounds < 1 || rounds > 1000)
+		rounds = BOOTS;
+	struct boot_bench b;
+	ssize_t n = readlink("/proc/self/exe", b.bindir, sizeof(b.bindir) - 1);
+	b.bindir[n > 0 ? n : 0] = 0;
+	char *s = strrchr(b.bindir, '/');
+	if (s)
+		*s = 0;
+	snprintf(b.rundir, sizeof(b.rundir), "/tmp/micbench-boot.%d", (int)getpid());
+
+	double base[BOOTS * 5];
+	int nbase = rounds * 5 < BOOTS * 5 ? rounds * 5 : BOOTS * 5;
+	for (int i = 0; i < nbase; i++)
+		base[i] = ns_spawn_ms();
+	struct stats bs = stats_of(base, nbase);
+
+	fprintf(out, "### Boot time (boot command to online), %d boots\n\n", rounds);
+	fprintf(out, "Baseline: a process started in the same five new namespaces (clone, exec, "
+		     "exit): median %.2f ms.\n\n",
+		bs.median);
+	fprintf(out, "| cards | per-card median | min | p90 | max | all online (median) | "
+		     "median / baseline |\n|---|---|---|---|---|---|---|\n");
+	int rc = 0;
+	const int counts[] = { 1, 8 };
+	for (unsigned k = 0; k < 2 && !rc; k++) {
+		int nc = counts[k];
+		double *per = calloc((size_t)(rounds * nc), sizeof(double));
+		double *all = calloc((size_t)rounds, sizeof(double));
+		if (!per || !all || start_micd(&b, nc) < 0) {
+			fprintf(stderr, "micbench boot: cannot start micd with %d cards\n", nc);
+			rc = 1;
+		}
+		for (int r = 0; !rc && r < rounds; r++) {
+			if (boot_round(&b, nc, per + r * nc, all + r) < 0) {
+				fprintf(stderr, "micbench boot: a boot failed (round %d)\n", r);
+				rc = 1;
+			}
+			fprintf(stderr, "\rboot: %d card(s), round %d/%d", nc, r + 1, rounds);
+		}
+		fprintf(stderr, "\n");
+		if (b.micd > 0)
+			stop_micd(&b);
+		if (!rc) {
+			struct stats ps = stats_of(per, rounds * nc);
+			struct stats as = stats_of(all, rounds);
+			fprintf(out, "| %d | %.2f ms | %.2f | %.2f | %.2f | %.2f ms | %.1fx |\n", nc,
+				ps.median, ps.min, ps.p90, ps.max, as.median, ps.median / bs.median);
+		}
+		free(per);
+		free(all);
+	}
+	rmdir(b.rundir);
+	return rc;
+}
