@@ -8,6 +8,7 @@
 #include "micbench.h"
 
 static const struct micbench_cmd cmds[] = {
+	{ "boot", "boot time, boot command to online, 1 and 8 cards", micbench_boot },
 	{ "dma", "DMA engine throughput vs memcpy, and latency", micbench_dma },
 };
 

@@ -18,5 +18,6 @@ struct micbench_cmd {
 };
 
 int micbench_dma(int argc, char **argv, FILE *out);
+int micbench_boot(int argc, char **argv, FILE *out);
 
 #endif
