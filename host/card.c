@@ -8,6 +8,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "dma/mic_dma.h"
+#include "host/backends/backends.h"
 #include "host/card.h"
 #include "lib/image.h"
 #include "lib/log.h"
@@ -44,6 +46,11 @@ static void set_state(struct mic_card *c, enum card_state s, const char *why)
 		 why ? ": " : "", why ? why : "");
 	c->state = s;
 	c->state_since_ns = now_ns();
+	/* No card OS runs in these states: the devices lose their driver. */
+	if (s == CARD_READY || s == CARD_RESETTING || s == CARD_LOST || s == CARD_SUSPENDED ||
+	    s == CARD_RESET_FAILED)
+		for (int i = 0; i < c->nvdev; i++)
+			vdev_card_gone(c->vdev[i]);
 	if (c->on_change)
 		c->on_change(c->ctx, c);
 }
@@ -186,8 +193,42 @@ static int probe(struct mic_card *c, char *err, size_t errlen)
 	log_info("%s: X100 %04x:%04x, %llu MiB card memory, %llu MiB host window", c->cfg.name, vid,
 		 did, (unsigned long long)(c->v->aperture.size >> 20),
 		 (unsigned long long)(c->v->hostmem.size >> 20));
-	/* SMPT entry 0 maps the host memory registered for this card. */
-	mic_mmio_write32(c->v, MIC_SMPT(0), MIC_SMPT_ENTRY(MIC_HOSTMEM_BUS_BASE));
+	return 0;
+}
+
+/* After power-on and every reset (which clears the register file): SMPT
+ * entry 0 onto the card's host memory, the DMA controller, channel 0. */
+static void setup_after_reset(struct mic_card *c)
+{
+	if (c->dma) {
+		mic_dma_release_chan(&c->dma_dev, c->dma);
+		c->dma = NULL;
+	}
+	int rc = mic_dma_host_init(c->v);
+	if (!rc)
+		rc = mic_dma_request_chan(&c->dma_dev, 0, mic_dma_pool_addr(CARD_POOL_DMA_OFF),
+					  (uint8_t *)c->v->hostmem.va + CARD_POOL_DMA_OFF, CARD_DMA_RING,
+					  &c->dma);
+	if (rc) {
+		c->dma = NULL;
+		log_warn("%s: no DMA channel (%s): image downloads use the CPU", c->cfg.name,
+			 strerror(-rc));
+	}
+	if (c->vop)
+		mic_vop_host_publish(c->vop);
+}
+
+static int start_devices(struct mic_card *c, char *err, size_t errlen)
+{
+	int rc = mic_vop_host_create(c->v, CARD_POOL_VOP_OFF, CARD_POOL_VOP_SIZE, &c->vop);
+	if (!rc)
+		rc = console_backend_start(c->vop, c->v, c->cfg.name, c->dcfg->rundir,
+					   &c->vdev[c->nvdev]);
+	if (rc) {
+		snprintf(err, errlen, "%s: virtio devices: %s", c->cfg.name, strerror(-rc));
+		return -1;
+	}
+	c->nvdev++;
 	return 0;
 }
 
@@ -222,13 +263,19 @@ int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cf
 	}
 	c->v = mic_hw_host_view(c->hw);
 	c->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (c->timerfd < 0 || probe(c, err, errlen) ||
+	mbus_init(&c->bus, cfg->name);
+	mic_dma_driver_init(&c->dma_drv);
+	mbus_driver_register(&c->bus, &c->dma_drv);
+	mbus_device_init(&c->dma_dev, MBUS_DEV_DMA, "dma", c->v);
+	mbus_device_register(&c->bus, &c->dma_dev);
+	if (c->timerfd < 0 || probe(c, err, errlen) || start_devices(c, err, errlen) ||
 	    watch(c, c->v->irq_fd[MIC_DB_FW_STATE], &c->src_irq) || watch(c, c->timerfd, &c->src_timer)) {
 		if (!err[0])
 			snprintf(err, errlen, "%s: %s", cfg->name, strerror(errno));
 		card_fini(c);
 		return -1;
 	}
+	setup_after_reset(c);
 	if ((rc = mic_hw_power_on(c->hw))) {
 		snprintf(err, errlen, "%s: cannot start card firmware: %s", cfg->name, strerror(-rc));
 		card_fini(c);
@@ -242,6 +289,19 @@ int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cf
 void card_fini(struct mic_card *c)
 {
 	unwatch_fault(c);
+	if (c->hw)
+		mic_hw_power_off(c->hw); /* first: no card OS may touch the rings below */
+	for (int i = 0; i < c->nvdev; i++)
+		vdev_stop(c->vdev[i]);
+	c->nvdev = 0;
+	if (c->vop)
+		mic_vop_host_destroy(c->vop);
+	c->vop = NULL;
+	if (c->dma)
+		mic_dma_release_chan(&c->dma_dev, c->dma);
+	c->dma = NULL;
+	if (c->bus.name[0])
+		mbus_destroy(&c->bus);
 	if (c->timerfd >= 0 && c->timerfd != 0)
 		close(c->timerfd);
 	c->timerfd = -1;
@@ -253,8 +313,7 @@ int card_reset(struct mic_card *c)
 {
 	unwatch_fault(c);
 	int rc = mic_hw_reset(c->hw);
-	/* The reset cleared the register file: map the host window again. */
-	mic_mmio_write32(c->v, MIC_SMPT(0), MIC_SMPT_ENTRY(MIC_HOSTMEM_BUS_BASE));
+	setup_after_reset(c);
 	if (rc) {
 		snprintf(c->last_error, sizeof(c->last_error), "reset failed: %s", strerror(-rc));
 		set_state(c, CARD_RESET_FAILED, c->last_error);
@@ -301,7 +360,14 @@ static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t 
 		close(fd);
 		return -1;
 	}
-	char *dst = mic_cardmem(c->v, MIC_IMAGE_ADDR, (uint64_t)st.st_size);
+	/* With DMA: file -> staging area in the card's host memory -> DMA
+	 * channel 0 -> card memory, as a real host driver would (it cannot
+	 * write card memory faster than the engine).  Without: CPU copy
+	 * straight into the aperture. */
+	uint64_t t0 = now_ns();
+	int use_dma = c->dma && (uint64_t)st.st_size <= c->v->hostmem.size - CARD_POOL_STAGE_OFF;
+	char *dst = use_dma ? (char *)c->v->hostmem.va + CARD_POOL_STAGE_OFF :
+			      mic_cardmem(c->v, MIC_IMAGE_ADDR, (uint64_t)st.st_size);
 	uint64_t done = 0;
 	while (done < (uint64_t)st.st_size) {
 		ssize_t n = pread(fd, dst + done, (size_t)st.st_size - done, (off_t)done);
@@ -314,6 +380,19 @@ static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t 
 		done += (uint64_t)n;
 	}
 	close(fd);
+	if (use_dma) {
+		int rc = mic_dma_memcpy_sync(c->dma, MIC_IMAGE_ADDR,
+					     mic_dma_pool_addr(CARD_POOL_STAGE_OFF), done);
+		if (rc) {
+			log_warn("%s: DMA download failed (%s, error %#x): copying by CPU", c->cfg.name,
+				 strerror(-rc), mic_dma_chan_error(c->dma));
+			mic_dma_chan_reset(c->dma);
+			memcpy(mic_cardmem(c->v, MIC_IMAGE_ADDR, done), dst, done);
+			use_dma = 0;
+		}
+	}
+	c->last_download_dma = use_dma;
+	c->last_download_ms = (double)(now_ns() - t0) / 1e6;
 	*size = done;
 	return 0;
 }
@@ -345,6 +424,7 @@ int card_boot(struct mic_card *c, char *err, size_t errlen)
 	mic_spad_write(c->v, MIC_SPAD_HOST_CMD, MIC_CMD_NONE);
 	mic_spad_write(c->v, MIC_SPAD_FW_ERROR, FW_ERROR_PENDING);
 	mic_spad_write(c->v, MIC_SPAD_BOOTPARAM, (uint32_t)MIC_BOOTPARAM_ADDR);
+	mic_vop_host_publish(c->vop); /* device page address for the card driver */
 	arm_timer(c, c->dcfg->boot_timeout_ms);
 	set_state(c, CARD_BOOTING, NULL);
 	mic_doorbell_ring(c->v, MIC_DB_BOOT);

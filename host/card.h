@@ -11,8 +11,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus/mbus.h"
 #include "host/config.h"
+#include "host/vdev.h"
 #include "hw/mic_hw.h"
+
+/* The card's host memory pool (the only host memory it reaches). */
+#define CARD_POOL_VOP_OFF    0ull          /* device page + vrings */
+#define CARD_POOL_VOP_SIZE   (8ull << 20)
+#define CARD_POOL_DMA_OFF    (8ull << 20)  /* host DMA channel ring */
+#define CARD_DMA_RING        256
+#define CARD_POOL_STAGE_OFF  (16ull << 20) /* image staging for the DMA download */
+#define CARD_MAX_VDEVS       4
 
 enum card_state {
 	CARD_RESETTING,
@@ -31,6 +41,7 @@ const char *card_state_name(enum card_state s);
 int card_state_parse(const char *name);
 
 struct mic_card;
+struct mic_dma_chan;
 
 /* An fd the card wants watched by the daemon's loop. */
 struct card_src {
@@ -55,6 +66,17 @@ struct mic_card {
 	int suspending;   /* being shut down by an OSPM suspend */
 	int resume_boot;  /* boot again on resume */
 	char last_error[192];
+	/* MIC virtual bus of this card on the host, with its DMA device. */
+	struct mbus bus;
+	struct mbus_driver dma_drv;
+	struct mbus_device dma_dev;
+	struct mic_dma_chan *dma;  /* host channel 0, NULL if unavailable */
+	/* virtio over PCIe */
+	struct mic_vop_host *vop;
+	struct vdev *vdev[CARD_MAX_VDEVS];
+	int nvdev;
+	double last_download_ms;
+	int last_download_dma;
 	/* called after every state change (the daemon answers waiters) */
 	void (*on_change)(void *ctx, struct mic_card *card);
 	void *ctx;

@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* Host virtio backends, one file each.  Each creates its struct vdev. */
+#ifndef MIC_HOST_BACKENDS_H
+#define MIC_HOST_BACKENDS_H
+
+#include "host/vdev.h"
+
+/* virtio-console: a PTY per card, linked as <rundir>/<card>/console. */
+int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
+			  const char *rundir, struct vdev **out);
+
+#endif

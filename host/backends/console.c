@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-console backend: the card's console is a PTY on the host.  The
+ * backend holds the master; users attach to the slave (linked as
+ * <rundir>/<card>/console, see `micctl console`).  The backend keeps its own
+ * slave fd open so the PTY survives users detaching, and so output the card
+ * writes while nobody is attached waits in the PTY instead of being lost.
+ * Nothing is dropped: when the PTY is full the backend stops taking the
+ * card's transmit chains, and the card stops sending.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/virtio_console.h>
+#include <linux/virtio_ids.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "host/backends/backends.h"
+#include "lib/log.h"
+
+enum { VQ_RX = 0, VQ_TX = 1 }; /* port 0: receiveq (to card), transmitq (from card) */
+#define TX_BUF (64u << 10)
+#define RX_BUF (16u << 10)
+
+struct console {
+	struct vdev vd;
+	int master, slave;
+	char link[PATH_MAX];
+	char pts[64];
+	char out[TX_BUF];     /* from the card, not yet written to the PTY */
+	size_t out_off, out_len;
+	char in[RX_BUF];      /* from the PTY, not yet given to the card */
+	size_t in_len;
+	struct mic_vop_chain chain;
+};
+
+/* Card -> host: take transmit chains while the PTY accepts what we have. */
+static int serve_tx(struct console *c)
+{
+	struct mic_vop_host_dev *dev = c->vd.dev;
+	int used = 0;
+	for (;;) {
+		while (c->out_off < c->out_len) {
+			ssize_t n = write(c->master, c->out + c->out_off, c->out_len - c->out_off);
+			if (n <= 0)
+				return used; /* PTY full: come back on POLLOUT */
+			c->out_off += (size_t)n;
+		}
+		c->out_off = c->out_len = 0;
+		if (mic_vop_host_vq_get(dev, VQ_TX, &c->chain) != 1)
+			return used;
+		struct iovec iov = { c->out, sizeof(c->out) };
+		ssize_t n = mic_vop_host_chain_pull(dev, &c->chain, &iov, 1);
+		if (n < 0 || mic_vop_host_vq_put(dev, &c->chain) < 0)
+			return used;
+		c->out_len = (size_t)n;
+		used = 1;
+	}
+}
+
+/* Host -> card: fill the card's receive buffers with what the PTY has. */
+static int serve_rx(struct console *c)
+{
+	struct mic_vop_host_dev *dev = c->vd.dev;
+	int used = 0;
+	for (;;) {
+		if (c->in_len == 0) {
+			ssize_t n = read(c->master, c->in, sizeof(c->in));
+			if (n <= 0)
+				return used;
+			c->in_len = (size_t)n;
+		}
+		if (mic_vop_host_vq_get(dev, VQ_RX, &c->chain) != 1)
+			return used; /* no buffer posted: the card's kick wakes us */
+		struct iovec iov = { c->in, c->in_len };
+		ssize_t n = mic_vop_host_chain_push(dev, &c->chain, &iov, 1);
+		if (n < 0 || mic_vop_host_vq_put(dev, &c->chain) < 0)
+			return used;
+		memmove(c->in, c->in + n, c->in_len - (size_t)n);
+		c->in_len -= (size_t)n;
+		used = 1;
+	}
+}
+
+static void console_serve(struct vdev *vd)
+{
+	struct console *c = vd->priv;
+	if (serve_tx(c))
+		mic_vop_host_vq_notify(vd->dev, VQ_TX);
+	if (serve_rx(c))
+		mic_vop_host_vq_notify(vd->dev, VQ_RX);
+	vd->fd_events = (short)((c->out_off < c->out_len ? POLLOUT : 0) | (c->in_len ? 0 : POLLIN));
+}
+
+static void console_reset(struct vdev *vd)
+{
+	struct console *c = vd->priv;
+	/* What the card sent is kept and still written to the PTY; what the
+	 * user typed stays queued for the next card OS. */
+	(void)c;
+}
+
+static void console_destroy(struct vdev *vd)
+{
+	struct console *c = vd->priv;
+	if (c->link[0])
+		unlink(c->link);
+	if (c->slave >= 0)
+		close(c->slave);
+	if (c->master >= 0)
+		close(c->master);
+	free(c);
+}
+
+static const struct vdev_ops console_ops = {
+	.name = "console",
+	.serve = console_serve,
+	.reset = console_reset,
+	.destroy = console_destroy,
+};
+
+static int open_pty(struct console *c)
+{
+	c->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+	if (c->master < 0 || grantpt(c->master) < 0 || unlockpt(c->master) < 0 ||
+	    ptsname_r(c->master, c->pts, sizeof(c->pts)) != 0)
+		return -errno;
+	c->slave = open(c->pts, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (c->slave < 0)
+		return -errno;
+	/* A transparent byte pipe: the card's own PTY does the line discipline. */
+	struct termios t;
+	if (tcgetattr(c->slave, &t) == 0) {
+		cfmakeraw(&t);
+		tcsetattr(c->slave, TCSANOW, &t);
+	}
+	return 0;
+}
+
+int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
+			  const char *rundir, struct vdev **out)
+{
+	struct console *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->master = c->slave = -1;
+	c->vd.ops = &console_ops;
+	c->vd.priv = c;
+	c->vd.fd = -1;
+	c->vd.stop_fd = -1;
+	int rc = open_pty(c);
+	if (rc) {
+		console_destroy(&c->vd);
+		return rc;
+	}
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%.*s/%s", (int)(sizeof(dir) - 40), rundir, card);
+	mkdir(dir, 0755);
+	snprintf(c->link, sizeof(c->link), "%.*s/console", (int)(sizeof(c->link) - 10), dir);
+	unlink(c->link);
+	if (symlink(c->pts, c->link) < 0) {
+		rc = -errno;
+		c->link[0] = 0;
+		console_destroy(&c->vd);
+		return rc;
+	}
+	c->vd.fd = c->master;
+	struct virtio_console_config cfg = { .cols = 80, .rows = 25 };
+	struct mic_vop_dev_template t = {
+		.type = VIRTIO_ID_CONSOLE,
+		.num_vq = 2,
+		.vq_num = { 128, 128 },
+		.features = MIC_VOP_TRANSPORT_FEATURES | (1ull << VIRTIO_CONSOLE_F_SIZE),
+		.config_len = sizeof(cfg),
+		.config = &cfg,
+	};
+	rc = vdev_start(&c->vd, vop, view, card, &t);
+	if (rc) {
+		vdev_stop(&c->vd);
+		return rc;
+	}
+	mic_vop_host_dev_set_max_chain(c->vd.dev, TX_BUF);
+	log_info("%s: console on %s (%s)", card, c->pts, c->link);
+	*out = &c->vd;
+	return 0;
+}

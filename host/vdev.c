@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "host/vdev.h"
+#include "lib/log.h"
+
+static void check_device(struct vdev *vd)
+{
+	int ev = mic_vop_host_dev_poll(vd->dev);
+	const char *why;
+	if (mic_vop_host_dev_broken(vd->dev, &why)) {
+		if (!vd->broken_logged)
+			log_err("%s: %s device broken, needs reset: %s", vd->card, vd->ops->name, why);
+		vd->broken_logged = 1;
+		vd->fd_events = 0;
+		return;
+	}
+	if (ev & MIC_VOP_EV_RESET) {
+		log_info("%s: %s device reset by the card", vd->card, vd->ops->name);
+		vd->ops->reset(vd);
+	}
+	if (ev & MIC_VOP_EV_READY)
+		log_info("%s: %s driver ready (features %#llx)", vd->card, vd->ops->name,
+			 (unsigned long long)mic_vop_host_dev_features(vd->dev));
+	if (mic_vop_host_dev_ready(vd->dev)) {
+		vd->served++;
+		vd->ops->serve(vd);
+	} else {
+		vd->fd_events = 0;
+	}
+}
+
+static void *vdev_thread(void *arg)
+{
+	struct vdev *vd = arg;
+	unsigned db = mic_vop_host_dev_c2h_db(vd->dev);
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = vd->stop_fd, .events = POLLIN },
+			{ .fd = vd->view->irq_fd[db], .events = POLLIN },
+			{ .fd = vd->fd, .events = vd->fd_events },
+		};
+		int n = poll(p, vd->fd >= 0 && vd->fd_events ? 3 : 2, 1000);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		if (p[1].revents)
+			mic_irq_ack(vd->view, db);
+		/* Also on timeouts: a doorbell the card forgot must not stall us. */
+		pthread_mutex_lock(&vd->lock);
+		check_device(vd);
+		pthread_mutex_unlock(&vd->lock);
+	}
+	return NULL;
+}
+
+int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *view,
+	       const char *card, const struct mic_vop_dev_template *t)
+{
+	snprintf(vd->card, sizeof(vd->card), "%s", card);
+	vd->view = view;
+	pthread_mutex_init(&vd->lock, NULL);
+	vd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vd->stop_fd < 0)
+		return -errno;
+	int rc = mic_vop_host_add_device(vop, t, &vd->dev);
+	if (rc)
+		return rc;
+	if ((rc = pthread_create(&vd->thread, NULL, vdev_thread, vd)))
+		return -rc;
+	vd->thread_started = 1;
+	return 0;
+}
+
+void vdev_stop(struct vdev *vd)
+{
+	if (vd->thread_started) {
+		uint64_t one = 1;
+		if (write(vd->stop_fd, &one, sizeof(one)) < 0) { /* cannot fail: fresh eventfd */ }
+		pthread_join(vd->thread, NULL);
+		vd->thread_started = 0;
+	}
+	if (vd->stop_fd >= 0)
+		close(vd->stop_fd);
+	vd->stop_fd = -1;
+	pthread_mutex_destroy(&vd->lock);
+	if (vd->ops && vd->ops->destroy)
+		vd->ops->destroy(vd);
+}
+
+void vdev_card_gone(struct vdev *vd)
+{
+	if (!vd->dev)
+		return;
+	pthread_mutex_lock(&vd->lock);
+	mic_vop_host_dev_reset(vd->dev);
+	vd->ops->reset(vd);
+	vd->broken_logged = 0;
+	vd->fd_events = 0;
+	pthread_mutex_unlock(&vd->lock);
+}
+
+int vdev_broken(struct vdev *vd, char *buf, size_t len)
+{
+	const char *why = NULL;
+	int broken = 0;
+	if (!vd->dev)
+		return 0;
+	pthread_mutex_lock(&vd->lock);
+	if (mic_vop_host_dev_broken(vd->dev, &why)) {
+		broken = 1;
+		snprintf(buf, len, "%s", why ? why : "unknown");
+	}
+	pthread_mutex_unlock(&vd->lock);
+	return broken;
+}

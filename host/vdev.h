@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host side of one virtio device of a card: the thread that serves it.  The
+ * thread sleeps on the device's card-to-host doorbell and on the backend's
+ * own file (PTY, TAP, image file); on every wake-up it lets the transport
+ * check the device (card acknowledgements, resets, misbehaviour) and, while
+ * the card's driver is ready, calls the backend to serve the queues.
+ * Backends (host/backends/) only move data.
+ */
+#ifndef MIC_HOST_VDEV_H
+#define MIC_HOST_VDEV_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "hw/mic_hw.h"
+#include "vop/host/vop_host.h"
+
+struct vdev;
+
+struct vdev_ops {
+	const char *name;
+	/* Serves the queues; called with vd->lock held while the card's driver
+	 * is ready.  Sets vd->fd_events to what it waits for on vd->fd. */
+	void (*serve)(struct vdev *vd);
+	/* The card's driver went away (card reset, halt, crash): forget
+	 * in-flight chains, keep the backend's own state (PTY, file). */
+	void (*reset)(struct vdev *vd);
+	void (*destroy)(struct vdev *vd);
+};
+
+struct vdev {
+	const struct vdev_ops *ops;
+	void *priv;
+	char card[32];
+	struct mic_hw_view *view;
+	struct mic_vop_host_dev *dev;
+	pthread_mutex_t lock;
+	pthread_t thread;
+	int thread_started;
+	int stop_fd;
+	int fd;           /* backend's file or -1 */
+	short fd_events;  /* poll events wanted on fd */
+	int broken_logged;
+	uint64_t served;  /* wake-ups that reached serve(), for tests */
+};
+
+/* Adds the device described by t to the card's device page and starts its
+ * thread.  vd->ops, priv and fd are set by the backend beforehand. */
+int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *view,
+	       const char *card, const struct mic_vop_dev_template *t);
+/* Stops the thread and calls ops->destroy. */
+void vdev_stop(struct vdev *vd);
+/* The card no longer runs a driver for it (reset, halt, crash). */
+void vdev_card_gone(struct vdev *vd);
+/* 1 and the reason in buf if the device is broken, else 0. */
+int vdev_broken(struct vdev *vd, char *buf, size_t len);
+
+#endif
