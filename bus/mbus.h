@@ -27,6 +27,7 @@ enum mbus_dev_id {
 	MBUS_DEV_ANY = 0, /* terminates id tables; never a device's id */
 	MBUS_DEV_DMA = 1, /* the X100 DMA controller, one per side */
 	MBUS_DEV_VOP = 2, /* virtio over PCIe transport */
+	MBUS_DEV_VIRTIO_BASE = 0x100, /* + VIRTIO_ID_*: a virtio device of the device page */
 };
 
 struct mbus_device;

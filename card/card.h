@@ -1,12 +1,39 @@
 /* SPDX-License-Identifier: MIT */
-/* The card OS runtime (init of the card): its context, shared by the card
- * driver and the drivers it probes. */
+/*
+ * The card OS runtime (init of the card): its context and event loop, shared
+ * by the card driver and the drivers it probes.  Single-threaded: drivers
+ * register file descriptors and child processes with the loop.
+ */
 #ifndef MIC_CARD_CARD_H
 #define MIC_CARD_CARD_H
 
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bus/mbus.h"
 #include "card/cardlog.h"
 #include "hw/mic_hw.h"
 #include "mic/boot.h"
+
+struct card_os;
+struct card_vop;
+
+typedef void (*card_fd_fn)(struct card_os *c, void *ctx, uint32_t events);
+typedef void (*card_exit_fn)(struct card_os *c, void *ctx, pid_t pid, int status);
+
+struct card_watch {
+	int fd;
+	card_fd_fn fn; /* NULL once unwatched; freed after the current batch */
+	void *ctx;
+	struct card_watch *next;
+};
+
+struct card_child {
+	pid_t pid;
+	card_exit_fn fn;
+	void *ctx;
+	struct card_child *next;
+};
 
 struct card_os {
 	struct mic_hw_view hw;
@@ -16,6 +43,42 @@ struct card_os {
 	int sigfd;
 	int halting;
 	int ignore_shutdown; /* cmdline mic.ignore_shutdown */
+	struct card_watch *watches;
+	struct card_child *children;
+	/* the card's MIC virtual bus: DMA device, virtio devices */
+	struct mbus bus;
+	struct mbus_driver dma_drv;
+	struct mbus_device dma_dev;
+	int (*dma_probe)(struct mbus_device *dev);
+	void (*dma_remove)(struct mbus_device *dev);
+	struct card_vop *vop;
+	struct mbus_driver console_drv;
 };
+
+/* Calls fn(c, ctx, revents) when fd is ready for events (EPOLLIN...). */
+int card_watch(struct card_os *c, int fd, uint32_t events, card_fd_fn fn, void *ctx);
+int card_watch_mod(struct card_os *c, int fd, uint32_t events);
+void card_unwatch(struct card_os *c, int fd);
+/* Calls fn when child pid exits (the runtime reaps every child). */
+int card_on_exit(struct card_os *c, pid_t pid, card_exit_fn fn, void *ctx);
+
+/* The card's virtio transport (card/vop.c): scans the device page and puts
+ * its devices on the card bus; follows config changes. */
+int card_vop_start(struct card_os *c);
+void card_vop_stop(struct card_os *c);
+
+/* A virtio device of the device page, as a device on the card bus. */
+struct mic_vop_cdev;
+struct mic_vop_cma;
+struct card_vdev {
+	struct mbus_device mdev;
+	struct card_os *os;
+	struct mic_vop_cdev *cdev;
+	struct mic_vop_cma *cma;
+	int registered;
+};
+
+/* Virtio drivers (card/virtio/), registered on the card bus. */
+void virtio_console_driver_init(struct mbus_driver *drv, struct card_os *os);
 
 #endif

@@ -44,6 +44,8 @@ void cardlog(struct cardlog *l, const char *fmt, ...)
 	buf[len] = 0;
 	if (l->to_stderr)
 		fputs(buf, stderr);
+	if (l->tee)
+		l->tee(l->tee_ctx, buf, len);
 	if (!l->log)
 		return;
 	/* Reserve space atomically: bootstrap and card OS threads may write

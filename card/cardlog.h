@@ -4,6 +4,7 @@
 #ifndef MIC_CARD_CARDLOG_H
 #define MIC_CARD_CARDLOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hw/mic_hw.h"
@@ -13,6 +14,9 @@ struct cardlog {
 	struct mic_log *log; /* NULL: log to stderr only */
 	const char *prog;
 	int to_stderr;
+	/* also copy each line here (the console), if set */
+	void (*tee)(void *ctx, const char *line, size_t len);
+	void *tee_ctx;
 };
 
 /* Attaches to the log ring at addr; formats it if it holds no valid ring

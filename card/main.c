@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * mic-card: init of the card OS.  Brings up the card driver (its link to the
- * host through the card's registers and memory), reports "online", and runs
- * the card's event loop: host commands, interrupts, child reaping.
+ * host through the card's registers and memory): the card's MIC bus with its
+ * DMA device, the virtio transport and drivers; reports "online", and runs
+ * the card's event loop: host commands, interrupts, child processes.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -18,11 +19,125 @@
 #include <unistd.h>
 
 #include "card/card.h"
+#include "dma/mic_dma.h"
+
+/* --- event loop --- */
+
+int card_watch(struct card_os *c, int fd, uint32_t events, card_fd_fn fn, void *ctx)
+{
+	struct card_watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	*w = (struct card_watch){ .fd = fd, .fn = fn, .ctx = ctx, .next = c->watches };
+	struct epoll_event ev = { .events = events, .data.ptr = w };
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		free(w);
+		return -errno;
+	}
+	c->watches = w;
+	return 0;
+}
+
+static struct card_watch *find_watch(struct card_os *c, int fd)
+{
+	for (struct card_watch *w = c->watches; w; w = w->next)
+		if (w->fn && w->fd == fd)
+			return w;
+	return NULL;
+}
+
+int card_watch_mod(struct card_os *c, int fd, uint32_t events)
+{
+	struct card_watch *w = find_watch(c, fd);
+	if (!w)
+		return -ENOENT;
+	struct epoll_event ev = { .events = events, .data.ptr = w };
+	return epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void card_unwatch(struct card_os *c, int fd)
+{
+	struct card_watch *w = find_watch(c, fd);
+	if (!w)
+		return;
+	epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL);
+	w->fn = NULL; /* an event for it may be pending in this batch */
+}
+
+static void free_dead_watches(struct card_os *c)
+{
+	for (struct card_watch **pp = &c->watches; *pp;) {
+		struct card_watch *w = *pp;
+		if (w->fn) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		free(w);
+	}
+}
+
+int card_on_exit(struct card_os *c, pid_t pid, card_exit_fn fn, void *ctx)
+{
+	struct card_child *k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	*k = (struct card_child){ .pid = pid, .fn = fn, .ctx = ctx, .next = c->children };
+	c->children = k;
+	return 0;
+}
 
 static void fw_state(struct card_os *c, enum mic_fw_state s)
 {
 	mic_spad_write(&c->hw, MIC_SPAD_FW_STATE, s);
 	mic_doorbell_ring(&c->hw, MIC_DB_FW_STATE);
+}
+
+static void halt(struct card_os *c, const char *why)
+{
+	if (c->halting)
+		return;
+	cardlog(&c->log, "%s: halting", why);
+	c->halting = 1;
+	fw_state(c, MIC_FW_HALTING);
+}
+
+static void on_host_cmd(struct card_os *c, void *ctx, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	mic_irq_ack(&c->hw, MIC_DB_HOST_CMD);
+	uint32_t cmd = mic_spad_read(&c->hw, MIC_SPAD_HOST_CMD);
+	if (cmd != MIC_CMD_SHUTDOWN)
+		return;
+	if (c->ignore_shutdown) {
+		cardlog(&c->log, "shutdown requested: ignored (mic.ignore_shutdown)");
+		return;
+	}
+	halt(c, "shutdown requested by the host");
+}
+
+static void on_signal(struct card_os *c, void *ctx, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	struct signalfd_siginfo si;
+	while (read(c->sigfd, &si, sizeof(si)) == sizeof(si))
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			halt(c, "terminated");
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (struct card_child **pp = &c->children; *pp; pp = &(*pp)->next) {
+			struct card_child *k = *pp;
+			if (k->pid != pid)
+				continue;
+			*pp = k->next;
+			k->fn(c, k->ctx, pid, status);
+			free(k);
+			break;
+		}
+	}
 }
 
 static void loopback_up(struct card_os *c)
@@ -38,46 +153,68 @@ static void loopback_up(struct card_os *c)
 		close(s);
 }
 
-static int watch(struct card_os *c, int fd, uint64_t tag)
+/* --- the card's bus --- */
+
+/* The bus itself is silent; the card log records what it binds, in order,
+ * so the host can see probe and remove order (micctl log). */
+static struct card_os *dma_owner(struct mbus_device *dev)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
-	return epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
+	return dev->driver->data;
 }
 
-enum { EV_SIGNAL = 1000 };
-
-static void host_command(struct card_os *c)
+static int dma_probe_logged(struct mbus_device *dev)
 {
-	uint32_t cmd = mic_spad_read(&c->hw, MIC_SPAD_HOST_CMD);
-	if (cmd == MIC_CMD_SHUTDOWN && c->ignore_shutdown) {
-		cardlog(&c->log, "shutdown requested: ignored (mic.ignore_shutdown)");
-		return;
-	}
-	if (cmd == MIC_CMD_SHUTDOWN && !c->halting) {
-		cardlog(&c->log, "shutdown requested by the host");
-		c->halting = 1;
-		fw_state(c, MIC_FW_HALTING);
-	}
+	struct card_os *c = dma_owner(dev);
+	int rc = c->dma_probe(dev);
+	cardlog(&c->log, "bus: probe %s for %s: %s", dev->driver->name, dev->name,
+		rc ? strerror(-rc) : "ok");
+	return rc;
 }
 
-static void reap(struct card_os *c)
+static void dma_remove_logged(struct mbus_device *dev)
 {
-	struct signalfd_siginfo si;
-	while (read(c->sigfd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			cardlog(&c->log, "signal %u: halting", si.ssi_signo);
-			c->halting = 1;
-			fw_state(c, MIC_FW_HALTING);
-		}
-	}
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
+	struct card_os *c = dma_owner(dev);
+	cardlog(&c->log, "bus: remove %s from %s", dev->driver->name, dev->name);
+	c->dma_remove(dev);
+}
+
+static void bus_start(struct card_os *c)
+{
+	mbus_init(&c->bus, c->bp.name);
+	mic_dma_driver_init(&c->dma_drv);
+	c->dma_probe = c->dma_drv.probe;
+	c->dma_remove = c->dma_drv.remove;
+	c->dma_drv.probe = dma_probe_logged;
+	c->dma_drv.remove = dma_remove_logged;
+	c->dma_drv.data = c;
+	mbus_driver_register(&c->bus, &c->dma_drv);
+	mbus_device_init(&c->dma_dev, MBUS_DEV_DMA, "dma", &c->hw);
+	mbus_device_register(&c->bus, &c->dma_dev);
+	virtio_console_driver_init(&c->console_drv, c);
+	mbus_driver_register(&c->bus, &c->console_drv);
+}
+
+static int loop_init(struct card_os *c)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	c->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (c->sigfd < 0 || c->epfd < 0)
+		return -errno;
+	int rc = card_watch(c, c->sigfd, EPOLLIN, on_signal, NULL);
+	if (!rc)
+		rc = card_watch(c, c->hw.irq_fd[MIC_DB_HOST_CMD], EPOLLIN, on_host_cmd, NULL);
+	return rc;
 }
 
 int main(void)
 {
-	struct card_os c;
-	memset(&c, 0, sizeof(c));
+	static struct card_os c; /* the card OS's one context */
 	if (mic_hw_card_attach(&c.hw) < 0) {
 		fprintf(stderr, "mic-card: no card hardware (MIC_HW)\n");
 		return 1;
@@ -90,37 +227,32 @@ int main(void)
 	c.ignore_shutdown = strstr(c.bp.cmdline, "mic.ignore_shutdown") != NULL;
 	cardlog(&c.log, "card OS starting on %s (pid %d), cmdline '%s'", c.bp.name, getpid(),
 		c.bp.cmdline);
-
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	c.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	c.epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (c.sigfd < 0 || c.epfd < 0 || watch(&c, c.sigfd, EV_SIGNAL) ||
-	    watch(&c, c.hw.irq_fd[MIC_DB_HOST_CMD], MIC_DB_HOST_CMD)) {
-		cardlog(&c.log, "event loop: %s", strerror(errno));
+	int rc = loop_init(&c);
+	if (rc) {
+		cardlog(&c.log, "event loop: %s", strerror(-rc));
 		return 1;
 	}
 	loopback_up(&c);
+	bus_start(&c);
+	if ((rc = card_vop_start(&c)))
+		cardlog(&c.log, "virtio transport: %s", strerror(-rc));
 
 	fw_state(&c, MIC_FW_ONLINE);
 	cardlog(&c.log, "online");
 	while (!c.halting) {
-		struct epoll_event ev[8];
-		int n = epoll_wait(c.epfd, ev, 8, -1);
+		struct epoll_event ev[16];
+		int n = epoll_wait(c.epfd, ev, 16, -1);
 		for (int i = 0; i < n; i++) {
-			uint64_t tag = ev[i].data.u64;
-			if (tag == EV_SIGNAL) {
-				reap(&c);
-			} else if (tag == MIC_DB_HOST_CMD) {
-				mic_irq_ack(&c.hw, MIC_DB_HOST_CMD);
-				host_command(&c);
-			}
+			struct card_watch *w = ev[i].data.ptr;
+			if (w->fn)
+				w->fn(&c, w->ctx, ev[i].events);
 		}
+		free_dead_watches(&c);
 	}
+	/* Devices go first (reverse probe order), so the host sees each one
+	 * reset by its driver before the card reports it has halted. */
+	card_vop_stop(&c);
+	mbus_destroy(&c.bus);
 	cardlog(&c.log, "halted");
 	return 0;
 }

@@ -4,12 +4,17 @@
  * operation failed, 2 usage, 3 micd is not running, 4 no such card.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
+
+#define ESCAPE_KEY 0x1d /* Ctrl-] */
 
 static void usage(void)
 {
@@ -22,7 +27,10 @@ static void usage(void)
 		"  suspend                     OSPM suspend: shut every online card down\n"
 		"  resume                      boot every card that suspend shut down\n"
 		"  wait CARD STATE [--timeout SECONDS]\n"
-		"  log CARD                    the card OS log, read from card memory\n");
+		"  log CARD                    the card OS log, read from card memory\n"
+		"  console CARD [--linger S]   attach to the card's console (Ctrl-] detaches);\n"
+		"                              with stdin not a terminal: send stdin, print the\n"
+		"                              output until S seconds (default 0.5) of quiet\n");
 	exit(2);
 }
 
@@ -70,11 +78,93 @@ static int request(const char *rundir, const char *line)
 	return code;
 }
 
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Attaches to <rundir>/<card>/console, the host end of the card's
+ * virtio-console.  The daemon keeps the PTY open, so detaching loses
+ * nothing: output waits in the PTY until the next attach.
+ */
+static int console(const char *rundir, const char *card, double linger)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s/console", rundir, card);
+	int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		if (request(rundir, "ping\n") == 3)
+			return 3;
+		fprintf(stderr, "micctl: %s: %s (is '%s' a card of this micd?)\n", path, strerror(errno),
+			card);
+		return errno == ENOENT ? 4 : 1;
+	}
+	int tty = isatty(0);
+	struct termios saved, raw;
+	if (tty) {
+		tcgetattr(0, &saved);
+		raw = saved;
+		cfmakeraw(&raw);
+		tcsetattr(0, TCSANOW, &raw);
+		fprintf(stderr, "micctl: attached to %s console, Ctrl-] detaches\r\n", card);
+	}
+	struct pollfd p[2] = { { .fd = 0, .events = POLLIN }, { .fd = fd, .events = POLLIN } };
+	char buf[65536];
+	int rc = 0, in_open = 1;
+	for (;;) {
+		int n = poll(p, 2, in_open ? -1 : (int)(linger * 1000));
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n == 0)
+			break; /* quiet after stdin ended */
+		if (p[1].revents & POLLIN) {
+			ssize_t r = read(fd, buf, sizeof(buf));
+			if (r <= 0 || write_all(1, buf, (size_t)r) < 0)
+				break;
+		} else if (p[1].revents & (POLLHUP | POLLERR)) {
+			break;
+		}
+		if (in_open && (p[0].revents & (POLLIN | POLLHUP))) {
+			ssize_t r = read(0, buf, sizeof(buf));
+			if (r <= 0) {
+				in_open = 0;
+				p[0].fd = -1;
+				continue;
+			}
+			if (tty && memchr(buf, ESCAPE_KEY, (size_t)r)) {
+				r = (char *)memchr(buf, ESCAPE_KEY, (size_t)r) - buf;
+				write_all(fd, buf, (size_t)r);
+				break;
+			}
+			if (write_all(fd, buf, (size_t)r) < 0) {
+				rc = 1;
+				break;
+			}
+		}
+	}
+	if (tty) {
+		tcsetattr(0, TCSANOW, &saved);
+		fprintf(stderr, "\nmicctl: detached from %s console\n", card);
+	}
+	close(fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *rundir = getenv("MIC_RUNDIR");
 	int json = 0, nowait = 0;
-	double timeout = 10;
+	double timeout = 10, linger = 0.5;
 	/* Options may come before or after the command words. */
 	char *words[4];
 	int nw = 0;
@@ -87,6 +177,8 @@ int main(int argc, char **argv)
 			nowait = 1;
 		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
 			timeout = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--linger") && i + 1 < argc)
+			linger = atof(argv[++i]);
 		else if (argv[i][0] == '-')
 			usage();
 		else if (nw < 4)
@@ -110,6 +202,8 @@ int main(int argc, char **argv)
 		if (timeout < 0)
 			usage();
 		snprintf(line, sizeof(line), "wait %s %s %ld\n", words[1], words[2], (long)(timeout * 1000));
+	} else if (!strcmp(cmd, "console") && nw == 2) {
+		return console(rundir, words[1], linger);
 	} else if (!strcmp(cmd, "log") && nw == 2) {
 		snprintf(line, sizeof(line), "log %s\n", words[1]);
 	} else {

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-console driver of the card: the card's console is a PTY inside the
+ * card OS, with a shell on its slave (respawned when it exits).  What the
+ * shell writes goes to the host through the transmit queue; what the host
+ * sends arrives in receive buffers and is written to the PTY.  The card OS
+ * log is copied to the console as well.  Nothing is dropped on either path:
+ * when buffers run out the driver stops reading the PTY until the host
+ * returns some.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_console.h>
+#include <linux/virtio_ids.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "card/card.h"
+#include "vop/card/vop_card.h"
+
+enum { VQ_RX = 0, VQ_TX = 1 };
+#define NBUF 32
+#define BUF_SIZE 4096u
+
+struct cbuf {
+	uint64_t addr;
+	char *ptr;
+};
+
+struct vcon {
+	struct card_os *os;
+	struct card_vdev *vd;
+	struct mic_vop_vq *rx, *tx;
+	unsigned line;
+	int line_fd;
+	int master;
+	char pts[64];
+	pid_t shell;
+	unsigned respawns;
+	struct cbuf rxb[NBUF], txb[NBUF];
+	int tx_free[NBUF];
+	int ntx_free;
+	/* receive buffers whose data is not yet all written to the PTY, in order */
+	int pend[NBUF];
+	uint32_t pend_len[NBUF], pend_off;
+	int npend;
+	int in_tee; /* cardlog -> console, not re-entrant */
+};
+
+static void update_events(struct vcon *v)
+{
+	uint32_t ev = (v->ntx_free ? EPOLLIN : 0) | (v->npend ? EPOLLOUT : 0);
+	card_watch_mod(v->os, v->master, ev);
+}
+
+static void tx_send(struct vcon *v, const char *data, size_t len)
+{
+	int i = v->tx_free[--v->ntx_free];
+	memcpy(v->txb[i].ptr, data, len);
+	struct mic_vop_sg sg = { v->txb[i].addr, (uint32_t)len };
+	mic_vop_vq_add_outbuf(v->tx, &sg, 1, (void *)(uintptr_t)(i + 1));
+}
+
+static void post_rx(struct vcon *v, int i)
+{
+	struct mic_vop_sg sg = { v->rxb[i].addr, BUF_SIZE };
+	mic_vop_vq_add_inbuf(v->rx, &sg, 1, (void *)(uintptr_t)(i + 1));
+}
+
+/* Writes pending received data to the PTY, reposting drained buffers. */
+static void flush_rx(struct vcon *v)
+{
+	int reposted = 0;
+	while (v->npend) {
+		int i = v->pend[0];
+		uint32_t len = v->pend_len[0];
+		while (v->pend_off < len) {
+			ssize_t n = write(v->master, v->rxb[i].ptr + v->pend_off, len - v->pend_off);
+			if (n <= 0)
+				goto out; /* the shell is not reading: wait for EPOLLOUT */
+			v->pend_off += (uint32_t)n;
+		}
+		v->pend_off = 0;
+		memmove(v->pend, v->pend + 1, (size_t)(v->npend - 1) * sizeof(v->pend[0]));
+		memmove(v->pend_len, v->pend_len + 1, (size_t)(v->npend - 1) * sizeof(v->pend_len[0]));
+		v->npend--;
+		post_rx(v, i);
+		reposted = 1;
+	}
+out:
+	if (reposted)
+		mic_vop_vq_kick(v->rx);
+}
+
+static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
+{
+	struct vcon *v = ctx;
+	(void)c;
+	(void)events;
+	mbus_ack_irq(&v->vd->mdev, v->line);
+	void *tok;
+	uint32_t len;
+	do {
+		mic_vop_vq_disable_cb(v->tx);
+		while ((tok = mic_vop_vq_get_buf(v->tx, &len)))
+			v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
+	} while (!mic_vop_vq_enable_cb(v->tx));
+	do {
+		mic_vop_vq_disable_cb(v->rx);
+		while ((tok = mic_vop_vq_get_buf(v->rx, &len))) {
+			v->pend[v->npend] = (int)(uintptr_t)tok - 1;
+			v->pend_len[v->npend++] = len > BUF_SIZE ? BUF_SIZE : len;
+		}
+	} while (!mic_vop_vq_enable_cb(v->rx));
+	flush_rx(v);
+	update_events(v);
+}
+
+static void on_pty(struct card_os *c, void *ctx, uint32_t events)
+{
+	struct vcon *v = ctx;
+	(void)c;
+	if (events & EPOLLOUT)
+		flush_rx(v);
+	if (events & (EPOLLIN | EPOLLHUP)) {
+		int sent = 0;
+		while (v->ntx_free) {
+			int i = v->tx_free[v->ntx_free - 1];
+			ssize_t n = read(v->master, v->txb[i].ptr, BUF_SIZE);
+			if (n <= 0)
+				break; /* EAGAIN, or EIO while no shell holds the slave */
+			v->ntx_free--;
+			struct mic_vop_sg sg = { v->txb[i].addr, (uint32_t)n };
+			mic_vop_vq_add_outbuf(v->tx, &sg, 1, (void *)(uintptr_t)(i + 1));
+			sent = 1;
+		}
+		if (sent)
+			mic_vop_vq_kick(v->tx);
+	}
+	update_events(v);
+}
+
+static void spawn_shell(struct vcon *v);
+
+static void on_shell_exit(struct card_os *c, void *ctx, pid_t pid, int status)
+{
+	struct vcon *v = ctx;
+	(void)pid;
+	(void)status;
+	v->shell = 0;
+	if (c->halting)
+		return;
+	v->respawns++;
+	spawn_shell(v);
+}
+
+static void spawn_shell(struct vcon *v)
+{
+	char ps1[64];
+	snprintf(ps1, sizeof(ps1), "PS1=%s:\\w# ", v->os->bp.name);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setsid();
+		int s = open(v->pts, O_RDWR); /* first tty opened: our controlling tty */
+		if (s < 0)
+			_exit(127);
+		ioctl(s, TIOCSCTTY, 0);
+		dup2(s, 0);
+		dup2(s, 1);
+		dup2(s, 2);
+		if (s > 2)
+			close(s);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		char *const argv[] = { "-sh", NULL };
+		char *const envp[] = { "HOME=/root", "PATH=/bin:/sbin:/usr/bin:/usr/sbin",
+				       "TERM=linux", ps1, NULL };
+		chdir("/root");
+		execve("/bin/sh", argv, envp);
+		_exit(127);
+	}
+	if (pid > 0) {
+		v->shell = pid;
+		card_on_exit(v->os, pid, on_shell_exit, v);
+	}
+}
+
+/* Card OS messages also go to the console. */
+static void log_tee(void *ctx, const char *line, size_t len)
+{
+	struct vcon *v = ctx;
+	if (v->in_tee || !v->ntx_free)
+		return; /* the console is busy; the log ring keeps the message */
+	v->in_tee = 1;
+	tx_send(v, line, len > BUF_SIZE ? BUF_SIZE : len);
+	mic_vop_vq_kick(v->tx);
+	v->in_tee = 0;
+}
+
+static int alloc_bufs(struct vcon *v, struct cbuf *b)
+{
+	for (int i = 0; i < NBUF; i++) {
+		if (mic_vop_cma_alloc(v->vd->cma, BUF_SIZE, &b[i].addr))
+			return -ENOMEM;
+		b[i].ptr = mic_vop_cma_ptr(v->vd->cma, b[i].addr, BUF_SIZE);
+	}
+	return 0;
+}
+
+static int open_pty(struct vcon *v)
+{
+	v->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+	if (v->master < 0 || grantpt(v->master) < 0 || unlockpt(v->master) < 0 ||
+	    ptsname_r(v->master, v->pts, sizeof(v->pts)))
+		return -errno;
+	return 0;
+}
+
+static int vcon_probe(struct mbus_device *dev)
+{
+	struct card_vdev *vd = (struct card_vdev *)dev;
+	struct card_os *os = dev->driver->data;
+	struct vcon *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->os = os;
+	v->vd = vd;
+	v->master = v->line_fd = -1;
+	dev->priv = v;
+	uint64_t f;
+	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES, &f);
+	if (!rc)
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, 0, &v->rx);
+	if (!rc)
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, 0, &v->tx);
+	if (!rc)
+		rc = alloc_bufs(v, v->rxb);
+	if (!rc)
+		rc = alloc_bufs(v, v->txb);
+	if (!rc)
+		rc = open_pty(v);
+	if (rc)
+		goto fail;
+	for (int i = 0; i < NBUF; i++) {
+		v->tx_free[v->ntx_free++] = i;
+		post_rx(v, i);
+	}
+	v->line = mic_vop_cdev_h2c_db(vd->cdev);
+	v->line_fd = mbus_request_irq(dev, v->line, NULL, NULL);
+	if (v->line_fd < 0 || (rc = mic_vop_cdev_driver_ok(vd->cdev)) ||
+	    (rc = card_watch(os, v->line_fd, EPOLLIN, on_doorbell, v)) ||
+	    (rc = card_watch(os, v->master, EPOLLIN, on_pty, v))) {
+		rc = rc ? rc : v->line_fd;
+		goto fail;
+	}
+	mic_vop_vq_kick(v->rx);
+	spawn_shell(v);
+	os->log.tee = log_tee;
+	os->log.tee_ctx = v;
+	cardlog(&os->log, "bus: probe virtio-console: shell on %s (features %#llx)", v->pts,
+		(unsigned long long)f);
+	return 0;
+fail:
+	cardlog(&os->log, "bus: probe virtio-console failed: %s", strerror(-rc));
+	if (v->line_fd >= 0)
+		mbus_free_irq(dev, v->line);
+	if (v->master >= 0)
+		close(v->master);
+	free(v);
+	dev->priv = NULL;
+	return rc;
+}
+
+static void vcon_remove(struct mbus_device *dev)
+{
+	struct vcon *v = dev->priv;
+	struct card_os *os = v->os;
+	os->log.tee = NULL;
+	cardlog(&os->log, "bus: remove virtio-console");
+	if (v->shell > 0)
+		kill(v->shell, SIGKILL);
+	card_unwatch(os, v->master);
+	card_unwatch(os, v->line_fd);
+	mbus_free_irq(dev, v->line);
+	/* Tell the host the driver is gone and wait for its acknowledgement. */
+	if (mic_vop_cdev_reset(v->vd->cdev, 1000))
+		cardlog(&os->log, "virtio-console: host did not acknowledge the reset");
+	close(v->master);
+	free(v);
+	dev->priv = NULL;
+}
+
+void virtio_console_driver_init(struct mbus_driver *drv, struct card_os *os)
+{
+	static const uint32_t ids[] = { MBUS_DEV_VIRTIO_BASE + VIRTIO_ID_CONSOLE, MBUS_DEV_ANY };
+	memset(drv, 0, sizeof(*drv));
+	drv->name = "virtio-console";
+	drv->id_table = ids;
+	drv->probe = vcon_probe;
+	drv->remove = vcon_remove;
+	drv->data = os;
+}
