@@ -3,7 +3,7 @@
 # Idempotent: does nothing (no apt-get update) when everything is present.
 set -e
 PKGS="cmake make gcc pkg-config libarchive-dev zlib1g-dev libcmocka-dev libinih-dev \
-busybox-static iproute2 util-linux clang libclang-rt-14-dev"
+busybox-static iproute2 util-linux clang libclang-rt-14-dev python3"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

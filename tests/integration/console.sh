@@ -1,0 +1,46 @@
+# virtio-console end to end, driven through the host PTY as a person would.
+. "$(dirname "$0")/lib.sh"
+start_micd --cards 2
+micctl wait mic0 ready --timeout 2 >/dev/null
+micctl boot mic0 >/dev/null
+LINK=$RUNDIR/mic0/console
+check "console link in the run directory" [ -L "$LINK" ]
+con() { micctl console mic0 --linger "${2:-0.5}" <<< "$1" | tr -d '\r'; }
+
+out=$(con hostname)
+check "hostname answers mic0" sh -c "echo '$out' | grep -qx mic0"
+out=$(con "grep NSpid /proc/self/status")
+check "card PID namespace: one level, small pid ($out)" sh -c "echo '$out' | grep -Eq '^NSpid:[[:space:]]+[0-9]{1,3}$'"
+card_ns=$(con "readlink /proc/self/ns/pid" | grep '^pid:')
+check "card pid namespace differs from the host's ($card_ns)" [ -n "$card_ns" -a "$card_ns" != "$(readlink /proc/self/ns/pid)" ]
+check "card OS log also goes to the console" sh -c "micctl log mic0 | grep -q 'probe virtio-console'"
+
+# 10 MiB of output, intact and in order
+micctl console mic0 --linger 2 <<< "seq 1 1500000" | tr -d '\r' | grep -E '^[0-9]+$' > "$RUNDIR/seq.out"
+check "10 MiB of output arrive intact, in order ($(stat -c %s "$RUNDIR/seq.out") bytes)" sh -c "seq 1 1500000 | cmp -s - '$RUNDIR/seq.out'"
+
+check "attach/detach cycles lose nothing" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" attach
+
+out=$(con "exit" 1; con "echo respawned-\$((6*7))")
+check "shell respawns after exit" sh -c "echo '$out' | grep -q respawned-42"
+
+# typing during a reboot
+python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" type "$RUNDIR/stop" > "$RUNDIR/type.log" &
+typer=$!
+sleep 0.3
+check "reset while typing" micctl reset mic0
+check "status answers while typing" micctl status mic0
+check "boot while typing" micctl boot mic0
+sleep 0.3
+touch "$RUNDIR/stop"; wait $typer
+out=$(con "echo alive-\$((40+2))" 1)
+check "console works after the reboot" sh -c "echo '$out' | grep -q alive-42"
+check "daemon responsive" micctl status
+
+# shutdown removes the device cleanly: the host sees the reset
+micctl shutdown mic0 >/dev/null
+check "card removed its console on shutdown" sh -c "micctl log mic0 | grep -q 'bus: remove virtio-console'"
+check "DMA removed after the console (reverse probe order)" sh -c "micctl log mic0 | tail -5 | grep -A5 'remove virtio-console' | grep -q 'remove mic_x100_dma'"
+check "host saw the card reset its console" grep -q "console device reset by the card" "$RUNDIR/micd.log"
+check "second card has its own console" [ -L "$RUNDIR/mic1/console" ]
+finish

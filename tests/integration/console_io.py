@@ -1,0 +1,60 @@
+"""Console checks driven through the host PTY, as a person's terminal would.
+
+usage: console_io.py LINK MODE
+  attach   : several attach/detach cycles while the card writes 200000
+             numbered lines; every line must arrive once, in order
+  type     : keep typing into the console until the file STOP exists
+"""
+import os, select, sys, time
+
+link, mode = sys.argv[1], sys.argv[2]
+
+def attach():
+    return os.open(link, os.O_RDWR | os.O_NOCTTY)
+
+def read_for(fd, seconds):
+    out, end = b"", time.time() + seconds
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            out += os.read(fd, 65536)
+    return out
+
+if mode == "attach":
+    n = 200000
+    fd = attach()
+    os.write(fd, b"seq 1 %d | sed 's/^/L/'\n" % n)
+    data = read_for(fd, 0.3)
+    os.close(fd)
+    for cycle in range(8):          # detached: the card keeps writing
+        time.sleep(0.2)
+        fd = attach()
+        data += read_for(fd, 0.2)
+        os.close(fd)
+    fd = attach()
+    quiet = 0
+    while quiet < 10:
+        chunk = read_for(fd, 0.1)
+        data += chunk
+        quiet = 0 if chunk else quiet + 1
+    os.close(fd)
+    lines = [l for l in data.replace(b"\r", b"").split(b"\n") if l.startswith(b"L")]
+    want = [b"L%d" % i for i in range(1, n + 1)]
+    if lines != want:
+        missing = len(want) - len(lines)
+        print("console lost or reordered output: got %d lines, want %d (diff %d)" % (len(lines), n, missing))
+        sys.exit(1)
+    print("all %d lines arrived in order over 10 attachments" % n)
+elif mode == "type":
+    fd = attach()
+    stop = sys.argv[3]
+    sent = 0
+    while not os.path.exists(stop):
+        try:
+            os.write(fd, b"echo typed-during-reboot\n")
+            sent += 1
+        except BlockingIOError:
+            pass
+        read_for(fd, 0.01)
+    os.close(fd)
+    print("typed %d lines" % sent)
