@@ -125,6 +125,12 @@ static void status_text(struct micd *d, struct mic_card *only, struct reply *r)
 			rprintf(r, ", booted in %.1f ms", c->last_boot_ms);
 		if (c->last_error[0])
 			rprintf(r, ", last error: %s", c->last_error);
+		for (int k = 0; k < c->nvdev; k++) {
+			char why[160];
+			const char *st = vdev_state(c->vdev[k], why, sizeof(why));
+			if (why[0])
+				rprintf(r, ", %s %s: %s", c->vdev[k]->ops->name, st, why);
+		}
 		rprintf(r, "\n");
 	}
 }
@@ -163,7 +169,17 @@ static void status_json(struct micd *d, struct mic_card *only, struct reply *r)
 		json_str(r, c->last_error);
 		rprintf(r, ",\"image\":");
 		json_str(r, c->cfg.image);
-		rprintf(r, "}");
+		rprintf(r, ",\"download_ms\":%.3f,\"download_dma\":%s,\"devices\":[", c->last_download_ms,
+			c->last_download_dma ? "true" : "false");
+		for (int k = 0; k < c->nvdev; k++) {
+			char why[160];
+			const char *st = vdev_state(c->vdev[k], why, sizeof(why));
+			rprintf(r, "%s{\"type\":\"%s\",\"state\":\"%s\",\"reason\":", k ? "," : "",
+				c->vdev[k]->ops->name, st);
+			json_str(r, why);
+			rprintf(r, "}");
+		}
+		rprintf(r, "]}");
 	}
 	rprintf(r, "]}\n");
 }

@@ -9,17 +9,25 @@
 #include "host/vdev.h"
 #include "lib/log.h"
 
+/* Returns 1 (and logs once) if the card broke the device. */
+static int is_broken(struct vdev *vd)
+{
+	const char *why;
+	if (!mic_vop_host_dev_broken(vd->dev, &why))
+		return 0;
+	if (!vd->broken_logged)
+		log_err("%s: %s device broken, needs reset: %s", vd->card, vd->ops->name,
+			why ? why : "unknown");
+	vd->broken_logged = 1;
+	vd->fd_events = 0;
+	return 1;
+}
+
 static void check_device(struct vdev *vd)
 {
 	int ev = mic_vop_host_dev_poll(vd->dev);
-	const char *why;
-	if (mic_vop_host_dev_broken(vd->dev, &why)) {
-		if (!vd->broken_logged)
-			log_err("%s: %s device broken, needs reset: %s", vd->card, vd->ops->name, why);
-		vd->broken_logged = 1;
-		vd->fd_events = 0;
+	if (is_broken(vd))
 		return;
-	}
 	if (ev & MIC_VOP_EV_RESET) {
 		log_info("%s: %s device reset by the card", vd->card, vd->ops->name);
 		vd->ops->reset(vd);
@@ -30,6 +38,7 @@ static void check_device(struct vdev *vd)
 	if (mic_vop_host_dev_ready(vd->dev)) {
 		vd->served++;
 		vd->ops->serve(vd);
+		is_broken(vd); /* serving may have found the fault */
 	} else {
 		vd->fd_events = 0;
 	}
@@ -106,17 +115,19 @@ void vdev_card_gone(struct vdev *vd)
 	pthread_mutex_unlock(&vd->lock);
 }
 
-int vdev_broken(struct vdev *vd, char *buf, size_t len)
+const char *vdev_state(struct vdev *vd, char *why, size_t len)
 {
-	const char *why = NULL;
-	int broken = 0;
+	const char *reason = NULL, *state = "waiting";
+	why[0] = 0;
 	if (!vd->dev)
-		return 0;
+		return state;
 	pthread_mutex_lock(&vd->lock);
-	if (mic_vop_host_dev_broken(vd->dev, &why)) {
-		broken = 1;
-		snprintf(buf, len, "%s", why ? why : "unknown");
+	if (mic_vop_host_dev_broken(vd->dev, &reason)) {
+		state = "broken";
+		snprintf(why, len, "%s", reason ? reason : "unknown");
+	} else if (mic_vop_host_dev_ready(vd->dev)) {
+		state = "ready";
 	}
 	pthread_mutex_unlock(&vd->lock);
-	return broken;
+	return state;
 }

@@ -53,7 +53,8 @@ int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *vi
 void vdev_stop(struct vdev *vd);
 /* The card no longer runs a driver for it (reset, halt, crash). */
 void vdev_card_gone(struct vdev *vd);
-/* 1 and the reason in buf if the device is broken, else 0. */
-int vdev_broken(struct vdev *vd, char *buf, size_t len);
+/* "broken" (reason in why), "ready" (the card's driver runs it) or
+ * "waiting" (no driver yet). */
+const char *vdev_state(struct vdev *vd, char *why, size_t len);
 
 #endif

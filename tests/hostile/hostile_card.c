@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A hostile card OS, for tests: packaged as the init of a card image
+ * (mic-mkimage --default --runtime mic-hostile-card).  It brings its console
+ * device up like the real driver, reports online, then breaks the device in
+ * the way the kernel command line asks (mic.hostile=MODE) and rings the
+ * host.  The host must mark the device broken, log why, and keep serving
+ * every other card.
+ *
+ * MODE: idx (avail index jumps past the ring), loop (descriptor loop), oob
+ * (buffer outside card memory), huge (4 GiB length), page (device page
+ * rewritten under the host).
+ */
+#include <errno.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_ring.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hw/mic_hw.h"
+#include "mic/boot.h"
+#include "mic/devpage.h"
+#include "vop/card/vop_card.h"
+
+static void fw_state(struct mic_hw_view *v, enum mic_fw_state s)
+{
+	mic_spad_write(v, MIC_SPAD_FW_STATE, s);
+	mic_doorbell_ring(v, MIC_DB_FW_STATE);
+}
+
+static void publish(struct vring *vr, uint16_t head)
+{
+	uint16_t idx = vr->avail->idx;
+	vr->avail->ring[idx % vr->num] = head;
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	vr->avail->idx = (uint16_t)(idx + 1);
+}
+
+int main(void)
+{
+	struct mic_hw_view v;
+	if (mic_hw_card_attach(&v) < 0)
+		return 1;
+	const struct mic_bootparam *bp = mic_cardmem(&v, MIC_BOOTPARAM_ADDR, sizeof(*bp));
+	const char *m = strstr(bp->cmdline, "mic.hostile=");
+	char mode[16] = "idx";
+	if (m)
+		sscanf(m + 12, "%15s", mode);
+	fw_state(&v, MIC_FW_OS_START);
+
+	struct mic_vop_cma *cma;
+	struct mic_vop_card *vc;
+	struct mic_vop_vq *rx, *tx;
+	uint64_t f;
+	if (mic_vop_cma_create(&v, bp->heap_addr, 16 << 20, &cma) || mic_vop_card_open(&v, cma, &vc) ||
+	    mic_vop_card_scan(vc) < 1)
+		return 2;
+	struct mic_vop_cdev *d = mic_vop_card_find(vc, VIRTIO_ID_CONSOLE, 0);
+	if (!d || mic_vop_cdev_negotiate(d, MIC_VOP_CARD_TRANSPORT_FEATURES, &f) ||
+	    mic_vop_cdev_setup_vq(d, 0, 0, &rx) || mic_vop_cdev_setup_vq(d, 1, 0, &tx) ||
+	    mic_vop_cdev_driver_ok(d))
+		return 3;
+	fw_state(&v, MIC_FW_ONLINE);
+	usleep(100000); /* let the host see DRIVER_OK first */
+
+	struct vring *vr = mic_vop_vq_vring(tx);
+	uint64_t buf;
+	mic_vop_cma_alloc(cma, 4096, &buf);
+	if (!strcmp(mode, "idx")) {
+		vr->avail->idx = (uint16_t)(vr->avail->idx + 1000);
+	} else if (!strcmp(mode, "loop")) {
+		vr->desc[0] = (struct vring_desc){ buf, 16, VRING_DESC_F_NEXT, 1 };
+		vr->desc[1] = (struct vring_desc){ buf, 16, VRING_DESC_F_NEXT, 0 };
+		publish(vr, 0);
+	} else if (!strcmp(mode, "oob")) {
+		vr->desc[0] = (struct vring_desc){ v.aperture.size + 4096, 100, 0, 0 };
+		publish(vr, 0);
+	} else if (!strcmp(mode, "huge")) {
+		vr->desc[0] = (struct vring_desc){ buf, 0xffffffffu, 0, 0 };
+		publish(vr, 0);
+	} else if (!strcmp(mode, "page")) {
+		uint64_t dp = (uint64_t)mic_spad_read(&v, MIC_SPAD_DP_HI) << 32 |
+			      mic_spad_read(&v, MIC_SPAD_DP_LO);
+		uint8_t *page = mic_sysmem(&v, dp, MIC_DP_SIZE);
+		struct mic_device_desc *desc = (struct mic_device_desc *)(page + MIC_DP_FIRST_DEV);
+		desc->num_vq = 4;
+		desc->type = VIRTIO_ID_BLOCK;
+	}
+	mic_vop_vq_notify(tx);
+	for (;;)
+		pause();
+}

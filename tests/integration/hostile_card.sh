@@ -1,0 +1,35 @@
+# A hostile card OS breaks its console device in five ways; micd marks the
+# device broken, logs why, keeps serving the other card, and a reset
+# recovers the device.
+. "$(dirname "$0")/lib.sh"
+"$BIN/mic-mkimage" --default --runtime "$BIN/mic-hostile-card" -o "$RUNDIR/hostile.img" >/dev/null
+cat > "$RUNDIR/micd.conf" <<CONF
+[mic0]
+image = $RUNDIR/hostile.img
+[mic1]
+CONF
+start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
+micctl wait mic1 ready --timeout 2 >/dev/null
+micctl boot mic1 >/dev/null
+dev_state() { micctl status mic0 --json | python3 -c 'import json,sys; d=json.load(sys.stdin)["cards"][0]["devices"][0]; print(d["state"], d["reason"])'; }
+for mode in idx:"avail idx" loop:"loop" oob:"outside card memory" huge:"longer than" page:"page"; do
+    m=${mode%%:*}; why=${mode#*:}
+    sed -i "s/^cmdline.*//; s/^\[mic0\]/[mic0]\ncmdline = mic.hostile=$m/" "$RUNDIR/micd.conf"
+    # the cmdline is read at start: restart the daemon for each mode
+    stop_micd >/dev/null
+    start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
+    micctl wait mic0 ready --timeout 2 >/dev/null; micctl wait mic1 ready --timeout 2 >/dev/null
+    micctl boot mic1 >/dev/null
+    micctl boot mic0 >/dev/null
+    for _ in $(seq 50); do dev_state | grep -q ^broken && break; sleep 0.05; done
+    st=$(dev_state)
+    check "$m: device marked broken ($st)" sh -c "echo '$st' | grep -q '^broken'"
+    check "$m: reason names the fault" sh -c "echo '$st' | grep -qi '$why'"
+    check "$m: micd logged why" grep -q "console device broken" "$RUNDIR/micd.log"
+    out=$(micctl console mic1 <<< hostname | tr -d '\r')
+    check "$m: the other card's console still works" sh -c "echo '$out' | grep -qx mic1"
+    check "$m: daemon still answers" micctl status
+    micctl reset mic0 >/dev/null
+    check "$m: reset clears the broken state" sh -c "micctl status mic0 --json | grep -q '\"state\":\"waiting\"'"
+done
+finish
