@@ -23,78 +23,8 @@
 
 #include "lib/log.h"
 #include "lib/proc.h"
+#include "bench_daemon.h"
 #include "micbench.h"
-
-struct boot_bench {
-	char rundir[64];
-	char bindir[PATH_MAX - 32];
-	pid_t micd;
-};
-
-static int ctl_send(const struct boot_bench *b, const char *line)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/micd.sock", b->rundir);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    send(fd, line, strlen(line), MSG_NOSIGNAL) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* Reads the whole answer; returns 0 if it starts with OK. */
-static int ctl_answer(int fd, char *buf, size_t len)
-{
-	size_t n = 0;
-	ssize_t r;
-	while (n < len - 1 && (r = read(fd, buf + n, len - 1 - n)) > 0)
-		n += (size_t)r;
-	buf[n] = 0;
-	close(fd);
-	return strncmp(buf, "OK", 2) ? -1 : 0;
-}
-
-static int ctl(const struct boot_bench *b, const char *line)
-{
-	char buf[4096];
-	int fd = ctl_send(b, line);
-	return fd < 0 ? -1 : ctl_answer(fd, buf, sizeof(buf));
-}
-
-static int start_micd(struct boot_bench *b, int ncards)
-{
-	char micd[PATH_MAX], cards[8];
-	snprintf(micd, sizeof(micd), "%s/micd", b->bindir);
-	snprintf(cards, sizeof(cards), "%d", ncards);
-	b->micd = fork();
-	if (b->micd == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 2);
-		execl(micd, "micd", "--rundir", b->rundir, "--cards", cards, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500; i++) {
-		char line[32];
-		int ready = 1;
-		for (int c = 0; c < ncards && ready; c++) {
-			snprintf(line, sizeof(line), "wait mic%d ready 0\n", c);
-			ready = ctl(b, line) == 0;
-		}
-		if (ready)
-			return 0;
-		usleep(10000);
-	}
-	return -1;
-}
-
-static void stop_micd(struct boot_bench *b)
-{
-	kill(b->micd, SIGTERM);
-	waitpid(b->micd, NULL, 0);
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -113,14 +43,14 @@ static struct stats stats_of(double *v, int n)
 }
 
 /* One round: boot every card concurrently, time each answer. */
-static int boot_round(struct boot_bench *b, int ncards, double *per_card, double *all)
+static int boot_round(struct bench_daemon *b, int ncards, double *per_card, double *all)
 {
 	int fds[8];
 	char line[32], buf[4096];
 	uint64_t t0 = now_ns();
 	for (int c = 0; c < ncards; c++) {
 		snprintf(line, sizeof(line), "boot mic%d wait\n", c);
-		if ((fds[c] = ctl_send(b, line)) < 0)
+		if ((fds[c] = bench_ctl_send(b, line)) < 0)
 			return -1;
 	}
 	struct pollfd p[8];
@@ -134,7 +64,7 @@ static int boot_round(struct boot_bench *b, int ncards, double *per_card, double
 			if (p[c].fd < 0 || !p[c].revents)
 				continue;
 			per_card[c] = (double)(now_ns() - t0) / 1e6;
-			if (ctl_answer(p[c].fd, buf, sizeof(buf)))
+			if (bench_ctl_answer(p[c].fd, buf, sizeof(buf)))
 				return -1;
 			p[c].fd = -1;
 			left--;
@@ -143,7 +73,7 @@ static int boot_round(struct boot_bench *b, int ncards, double *per_card, double
 	*all = (double)(now_ns() - t0) / 1e6;
 	for (int c = 0; c < ncards; c++) {
 		snprintf(line, sizeof(line), "shutdown mic%d wait\n", c);
-		if (ctl(b, line))
+		if (bench_ctl(b, line))
 			return -1;
 	}
 	return 0;
@@ -177,13 +107,7 @@ int micbench_boot(int argc, char **argv, FILE *out)
 	}
 	if (rounds < 1 || rounds > 1000)
 		rounds = BOOTS;
-	struct boot_bench b;
-	ssize_t n = readlink("/proc/self/exe", b.bindir, sizeof(b.bindir) - 1);
-	b.bindir[n > 0 ? n : 0] = 0;
-	char *s = strrchr(b.bindir, '/');
-	if (s)
-		*s = 0;
-	snprintf(b.rundir, sizeof(b.rundir), "/tmp/micbench-boot.%d", (int)getpid());
+	struct bench_daemon b = { .pid = -1 };
 
 	double base[BOOTS * 5];
 	int nbase = rounds * 5 < BOOTS * 5 ? rounds * 5 : BOOTS * 5;
@@ -203,7 +127,7 @@ int micbench_boot(int argc, char **argv, FILE *out)
 		int nc = counts[k];
 		double *per = calloc((size_t)(rounds * nc), sizeof(double));
 		double *all = calloc((size_t)rounds, sizeof(double));
-		if (!per || !all || start_micd(&b, nc) < 0) {
+		if (!per || !all || bench_daemon_start(&b, nc) < 0) {
 			fprintf(stderr, "micbench boot: cannot start micd with %d cards\n", nc);
 			rc = 1;
 		}
@@ -215,8 +139,7 @@ int micbench_boot(int argc, char **argv, FILE *out)
 			fprintf(stderr, "\rboot: %d card(s), round %d/%d", nc, r + 1, rounds);
 		}
 		fprintf(stderr, "\n");
-		if (b.micd > 0)
-			stop_micd(&b);
+		bench_daemon_stop(&b);
 		if (!rc) {
 			struct stats ps = stats_of(per, rounds * nc);
 			struct stats as = stats_of(all, rounds);
@@ -226,6 +149,5 @@ int micbench_boot(int argc, char **argv, FILE *out)
 		free(per);
 		free(all);
 	}
-	rmdir(b.rundir);
 	return rc;
 }

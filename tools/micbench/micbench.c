@@ -10,6 +10,7 @@
 static const struct micbench_cmd cmds[] = {
 	{ "boot", "boot time, boot command to online, 1 and 8 cards", micbench_boot },
 	{ "dma", "DMA engine throughput vs memcpy, and latency", micbench_dma },
+	{ "console", "virtio-console throughput and latency vs a plain PTY", micbench_console },
 };
 
 static void usage(FILE *f)

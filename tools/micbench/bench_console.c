@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * micbench console: throughput and round-trip latency through a card's
+ * virtio-console (card shell -> card PTY -> virtqueues -> host PTY), next to
+ * a plain PTY pair on the host running the same programs, measured in the
+ * same run.
+ *
+ * Throughput: `head -c N /dev/zero` on the far side, bytes counted on ours.
+ * Latency: one key typed, its echo read back (the shell's line editor
+ * echoes it), 200 times.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "bench_daemon.h"
+#include "lib/log.h"
+#include "micbench.h"
+
+#define TP_BYTES (8u << 20)
+#define LAT_KEYS 200
+
+/* Reads until `want` bytes (not counting the echoed command line) or a
+ * timeout; returns bytes read. */
+static size_t drain(int fd, size_t want, int timeout_ms)
+{
+	char buf[65536];
+	size_t got = 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	while (got < want && poll(&p, 1, timeout_ms) == 1) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
+static void quiet(int fd)
+{
+	while (drain(fd, SIZE_MAX, 200) > 0)
+		;
+}
+
+static double throughput(int fd)
+{
+	char cmd[64];
+	quiet(fd);
+	snprintf(cmd, sizeof(cmd), "head -c %u /dev/zero\n", TP_BYTES);
+	uint64_t t0 = now_ns();
+	if (write(fd, cmd, strlen(cmd)) < 0)
+		return 0;
+	size_t got = drain(fd, TP_BYTES + strlen(cmd) + 1, 10000);
+	double s = (double)(now_ns() - t0) / 1e9;
+	quiet(fd);
+	return got >= TP_BYTES ? TP_BYTES / s / 1e6 : 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Median and p99 of LAT_KEYS key echoes, in microseconds. */
+static void latency(int fd, double *med, double *p99)
+{
+	static double v[LAT_KEYS];
+	char c;
+	quiet(fd);
+	for (int i = 0; i < LAT_KEYS; i++) {
+		uint64_t t0 = now_ns();
+		if (write(fd, "x", 1) != 1 || drain(fd, 1, 2000) < 1) {
+			*med = *p99 = -1;
+			return;
+		}
+		v[i] = (double)(now_ns() - t0) / 1e3;
+		if (i % 50 == 49 && write(fd, "\025", 1) == 1) /* Ctrl-U: clear the line */
+			quiet(fd);
+	}
+	if (write(fd, "\025", 1) == 1)
+		quiet(fd);
+	(void)c;
+	qsort(v, LAT_KEYS, sizeof(double), cmp_double);
+	*med = v[LAT_KEYS / 2];
+	*p99 = v[LAT_KEYS * 99 / 100];
+}
+
+/* The baseline: a busybox shell on a plain PTY pair on the host. */
+static int plain_pty(pid_t *child)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	char pts[64];
+	if (m < 0 || grantpt(m) || unlockpt(m) || ptsname_r(m, pts, sizeof(pts)))
+		return -1;
+	*child = fork();
+	if (*child == 0) {
+		setsid();
+		int s = open(pts, O_RDWR);
+		ioctl(s, TIOCSCTTY, 0);
+		dup2(s, 0);
+		dup2(s, 1);
+		dup2(s, 2);
+		char *const argv[] = { "-sh", NULL };
+		char *const envp[] = { "PS1=host# ", "TERM=linux", "PATH=/bin:/usr/bin", NULL };
+		execve("/bin/busybox", (char *const[]){ "sh", "-i", NULL }, envp);
+		(void)argv;
+		_exit(127);
+	}
+	return m;
+}
+
+static int open_console(struct bench_daemon *b)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/mic0/console", b->rundir);
+	int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct termios t;
+	tcgetattr(fd, &t);
+	cfmakeraw(&t);
+	tcsetattr(fd, TCSANOW, &t);
+	return fd;
+}
+
+int micbench_console(int argc, char **argv, FILE *out)
+{
+	(void)argv;
+	if (argc > 1) {
+		fprintf(stderr, "usage: micbench console\n");
+		return 2;
+	}
+	struct bench_daemon b = { .pid = -1 };
+	if (bench_daemon_start(&b, 1) < 0 || bench_ctl(&b, "boot mic0 wait\n") < 0) {
+		fprintf(stderr, "micbench console: cannot start micd and boot mic0\n");
+		bench_daemon_stop(&b);
+		return 1;
+	}
+	int con = open_console(&b);
+	pid_t sh = -1;
+	int pty = plain_pty(&sh);
+	if (con < 0 || pty < 0) {
+		fprintf(stderr, "micbench console: %s\n", strerror(errno));
+		bench_daemon_stop(&b);
+		return 1;
+	}
+	usleep(200000);
+	/* Alternate the two, best of three each, so both see the same load. */
+	double tc = 0, tp = 0;
+	for (int i = 0; i < 3; i++) {
+		double x = throughput(con), y = throughput(pty);
+		tc = x > tc ? x : tc;
+		tp = y > tp ? y : tp;
+	}
+	double lc_med, lc_p99, lp_med, lp_p99;
+	latency(con, &lc_med, &lc_p99);
+	latency(pty, &lp_med, &lp_p99);
+	fprintf(out, "### Console: card shell through virtio-console vs a plain host PTY\n\n");
+	fprintf(out, "| measure | virtio-console | plain PTY pair | ratio |\n|---|---|---|---|\n");
+	fprintf(out, "| throughput, `head -c %u /dev/zero` (best of 3) | %.1f MB/s | %.1f MB/s | %.2f |\n",
+		TP_BYTES, tc, tp, tp > 0 ? tc / tp : 0);
+	fprintf(out, "| key echo round trip, median | %.1f us | %.1f us | %.2f |\n", lc_med, lp_med,
+		lp_med > 0 ? lc_med / lp_med : 0);
+	fprintf(out, "| key echo round trip, p99 | %.1f us | %.1f us | %.2f |\n", lc_p99, lp_p99,
+		lp_p99 > 0 ? lc_p99 / lp_p99 : 0);
+	close(con);
+	close(pty);
+	if (sh > 0) {
+		kill(sh, SIGKILL);
+		waitpid(sh, NULL, 0);
+	}
+	bench_daemon_stop(&b);
+	return tc > 0 && lc_med > 0 ? 0 : 1;
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench_daemon.h"
+
+int bench_ctl_send(const struct bench_daemon *b, const char *line)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/micd.sock", b->rundir);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    send(fd, line, strlen(line), MSG_NOSIGNAL) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int bench_ctl_answer(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+	ssize_t r;
+	while (n < len - 1 && (r = read(fd, buf + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = 0;
+	close(fd);
+	return strncmp(buf, "OK", 2) ? -1 : 0;
+}
+
+int bench_ctl(const struct bench_daemon *b, const char *line)
+{
+	char buf[4096];
+	int fd = bench_ctl_send(b, line);
+	return fd < 0 ? -1 : bench_ctl_answer(fd, buf, sizeof(buf));
+}
+
+int bench_daemon_start(struct bench_daemon *b, int ncards)
+{
+	ssize_t n = readlink("/proc/self/exe", b->bindir, sizeof(b->bindir) - 1);
+	b->bindir[n > 0 ? n : 0] = 0;
+	char *s = strrchr(b->bindir, '/');
+	if (s)
+		*s = 0;
+	snprintf(b->rundir, sizeof(b->rundir), "/tmp/micbench.%d", (int)getpid());
+	char micd[PATH_MAX], cards[8];
+	snprintf(micd, sizeof(micd), "%s/micd", b->bindir);
+	snprintf(cards, sizeof(cards), "%d", ncards);
+	b->pid = fork();
+	if (b->pid < 0)
+		return -1;
+	if (b->pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		execl(micd, "micd", "--rundir", b->rundir, "--cards", cards, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		char line[32];
+		int ready = 1;
+		for (int c = 0; c < ncards && ready; c++) {
+			snprintf(line, sizeof(line), "wait mic%d ready 0\n", c);
+			ready = bench_ctl(b, line) == 0;
+		}
+		if (ready)
+			return 0;
+		usleep(10000);
+	}
+	bench_daemon_stop(b);
+	return -1;
+}
+
+void bench_daemon_stop(struct bench_daemon *b)
+{
+	if (b->pid <= 0)
+		return;
+	kill(b->pid, SIGTERM);
+	waitpid(b->pid, NULL, 0);
+	b->pid = -1;
+	rmdir(b->rundir);
+}

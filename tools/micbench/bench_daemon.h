@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/* A private micd for a benchmark: started from the same bin directory, in
+ * its own run directory, driven over its control socket. */
+#ifndef MIC_BENCH_DAEMON_H
+#define MIC_BENCH_DAEMON_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct bench_daemon {
+	char rundir[64];
+	char bindir[PATH_MAX - 32];
+	pid_t pid;
+};
+
+/* Starts micd with ncards cards and waits until every card is ready. */
+int bench_daemon_start(struct bench_daemon *b, int ncards);
+void bench_daemon_stop(struct bench_daemon *b);
+/* Sends one request; returns the connection to read the answer from. */
+int bench_ctl_send(const struct bench_daemon *b, const char *line);
+/* Reads the whole answer into buf; 0 if it was OK. */
+int bench_ctl_answer(int fd, char *buf, size_t len);
+/* Request and answer in one; 0 if OK. */
+int bench_ctl(const struct bench_daemon *b, const char *line);
+
+#endif
