@@ -12,6 +12,8 @@ void cardlog_open(struct cardlog *l, struct mic_hw_view *v, uint64_t addr, uint3
 {
 	l->prog = prog;
 	l->to_stderr = 1;
+	l->tee = NULL;
+	l->tee_ctx = NULL;
 	l->log = NULL;
 	if (size <= sizeof(struct mic_log))
 		return;

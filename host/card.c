@@ -204,7 +204,22 @@ static void setup_after_reset(struct mic_card *c)
 		mic_dma_release_chan(&c->dma_dev, c->dma);
 		c->dma = NULL;
 	}
+	/* Channels 1..3 serve the virtio devices' large copies; the caller
+	 * holds their locks. */
+	for (int i = 0; i < c->nvdev; i++) {
+		struct vdev *vd = c->vdev[i];
+		if (vd->dma)
+			mic_dma_release_chan(&c->dma_dev, vd->dma);
+		vd->dma = NULL;
+	}
 	int rc = mic_dma_host_init(c->v);
+	for (int i = 0; !rc && i < c->nvdev && 1 + i < MIC_DMA_HOST_CHANS; i++) {
+		uint64_t off = CARD_POOL_DMA_OFF + (uint64_t)(1 + i) * CARD_DMA_RING_SPAN;
+		if (mic_dma_request_chan(&c->dma_dev, 1 + (unsigned)i, mic_dma_pool_addr(off),
+					 (uint8_t *)c->v->hostmem.va + off, CARD_DMA_RING,
+					 &c->vdev[i]->dma))
+			c->vdev[i]->dma = NULL;
+	}
 	if (!rc)
 		rc = mic_dma_request_chan(&c->dma_dev, 0, mic_dma_pool_addr(CARD_POOL_DMA_OFF),
 					  (uint8_t *)c->v->hostmem.va + CARD_POOL_DMA_OFF, CARD_DMA_RING,
@@ -275,7 +290,11 @@ int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cf
 		card_fini(c);
 		return -1;
 	}
+	for (int i = 0; i < c->nvdev; i++)
+		vdev_lock(c->vdev[i]);
 	setup_after_reset(c);
+	for (int i = 0; i < c->nvdev; i++)
+		vdev_unlock(c->vdev[i]);
 	if ((rc = mic_hw_power_on(c->hw))) {
 		snprintf(err, errlen, "%s: cannot start card firmware: %s", cfg->name, strerror(-rc));
 		card_fini(c);
@@ -291,8 +310,12 @@ void card_fini(struct mic_card *c)
 	unwatch_fault(c);
 	if (c->hw)
 		mic_hw_power_off(c->hw); /* first: no card OS may touch the rings below */
-	for (int i = 0; i < c->nvdev; i++)
+	for (int i = 0; i < c->nvdev; i++) {
 		vdev_stop(c->vdev[i]);
+		if (c->vdev[i]->dma)
+			mic_dma_release_chan(&c->dma_dev, c->vdev[i]->dma);
+		c->vdev[i]->ops->destroy(c->vdev[i]);
+	}
 	c->nvdev = 0;
 	if (c->vop)
 		mic_vop_host_destroy(c->vop);
@@ -312,8 +335,16 @@ void card_fini(struct mic_card *c)
 int card_reset(struct mic_card *c)
 {
 	unwatch_fault(c);
+	/* Keep the device threads out of the rings and DMA channels while the
+	 * card and its engine are reset under them. */
+	for (int i = 0; i < c->nvdev; i++)
+		vdev_lock(c->vdev[i]);
 	int rc = mic_hw_reset(c->hw);
 	setup_after_reset(c);
+	for (int i = 0; i < c->nvdev; i++) {
+		vdev_card_gone_locked(c->vdev[i]);
+		vdev_unlock(c->vdev[i]);
+	}
 	if (rc) {
 		snprintf(c->last_error, sizeof(c->last_error), "reset failed: %s", strerror(-rc));
 		set_state(c, CARD_RESET_FAILED, c->last_error);
@@ -365,7 +396,10 @@ static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t 
 	 * write card memory faster than the engine).  Without: CPU copy
 	 * straight into the aperture. */
 	uint64_t t0 = now_ns();
-	int use_dma = c->dma && (uint64_t)st.st_size <= c->v->hostmem.size - CARD_POOL_STAGE_OFF;
+	uint64_t stage = c->v->hostmem.size > CARD_POOL_STAGE_OFF ? c->v->hostmem.size - CARD_POOL_STAGE_OFF : 0;
+	if (stage > CARD_POOL_STAGE_MAX)
+		stage = CARD_POOL_STAGE_MAX;
+	int use_dma = c->dma && (uint64_t)st.st_size <= stage;
 	char *dst = use_dma ? (char *)c->v->hostmem.va + CARD_POOL_STAGE_OFF :
 			      mic_cardmem(c->v, MIC_IMAGE_ADDR, (uint64_t)st.st_size);
 	uint64_t done = 0;

@@ -21,7 +21,10 @@
 #define CARD_POOL_VOP_SIZE   (8ull << 20)
 #define CARD_POOL_DMA_OFF    (8ull << 20)  /* host DMA channel ring */
 #define CARD_DMA_RING        256
+#define CARD_DMA_RING_SPAN   (64ull << 10) /* per channel, 0..3 */
 #define CARD_POOL_STAGE_OFF  (16ull << 20) /* image staging for the DMA download */
+#define CARD_POOL_STAGE_MAX  (32ull << 20)
+#define CARD_POOL_BUF_OFF    (48ull << 20) /* backend buffers DMA can reach */
 #define CARD_MAX_VDEVS       4
 
 enum card_state {

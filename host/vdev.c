@@ -81,6 +81,7 @@ int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *vi
 	int rc = mic_vop_host_add_device(vop, t, &vd->dev);
 	if (rc)
 		return rc;
+	mic_vop_host_dev_set_copy(vd->dev, vdev_dma_copy, vd);
 	if ((rc = pthread_create(&vd->thread, NULL, vdev_thread, vd)))
 		return -rc;
 	vd->thread_started = 1;
@@ -99,20 +100,55 @@ void vdev_stop(struct vdev *vd)
 		close(vd->stop_fd);
 	vd->stop_fd = -1;
 	pthread_mutex_destroy(&vd->lock);
-	if (vd->ops && vd->ops->destroy)
-		vd->ops->destroy(vd);
 }
 
-void vdev_card_gone(struct vdev *vd)
+void vdev_lock(struct vdev *vd)
+{
+	pthread_mutex_lock(&vd->lock);
+}
+
+void vdev_unlock(struct vdev *vd)
+{
+	pthread_mutex_unlock(&vd->lock);
+}
+
+void vdev_card_gone_locked(struct vdev *vd)
 {
 	if (!vd->dev)
 		return;
-	pthread_mutex_lock(&vd->lock);
 	mic_vop_host_dev_reset(vd->dev);
 	vd->ops->reset(vd);
 	vd->broken_logged = 0;
 	vd->fd_events = 0;
-	pthread_mutex_unlock(&vd->lock);
+}
+
+void vdev_card_gone(struct vdev *vd)
+{
+	vdev_lock(vd);
+	vdev_card_gone_locked(vd);
+	vdev_unlock(vd);
+}
+
+int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *card_ptr,
+		  void *host_buf, size_t len)
+{
+	struct vdev *vd = ctx;
+	(void)card_ptr;
+	uint8_t *pool = vd->view->hostmem.va, *buf = host_buf;
+	if (!vd->dma || len < VDEV_DMA_MIN || buf < pool || len > vd->view->hostmem.size ||
+	    (uint64_t)(buf - pool) > vd->view->hostmem.size - len)
+		return 1;
+	uint64_t host_addr = mic_dma_pool_addr((uint64_t)(buf - pool));
+	int rc = dir == MIC_VOP_CARD_TO_HOST ? mic_dma_memcpy_sync(vd->dma, host_addr, card_addr, len) :
+					       mic_dma_memcpy_sync(vd->dma, card_addr, host_addr, len);
+	if (rc) {
+		/* e.g. the card reset under us: let the CPU do it */
+		mic_dma_chan_reset(vd->dma);
+		return 1;
+	}
+	vd->dma_bytes += len;
+	vd->dma_copies++;
+	return 0;
 }
 
 const char *vdev_state(struct vdev *vd, char *why, size_t len)

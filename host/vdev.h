@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "dma/mic_dma.h"
 #include "hw/mic_hw.h"
 #include "vop/host/vop_host.h"
 
@@ -43,16 +44,31 @@ struct vdev {
 	short fd_events;  /* poll events wanted on fd */
 	int broken_logged;
 	uint64_t served;  /* wake-ups that reached serve(), for tests */
+	struct mic_dma_chan *dma; /* host channel for large copies, or NULL */
+	uint64_t dma_bytes, dma_copies; /* moved by DMA, for tests and status */
 };
+
+/* Copies of at least this many bytes between card memory and a backend
+ * buffer in the card's host memory pool go by DMA; smaller ones, and
+ * buffers the engine cannot reach, by CPU. */
+#define VDEV_DMA_MIN (16u << 10)
 
 /* Adds the device described by t to the card's device page and starts its
  * thread.  vd->ops, priv and fd are set by the backend beforehand. */
 int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *view,
 	       const char *card, const struct mic_vop_dev_template *t);
-/* Stops the thread and calls ops->destroy. */
+/* Stops the thread; the owner then releases vd->dma and calls ops->destroy. */
 void vdev_stop(struct vdev *vd);
 /* The card no longer runs a driver for it (reset, halt, crash). */
 void vdev_card_gone(struct vdev *vd);
+/* Holding the lock keeps the device thread out of the rings and the DMA
+ * channel, e.g. while the card is reset underneath. */
+void vdev_lock(struct vdev *vd);
+void vdev_unlock(struct vdev *vd);
+void vdev_card_gone_locked(struct vdev *vd);
+/* The copy hook behind VDEV_DMA_MIN (mic_vop_copy_fn), ctx = the vdev. */
+int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *card_ptr,
+		  void *host_buf, size_t len);
 /* "broken" (reason in why), "ready" (the card's driver runs it) or
  * "waiting" (no driver yet). */
 const char *vdev_state(struct vdev *vd, char *why, size_t len);

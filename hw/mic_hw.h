@@ -101,6 +101,10 @@ void mic_hw_power_off(struct mic_hw *hw);
  * fault in the simulation); -1 when off.  Call mic_hw_reap() then. */
 int mic_hw_fault_fd(const struct mic_hw *hw);
 void mic_hw_reap(struct mic_hw *hw);
+/* The card's view of this slot inside the host process, exactly what
+ * mic_hw_card_attach() maps in the card (for tests and benchmarks that
+ * play both sides in one process). */
+void mic_hw_card_view(struct mic_hw *hw, struct mic_hw_view *out);
 /* pid of the card's firmware process, for tests and diagnostics. */
 pid_t mic_hw_card_pid(const struct mic_hw *hw);
 

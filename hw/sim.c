@@ -228,6 +228,20 @@ int mic_hw_reset(struct mic_hw *hw)
 	return mic_hw_power_on(hw);
 }
 
+void mic_hw_card_view(struct mic_hw *hw, struct mic_hw_view *c)
+{
+	const struct mic_hw_view *h = &hw->host;
+	*c = *h;
+	c->side = MIC_SIDE_CARD;
+	c->config = NULL;
+	memcpy(c->irq_fd, h->peer_irq_fd, sizeof(c->irq_fd));
+	memcpy(c->peer_irq_fd, h->irq_fd, sizeof(c->peer_irq_fd));
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		c->dma_kick_fd[i] = i < MIC_DMA_HOST_CHANS ? -1 : hw->kick_fd[i];
+	c->dma_reg_hook = NULL;
+	c->dma_reg_ctx = NULL;
+}
+
 int mic_hw_fault_fd(const struct mic_hw *hw)
 {
 	return hw->pidfd;

@@ -184,6 +184,7 @@ int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, co
 	rc = vdev_start(&c->vd, vop, view, card, &t);
 	if (rc) {
 		vdev_stop(&c->vd);
+		console_destroy(&c->vd);
 		return rc;
 	}
 	mic_vop_host_dev_set_max_chain(c->vd.dev, TX_BUF);

@@ -29,17 +29,8 @@ struct fx {
 
 static inline struct mic_hw_view fx_card_view(struct mic_hw *hw)
 {
-	struct mic_hw_view *h = mic_hw_host_view(hw);
-	struct mic_hw_view c = *h;
-	c.side = MIC_SIDE_CARD;
-	c.config = NULL;
-	memcpy(c.irq_fd, h->peer_irq_fd, sizeof(c.irq_fd));
-	memcpy(c.peer_irq_fd, h->irq_fd, sizeof(c.peer_irq_fd));
-	/* What mic_hw_card_attach() receives in MIC_HW: only card channels. */
-	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
-		c.dma_kick_fd[i] = i < MIC_DMA_HOST_CHANS ? -1 : hw->kick_fd[i];
-	c.dma_reg_hook = NULL;
-	c.dma_reg_ctx = NULL;
+	struct mic_hw_view c;
+	mic_hw_card_view(hw, &c);
 	return c;
 }
 

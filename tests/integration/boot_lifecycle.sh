@@ -4,6 +4,7 @@ start_micd
 
 check "fresh card becomes ready" micctl wait mic0 ready --timeout 2
 check "boot reaches online" micctl boot mic0
+check "image downloaded by DMA" [ "$(json_field mic0 download_dma)" = true ]
 check "status says online" sh -c "micctl status | grep -q '^mic0: online'"
 check "status --json is JSON with the state" sh -c "micctl status mic0 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"cards\"][0][\"state\"]==\"online\"'"
 

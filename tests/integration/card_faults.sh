@@ -32,6 +32,8 @@ image = $junk
 cmdline = mic.ignore_shutdown
 [mic5]
 image = $RUNDIR/hang.img
+[mic6]
+hostmem_mb = 16
 CONF
 start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
 
@@ -66,6 +68,11 @@ micctl boot mic4 >/dev/null
 out=$(micctl shutdown mic4 2>&1)
 check "ignored shutdown ends in a forced reset, then ready" [ "$(state_of mic4)" = ready ]
 check "forced reset is reported" sh -c "micctl status mic4 | grep -q 'forced reset'"
+
+# no room to stage the image for DMA: the download falls back to the CPU
+check "boots with a CPU download" micctl boot mic6
+check "download was by CPU" [ "$(json_field mic6 download_dma)" = false ]
+micctl shutdown mic6 >/dev/null
 
 # boot timeout
 out=$(micctl boot mic5 2>&1); rc=$?

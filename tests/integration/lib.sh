@@ -53,7 +53,7 @@ stop_micd() {
     MICD_PID=
 }
 
-state_of() { micctl status "$1" --json | sed -E 's/.*"state":"([a-z_]+)".*/\1/'; }
+state_of() { micctl status "$1" --json | sed -E 's/^\{"cards":\[\{"name":"[^"]*","state":"([a-z_]+)".*/\1/'; }
 json_field() { micctl status "$1" --json | sed -E "s/.*\"$2\":([^,}]*).*/\\1/"; }
 # pid of the card OS init (child of the card's firmware)
 card_os_pid() { pgrep -P "$(json_field "$1" firmware_pid)" | head -1; }

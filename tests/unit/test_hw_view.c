@@ -27,18 +27,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* A card-side view over the same memory, as the card process would map it. */
-static struct mic_hw_view card_view(struct mic_hw_view *h)
-{
-	struct mic_hw_view c = *h;
-	c.side = MIC_SIDE_CARD;
-	c.config = NULL;
-	memcpy(c.irq_fd, h->peer_irq_fd, sizeof(c.irq_fd));
-	memcpy(c.peer_irq_fd, h->irq_fd, sizeof(c.peer_irq_fd));
-	c.dma_reg_hook = NULL;
-	return c;
-}
-
 static void config_space_identifies_x100(void **state)
 {
 	struct mic_hw_view *h = mic_hw_host_view(*state);
@@ -53,7 +41,8 @@ static void config_space_identifies_x100(void **state)
 static void doorbells_cross_sides(void **state)
 {
 	struct mic_hw_view *h = mic_hw_host_view(*state);
-	struct mic_hw_view c = card_view(h);
+	struct mic_hw_view c;
+	mic_hw_card_view(*state, &c);
 	assert_int_equal(mic_doorbell_ring(h, 3), 0);
 	assert_true(mic_mmio_read32(&c, MIC_CARD_IRQ_STATUS) & (1u << 3));
 	assert_int_equal(mic_irq_ack(&c, 3), 1);
@@ -69,7 +58,8 @@ static void doorbells_cross_sides(void **state)
 static void register_ownership(void **state)
 {
 	struct mic_hw_view *h = mic_hw_host_view(*state);
-	struct mic_hw_view c = card_view(h);
+	struct mic_hw_view c;
+	mic_hw_card_view(*state, &c);
 	assert_int_equal(mic_mmio_write32(&c, MIC_SMPT(0), MIC_SMPT_ENTRY(MIC_HOSTMEM_BUS_BASE)), -1);
 	assert_int_equal(mic_mmio_write32(&c, MIC_DMA_CHAN_REG(0, MIC_DMA_REG_HEAD), 1), -1);
 	assert_int_equal(mic_mmio_write32(h, MIC_DMA_CHAN_REG(4, MIC_DMA_REG_HEAD), 1), -1);
@@ -81,7 +71,8 @@ static void register_ownership(void **state)
 static void smpt_translation_is_bounded(void **state)
 {
 	struct mic_hw_view *h = mic_hw_host_view(*state);
-	struct mic_hw_view c = card_view(h);
+	struct mic_hw_view c;
+	mic_hw_card_view(*state, &c);
 	uint64_t win = MIC_SYSMEM_BASE;
 	assert_null(mic_sysmem(&c, win, 8)); /* not programmed yet */
 	mic_mmio_write32(h, MIC_SMPT(0), MIC_SMPT_ENTRY(MIC_HOSTMEM_BUS_BASE));

@@ -34,17 +34,6 @@ struct fx {
 	struct mic_vop_card *vc;
 };
 
-static inline struct mic_hw_view fx_card_view(struct mic_hw_view *h)
-{
-	struct mic_hw_view c = *h;
-	c.side = MIC_SIDE_CARD;
-	c.config = NULL;
-	memcpy(c.irq_fd, h->peer_irq_fd, sizeof(c.irq_fd));
-	memcpy(c.peer_irq_fd, h->irq_fd, sizeof(c.peer_irq_fd));
-	c.dma_reg_hook = NULL;
-	return c;
-}
-
 static inline int fx_setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -54,7 +43,7 @@ static inline int fx_setup(void **state)
 	if (!f || mic_hw_create(&cfg, &f->hw))
 		return -1;
 	f->h = mic_hw_host_view(f->hw);
-	f->c = fx_card_view(f->h);
+	mic_hw_card_view(f->hw, &f->c);
 	if (mic_vop_host_create(f->h, FX_POOL_OFF, FX_POOL_SIZE, &f->vh))
 		return -1;
 	if (mic_vop_cma_create(&f->c, MIC_CARD_HEAP_ADDR, FX_HEAP_SIZE, &f->cma))
