@@ -40,7 +40,10 @@ void micd_cfg_defaults(struct micd_cfg *c)
 	exe_dir(dir, sizeof(dir));
 	snprintf(c->rundir, sizeof(c->rundir), "/run/micstack");
 	snprintf(c->bootstrap, sizeof(c->bootstrap), "%s/mic-bootstrap", dir);
+	/* build tree: build/bin/../images; installed: PREFIX/bin/../share/micstack */
 	snprintf(c->image, sizeof(c->image), "%s/../images/card.img", dir);
+	if (access(c->image, R_OK) < 0)
+		snprintf(c->image, sizeof(c->image), "%s/../share/micstack/card.img", dir);
 	c->boot_timeout_ms = 30000;
 	c->shutdown_timeout_ms = 5000;
 	c->reset_timeout_ms = 5000;

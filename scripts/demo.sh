@@ -25,6 +25,9 @@ step "the card OS runs in namespaces of its own (pid $os on the host)"
 printf 'hostname inside the card: %s\n' "$(nsenter -t "$os" -u hostname)"
 printf 'card network interfaces: %s\n' "$(nsenter -t "$os" -n ip -o link | awk -F': ' '{print $2}' | xargs)"
 printf 'card root: %s\n' "$(nsenter -t "$os" -m -- /bin/busybox ls / | xargs)"
+step "the card's console: a shell inside the card, over virtio-console (micctl console mic0 attaches a terminal)"
+printf 'hostname\nuname -n; ls /\ngrep NSpid /proc/self/status\n' | micctl console mic0 | tr -d '\r'
+echo
 step "the card OS log, read from card memory"
 run micctl log mic0
 step "shutdown, boot, reset, OSPM suspend and resume"
