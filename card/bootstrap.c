@@ -150,7 +150,11 @@ static void card_os_child(struct bootstrap *b, int errfd)
 	    mount("dev", "/dev", "tmpfs", MS_NOSUID, "mode=0755") < 0)
 		goto fail;
 	mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
-	static const char *const devs[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	/* tun, fuse and loop-control let the card's drivers give the card OS
+	 * a network interface and a disk; nothing else of the host's /dev. */
+	mkdir("/dev/net", 0755);
+	static const char *const devs[] = { "null", "zero", "full", "random", "urandom", "tty",
+					    "net/tun", "fuse", "loop-control" };
 	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
 		bind_dev(devs[i]);
 	mkdir("/dev/pts", 0755);

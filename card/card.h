@@ -52,7 +52,7 @@ struct card_os {
 	int (*dma_probe)(struct mbus_device *dev);
 	void (*dma_remove)(struct mbus_device *dev);
 	struct card_vop *vop;
-	struct mbus_driver console_drv;
+	struct mbus_driver console_drv, net_drv, block_drv;
 };
 
 /* Calls fn(c, ctx, revents) when fd is ready for events (EPOLLIN...). */
@@ -80,5 +80,7 @@ struct card_vdev {
 
 /* Virtio drivers (card/virtio/), registered on the card bus. */
 void virtio_console_driver_init(struct mbus_driver *drv, struct card_os *os);
+void virtio_net_driver_init(struct mbus_driver *drv, struct card_os *os);
+void virtio_block_driver_init(struct mbus_driver *drv, struct card_os *os);
 
 #endif

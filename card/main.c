@@ -192,6 +192,10 @@ static void bus_start(struct card_os *c)
 	mbus_device_register(&c->bus, &c->dma_dev);
 	virtio_console_driver_init(&c->console_drv, c);
 	mbus_driver_register(&c->bus, &c->console_drv);
+	virtio_net_driver_init(&c->net_drv, c);
+	mbus_driver_register(&c->bus, &c->net_drv);
+	virtio_block_driver_init(&c->block_drv, c);
+	mbus_driver_register(&c->bus, &c->block_drv);
 }
 
 static int loop_init(struct card_os *c)

@@ -233,17 +233,34 @@ static void setup_after_reset(struct mic_card *c)
 		mic_vop_host_publish(c->vop);
 }
 
+/* The card's virtio devices: console always, net unless disabled, block
+ * when a disk is configured.  They stay in the device page across card
+ * reboots; the card's driver finds them again at every boot. */
 static int start_devices(struct mic_card *c, char *err, size_t errlen)
 {
 	int rc = mic_vop_host_create(c->v, CARD_POOL_VOP_OFF, CARD_POOL_VOP_SIZE, &c->vop);
-	if (!rc)
+	const char *what = "device page";
+	if (!rc) {
+		what = "console";
 		rc = console_backend_start(c->vop, c->v, c->cfg.name, c->dcfg->rundir,
 					   &c->vdev[c->nvdev]);
+	}
+	if (!rc)
+		c->nvdev++;
+	if (!rc && c->cfg.net) {
+		what = "net";
+		if (!(rc = net_backend_start(c->vop, c->v, &c->cfg, &c->vdev[c->nvdev])))
+			c->nvdev++;
+	}
+	if (!rc && c->cfg.disk[0]) {
+		what = "block";
+		if (!(rc = block_backend_start(c->vop, c->v, &c->cfg, &c->vdev[c->nvdev])))
+			c->nvdev++;
+	}
 	if (rc) {
-		snprintf(err, errlen, "%s: virtio devices: %s", c->cfg.name, strerror(-rc));
+		snprintf(err, errlen, "%s: virtio %s device: %s", c->cfg.name, what, strerror(-rc));
 		return -1;
 	}
-	c->nvdev++;
 	return 0;
 }
 

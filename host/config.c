@@ -23,6 +23,8 @@ static void card_defaults(struct card_cfg *k, int index)
 	snprintf(k->name, sizeof(k->name), "mic%d", index);
 	k->index = index;
 	k->aperture_size = 512ull << 20;
+	k->net = 0; /* on by default once the net backend lands */
+	snprintf(k->tap, sizeof(k->tap), "%s", k->name);
 	k->hostmem_size = 64ull << 20;
 }
 
@@ -87,6 +89,7 @@ static struct card_cfg *card_get(struct micd_cfg *c, const char *name)
 	struct card_cfg *k = &c->cards[c->ncards];
 	card_defaults(k, c->ncards);
 	snprintf(k->name, sizeof(k->name), "%s", name);
+	snprintf(k->tap, sizeof(k->tap), "%.15s", name);
 	c->ncards++;
 	return k;
 }
@@ -157,6 +160,18 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		return set_str(k->cmdline, sizeof(k->cmdline), val);
 	if (!strcmp(key, "autoboot")) {
 		k->autoboot = parse_bool(val);
+		return 1;
+	}
+	if (!strcmp(key, "net")) {
+		k->net = parse_bool(val);
+		return 1;
+	}
+	if (!strcmp(key, "tap"))
+		return set_str(k->tap, sizeof(k->tap), val);
+	if (!strcmp(key, "disk"))
+		return set_str(k->disk, sizeof(k->disk), val);
+	if (!strcmp(key, "disk_readonly")) {
+		k->disk_readonly = parse_bool(val);
 		return 1;
 	}
 	if (!parse_num(val, &n))

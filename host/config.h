@@ -18,6 +18,10 @@ struct card_cfg {
 	char image[PATH_MAX];
 	char cmdline[MIC_CMDLINE_MAX];
 	int autoboot;
+	int net;              /* virtio-net with a host TAP (default on) */
+	char tap[16];         /* host TAP name, default = card name */
+	char disk[PATH_MAX];  /* virtio-block backing file, "" = no disk */
+	int disk_readonly;
 };
 
 struct micd_cfg {

@@ -3,10 +3,19 @@
 #ifndef MIC_HOST_BACKENDS_H
 #define MIC_HOST_BACKENDS_H
 
+#include "host/config.h"
 #include "host/vdev.h"
 
 /* virtio-console: a PTY per card, linked as <rundir>/<card>/console. */
 int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
 			  const char *rundir, struct vdev **out);
+
+/* virtio-net: a TAP device on the host (cfg->tap), one per card. */
+int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
+		      const struct card_cfg *cfg, struct vdev **out);
+
+/* virtio-block: the card's disk is the file cfg->disk. */
+int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
+			const struct card_cfg *cfg, struct vdev **out);
 
 #endif

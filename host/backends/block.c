@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* virtio-block backend: being written (host file <-> card disk). */
+#include <errno.h>
+
+#include "host/backends/backends.h"
+
+int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
+			const struct card_cfg *cfg, struct vdev **out)
+{
+	(void)vop; (void)view; (void)cfg; (void)out;
+	return -ENOSYS;
+}
