@@ -17,6 +17,14 @@ static void exe_dir(char *buf, size_t len)
 		*s = 0;
 }
 
+/* The host TAP is named after the card unless configured. */
+static void tap_default(struct card_cfg *k)
+{
+	size_t n = strnlen(k->name, sizeof(k->tap) - 1);
+	memcpy(k->tap, k->name, n);
+	k->tap[n] = 0;
+}
+
 static void card_defaults(struct card_cfg *k, int index)
 {
 	memset(k, 0, sizeof(*k));
@@ -24,7 +32,7 @@ static void card_defaults(struct card_cfg *k, int index)
 	k->index = index;
 	k->aperture_size = 512ull << 20;
 	k->net = 0; /* on by default once the net backend lands */
-	snprintf(k->tap, sizeof(k->tap), "%s", k->name);
+	tap_default(k);
 	k->hostmem_size = 64ull << 20;
 }
 
@@ -89,7 +97,7 @@ static struct card_cfg *card_get(struct micd_cfg *c, const char *name)
 	struct card_cfg *k = &c->cards[c->ncards];
 	card_defaults(k, c->ncards);
 	snprintf(k->name, sizeof(k->name), "%s", name);
-	snprintf(k->tap, sizeof(k->tap), "%.15s", name);
+	tap_default(k);
 	c->ncards++;
 	return k;
 }
