@@ -4,6 +4,7 @@
 #define MIC_HOST_CONFIG_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mic/boot.h"
