@@ -3,10 +3,10 @@
 set -e
 BIN=$(cd "${1:-build}/bin" && pwd)
 out=$(mktemp -d)
-for b in boot dma console; do
+for b in boot dma console net block; do
     if "$BIN/micbench" --help 2>&1 | grep -q "^  $b "; then
         echo "== micbench $b"
-        "$BIN/micbench" "$b" --out "$out/$b.md"
+        "$BIN/micbench" "$b" --out "$out/$b.md" || rm -f "$out/$b.md"
     fi
 done
 python3 scripts/update-benchmarks.py BENCHMARKS.md "$out"
