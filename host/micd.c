@@ -46,6 +46,8 @@ struct micd {
 	struct waiter *waiters;
 	char sock_path[PATH_MAX + 16];
 	int quit;
+	int stopping;           /* SIGTERM: card OSes are being shut down */
+	uint64_t stop_deadline_ns;
 };
 
 /* epoll tags for the daemon's own fds (cards register struct card_src). */
@@ -290,9 +292,9 @@ static void add_waiter(struct micd *d, int fd, enum wait_kind k, struct mic_card
 
 static int next_timeout_ms(struct micd *d)
 {
-	if (!d->waiters)
+	if (!d->waiters && !d->stopping)
 		return -1;
-	uint64_t now = now_ns(), min = UINT64_MAX;
+	uint64_t now = now_ns(), min = d->stopping ? d->stop_deadline_ns : UINT64_MAX;
 	for (struct waiter *w = d->waiters; w; w = w->next)
 		if (w->deadline_ns < min)
 			min = w->deadline_ns;
@@ -346,6 +348,8 @@ static void do_resume(struct micd *d, int fd)
 
 static void handle_request(struct micd *d, int fd, char *line)
 {
+	if (d->stopping)
+		return answer(fd, 1, "micd is stopping");
 	char *argv[8];
 	int argc = 0;
 	for (char *s = strtok(line, " \t\r\n"); s && argc < 8; s = strtok(NULL, " \t\r\n"))
@@ -494,6 +498,34 @@ static int open_control_socket(struct micd *d)
 	return 0;
 }
 
+/*
+ * First SIGTERM/SIGINT: shut every online card OS down cleanly (so it can
+ * flush its disks) within the shutdown timeout, then power the cards off.
+ * A second signal powers them off at once.
+ */
+static void begin_stop(struct micd *d)
+{
+	char err[256];
+	if (d->stopping) {
+		d->quit = 1;
+		return;
+	}
+	d->stopping = 1;
+	d->stop_deadline_ns = now_ns() + (uint64_t)(d->cfg.shutdown_timeout_ms + 500) * 1000000u;
+	log_info("stopping: shutting the online cards down");
+	for (int i = 0; i < d->ncards; i++)
+		if (d->cards[i].state == CARD_ONLINE)
+			card_shutdown(&d->cards[i], err, sizeof(err));
+}
+
+static int stop_done(struct micd *d)
+{
+	for (int i = 0; i < d->ncards; i++)
+		if (d->cards[i].state == CARD_SHUTTING_DOWN)
+			return 0;
+	return 1;
+}
+
 static int watch_ptr(struct micd *d, int fd, void *tag)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
@@ -592,17 +624,19 @@ int main(int argc, char **argv)
 			} else if (tag == &tag_signal) {
 				struct signalfd_siginfo si;
 				while (read(d.sig_fd, &si, sizeof(si)) == sizeof(si))
-					d.quit = 1;
+					begin_stop(&d);
 			} else {
 				struct card_src *s = tag;
 				s->fn(s->card);
 			}
 		}
 		waiters_run(&d, 0);
+		if (d.stopping && (stop_done(&d) || now_ns() >= d.stop_deadline_ns))
+			d.quit = 1;
 		/* autoboot cards as soon as their firmware is ready, once */
 		for (int i = 0; i < d.ncards; i++) {
 			struct mic_card *c = &d.cards[i];
-			if (c->cfg.autoboot && c->state == CARD_READY && c->boots == 0 &&
+			if (!d.stopping && c->cfg.autoboot && c->state == CARD_READY && c->boots == 0 &&
 			    !c->last_error[0]) {
 				if (card_boot(c, err, sizeof(err)) < 0)
 					log_err("%s", err);
