@@ -1,9 +1,339 @@
 /* SPDX-License-Identifier: MIT */
-/* virtio-net driver of the card: being written. */
-#include <string.h>
+/*
+ * virtio-net driver of the card: the card OS sees an ordinary interface,
+ * eth0, in its own network namespace.  It is a TAP device whose other end
+ * is this driver: frames the card's kernel sends on eth0 are read from the
+ * TAP and go to the host through the transmit queue; frames the host puts
+ * in receive buffers are written to the TAP.  The TAP carries the same
+ * virtio-net header as the queues, so checksum offload and 64 KiB GSO
+ * frames cross in one buffer each.
+ *
+ * The MAC comes from the device's config space; `mic.ip=A.B.C.D/N` on the
+ * card's command line gives eth0 an address.  When every transmit buffer
+ * is in flight the driver stops reading the TAP; the card's kernel queues
+ * (and, beyond the queue, drops) like on any busy link.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "card/card.h"
+#include "vop/card/vop_card.h"
+
+enum { VQ_RX = 0, VQ_TX = 1 };
+#define NBUF 128 /* per queue: one ring's worth */
+#define HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+/* A 64 KiB GSO frame plus its Ethernet header, with the virtio header. */
+#define BUF_SIZE ((HDR_LEN + 65536u + 14u + 63u) & ~63u)
+#define IFNAME "eth0"
+
+#define DRIVER_FEATURES                                                                        \
+	((1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM) |                    \
+	 (1ull << VIRTIO_NET_F_MTU) | (1ull << VIRTIO_NET_F_MAC) |                             \
+	 (1ull << VIRTIO_NET_F_GUEST_TSO4) | (1ull << VIRTIO_NET_F_GUEST_TSO6) |               \
+	 (1ull << VIRTIO_NET_F_GUEST_ECN) | (1ull << VIRTIO_NET_F_HOST_TSO4) |                 \
+	 (1ull << VIRTIO_NET_F_HOST_TSO6) | (1ull << VIRTIO_NET_F_HOST_ECN) |                  \
+	 (1ull << VIRTIO_NET_F_STATUS))
+
+struct nbuf {
+	uint64_t addr;
+	uint8_t *ptr;
+};
+
+struct vnet {
+	struct card_os *os;
+	struct card_vdev *vd;
+	struct mic_vop_vq *rx, *tx;
+	unsigned line;
+	int line_fd;
+	int tap;
+	int tap_reading;
+	uint64_t features;
+	struct nbuf rxb[NBUF], txb[NBUF];
+	int nalloc_rx, nalloc_tx;
+	int tx_free[NBUF];
+	int ntx_free;
+	uint64_t rx_dropped;
+};
+
+static void post_rx(struct vnet *v, int i)
+{
+	struct mic_vop_sg sg = { v->rxb[i].addr, BUF_SIZE };
+	mic_vop_vq_add_inbuf(v->rx, &sg, 1, (void *)(uintptr_t)(i + 1));
+}
+
+static void update_events(struct vnet *v)
+{
+	int want = v->ntx_free > 0;
+	if (want != v->tap_reading && card_watch_mod(v->os, v->tap, want ? EPOLLIN : 0) == 0)
+		v->tap_reading = want;
+}
+
+/* Card kernel -> host: one frame per transmit buffer, kick once. */
+static void on_tap(struct card_os *c, void *ctx, uint32_t events)
+{
+	struct vnet *v = ctx;
+	(void)c;
+	(void)events;
+	int sent = 0;
+	while (v->ntx_free) {
+		int i = v->tx_free[v->ntx_free - 1];
+		ssize_t n = read(v->tap, v->txb[i].ptr, BUF_SIZE);
+		if (n < (ssize_t)HDR_LEN)
+			break; /* EAGAIN: nothing more queued */
+		struct mic_vop_sg sg = { v->txb[i].addr, (uint32_t)n };
+		if (mic_vop_vq_add_outbuf(v->tx, &sg, 1, (void *)(uintptr_t)(i + 1)))
+			break; /* broken queue: the frame is lost, as on a dead link */
+		v->ntx_free--;
+		sent = 1;
+	}
+	if (sent)
+		mic_vop_vq_kick(v->tx);
+	update_events(v);
+}
+
+/* The host used buffers: transmit buffers come back, received frames go
+ * to the card's kernel and their buffers are posted again. */
+static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
+{
+	struct vnet *v = ctx;
+	(void)c;
+	(void)events;
+	mbus_ack_irq(&v->vd->mdev, v->line);
+	void *tok;
+	uint32_t len;
+	do {
+		mic_vop_vq_disable_cb(v->tx);
+		while ((tok = mic_vop_vq_get_buf(v->tx, &len)))
+			v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
+	} while (!mic_vop_vq_enable_cb(v->tx));
+	int reposted = 0;
+	do {
+		mic_vop_vq_disable_cb(v->rx);
+		while ((tok = mic_vop_vq_get_buf(v->rx, &len))) {
+			int i = (int)(uintptr_t)tok - 1;
+			/* get_buf clamps len to the buffer; the TAP drops what its
+			 * queue cannot take (a write never blocks) */
+			if (len <= HDR_LEN || write(v->tap, v->rxb[i].ptr, len) != (ssize_t)len)
+				v->rx_dropped++;
+			post_rx(v, i);
+			reposted = 1;
+		}
+	} while (!mic_vop_vq_enable_cb(v->rx));
+	if (reposted)
+		mic_vop_vq_kick(v->rx);
+	update_events(v);
+}
+
+/* "mic.ip=A.B.C.D/N" from the card's command line. */
+static int parse_ip(const char *cmdline, struct in_addr *addr, int *prefix)
+{
+	for (const char *p = cmdline; (p = strstr(p, "mic.ip=")); p++) {
+		if (p != cmdline && p[-1] != ' ')
+			continue;
+		char ip[32];
+		int n = 0;
+		if (sscanf(p + 7, "%31[0-9.]/%d%n", ip, prefix, &n) == 2 && *prefix >= 0 &&
+		    *prefix <= 32 && inet_pton(AF_INET, ip, addr) == 1)
+			return 1;
+	}
+	return 0;
+}
+
+static int ifreq_ioctl(int s, unsigned long req, struct ifreq *r)
+{
+	snprintf(r->ifr_name, sizeof(r->ifr_name), "%s", IFNAME);
+	return ioctl(s, req, r) < 0 ? -errno : 0;
+}
+
+/* MAC, MTU and address on eth0, then up. */
+static int configure_if(struct vnet *v, char *what, size_t wlen)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	int rc = 0;
+	struct ifreq r;
+	if (v->features & (1ull << VIRTIO_NET_F_MAC)) {
+		memset(&r, 0, sizeof(r));
+		r.ifr_hwaddr.sa_family = 1; /* ARPHRD_ETHER */
+		mic_vop_cdev_read_config(v->vd->cdev, offsetof(struct virtio_net_config, mac),
+					 r.ifr_hwaddr.sa_data, 6);
+		rc = ifreq_ioctl(s, SIOCSIFHWADDR, &r);
+	}
+	uint16_t mtu = 1500;
+	if (!rc && (v->features & (1ull << VIRTIO_NET_F_MTU)))
+		mic_vop_cdev_read_config(v->vd->cdev, offsetof(struct virtio_net_config, mtu), &mtu,
+					 sizeof(mtu));
+	if (mtu < 68)
+		mtu = 68;
+	memset(&r, 0, sizeof(r));
+	r.ifr_mtu = mtu;
+	if (!rc)
+		rc = ifreq_ioctl(s, SIOCSIFMTU, &r);
+	struct in_addr a;
+	int prefix;
+	snprintf(what, wlen, "no address");
+	if (!rc && parse_ip(v->os->bp.cmdline, &a, &prefix)) {
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = a };
+		memset(&r, 0, sizeof(r));
+		memcpy(&r.ifr_addr, &sin, sizeof(sin));
+		rc = ifreq_ioctl(s, SIOCSIFADDR, &r);
+		sin.sin_addr.s_addr = prefix ? htonl(~0u << (32 - prefix)) : 0;
+		memset(&r, 0, sizeof(r));
+		memcpy(&r.ifr_netmask, &sin, sizeof(sin));
+		if (!rc)
+			rc = ifreq_ioctl(s, SIOCSIFNETMASK, &r);
+		char ip[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &a, ip, sizeof(ip));
+		snprintf(what, wlen, "%s/%d", ip, prefix);
+	}
+	memset(&r, 0, sizeof(r));
+	if (!rc)
+		rc = ifreq_ioctl(s, SIOCGIFFLAGS, &r);
+	r.ifr_flags |= IFF_UP;
+	if (!rc)
+		rc = ifreq_ioctl(s, SIOCSIFFLAGS, &r);
+	close(s);
+	return rc;
+}
+
+static int open_tap(struct vnet *v)
+{
+	v->tap = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (v->tap < 0)
+		return -errno;
+	struct ifreq r = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+	snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", IFNAME);
+	int hdr = (int)HDR_LEN;
+	/* What the card's kernel may hand us = what the host accepts. */
+	unsigned off = 0;
+	if (v->features & (1ull << VIRTIO_NET_F_CSUM)) {
+		off |= TUN_F_CSUM;
+		if (v->features & (1ull << VIRTIO_NET_F_HOST_TSO4))
+			off |= TUN_F_TSO4;
+		if (v->features & (1ull << VIRTIO_NET_F_HOST_TSO6))
+			off |= TUN_F_TSO6;
+		if ((off & (TUN_F_TSO4 | TUN_F_TSO6)) && (v->features & (1ull << VIRTIO_NET_F_HOST_ECN)))
+			off |= TUN_F_TSO_ECN;
+	}
+	if (ioctl(v->tap, TUNSETIFF, &r) < 0 || ioctl(v->tap, TUNSETVNETHDRSZ, &hdr) < 0 ||
+	    ioctl(v->tap, TUNSETOFFLOAD, (unsigned long)off) < 0)
+		return -errno;
+	return 0;
+}
+
+static int alloc_bufs(struct vnet *v, struct nbuf *b, int *n)
+{
+	for (*n = 0; *n < NBUF; (*n)++) {
+		if (mic_vop_cma_alloc(v->vd->cma, BUF_SIZE, &b[*n].addr))
+			return -ENOMEM;
+		b[*n].ptr = mic_vop_cma_ptr(v->vd->cma, b[*n].addr, BUF_SIZE);
+	}
+	return 0;
+}
+
+static void free_bufs(struct vnet *v)
+{
+	for (int i = 0; i < v->nalloc_rx; i++)
+		mic_vop_cma_free(v->vd->cma, v->rxb[i].addr, BUF_SIZE);
+	for (int i = 0; i < v->nalloc_tx; i++)
+		mic_vop_cma_free(v->vd->cma, v->txb[i].addr, BUF_SIZE);
+}
+
+static int vnet_probe(struct mbus_device *dev)
+{
+	struct card_vdev *vd = (struct card_vdev *)dev;
+	struct card_os *os = dev->driver->data;
+	struct vnet *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->os = os;
+	v->vd = vd;
+	v->tap = v->line_fd = -1;
+	dev->priv = v;
+	char addr[48] = "";
+	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES | DRIVER_FEATURES,
+					&v->features);
+	if (!rc)
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, 0, &v->rx);
+	if (!rc)
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, 0, &v->tx);
+	if (!rc)
+		rc = alloc_bufs(v, v->rxb, &v->nalloc_rx);
+	if (!rc)
+		rc = alloc_bufs(v, v->txb, &v->nalloc_tx);
+	if (!rc)
+		rc = open_tap(v);
+	if (!rc)
+		rc = configure_if(v, addr, sizeof(addr));
+	if (rc)
+		goto fail;
+	for (int i = 0; i < NBUF; i++) {
+		v->tx_free[v->ntx_free++] = i;
+		post_rx(v, i);
+	}
+	v->line = mic_vop_cdev_h2c_db(vd->cdev);
+	v->line_fd = mbus_request_irq(dev, v->line, NULL, NULL);
+	if (v->line_fd < 0 || (rc = mic_vop_cdev_driver_ok(vd->cdev)) ||
+	    (rc = card_watch(os, v->line_fd, EPOLLIN, on_doorbell, v))) {
+		rc = rc ? rc : v->line_fd;
+		goto fail;
+	}
+	if ((rc = card_watch(os, v->tap, EPOLLIN, on_tap, v))) {
+		card_unwatch(os, v->line_fd);
+		goto fail;
+	}
+	v->tap_reading = 1;
+	mic_vop_vq_kick(v->rx);
+	cardlog(&os->log, "bus: probe virtio-net: %s, %s (features %#llx)", IFNAME, addr,
+		(unsigned long long)v->features);
+	return 0;
+fail:
+	cardlog(&os->log, "bus: probe virtio-net failed: %s", strerror(-rc));
+	if (v->line_fd >= 0)
+		mbus_free_irq(dev, v->line);
+	if (v->tap >= 0)
+		close(v->tap);
+	/* The host may hold posted buffers: take them back before freeing. */
+	if (mic_vop_cdev_reset(vd->cdev, 1000) == 0)
+		free_bufs(v);
+	free(v);
+	dev->priv = NULL;
+	return rc;
+}
+
+static void vnet_remove(struct mbus_device *dev)
+{
+	struct vnet *v = dev->priv;
+	struct card_os *os = v->os;
+	cardlog(&os->log, "bus: remove virtio-net (%llu received frames dropped)",
+		(unsigned long long)v->rx_dropped);
+	card_unwatch(os, v->tap);
+	card_unwatch(os, v->line_fd);
+	mbus_free_irq(dev, v->line);
+	/* Tell the host the driver is gone; only then are the buffers ours. */
+	int rc = mic_vop_cdev_reset(v->vd->cdev, 1000);
+	if (rc)
+		cardlog(&os->log, "virtio-net: host did not acknowledge the reset");
+	else
+		free_bufs(v);
+	close(v->tap); /* eth0 disappears */
+	free(v);
+	dev->priv = NULL;
+}
 
 void virtio_net_driver_init(struct mbus_driver *drv, struct card_os *os)
 {
@@ -11,5 +341,7 @@ void virtio_net_driver_init(struct mbus_driver *drv, struct card_os *os)
 	memset(drv, 0, sizeof(*drv));
 	drv->name = "virtio-net";
 	drv->id_table = ids;
+	drv->probe = vnet_probe;
+	drv->remove = vnet_remove;
 	drv->data = os;
 }

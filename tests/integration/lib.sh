@@ -21,9 +21,12 @@ check() { # check DESCRIPTION COMMAND...
 }
 export PATH="$BIN:$PATH"
 
-# start_micd [micd args...]: starts micd and waits for its control socket.
+# start_micd [micd args...]: starts micd in a network namespace of its own
+# (its TAPs, mic0.., must not meet those of tests running in parallel, nor
+# the machine's) and waits for its control socket.  unshare execs micd, so
+# MICD_PID is micd; `nsenter -t $MICD_PID -n CMD` runs CMD in its namespace.
 start_micd() {
-    "$BIN/micd" --rundir "$RUNDIR" "$@" >>"$RUNDIR/micd.log" 2>&1 &
+    unshare --net "$BIN/micd" --rundir "$RUNDIR" "$@" >>"$RUNDIR/micd.log" 2>&1 &
     MICD_PID=$!
     for _ in $(seq 1 200); do
         micctl status >/dev/null 2>&1 && return 0
