@@ -8,8 +8,12 @@ export PATH="$BIN:$PATH"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
-micd --rundir "$MIC_RUNDIR" > "$MIC_RUNDIR/micd.log" 2>&1 &
+# micd gets a network namespace of its own (unshare execs it, so $! is micd):
+# its TAP mic0 and the addresses below never touch this machine's network.
+printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\n' > "$MIC_RUNDIR/micd.conf"
+unshare --net "$BIN/micd" --rundir "$MIC_RUNDIR" --config "$MIC_RUNDIR/micd.conf" > "$MIC_RUNDIR/micd.log" 2>&1 &
 MICD=$!
+hostnet() { nsenter -t "$MICD" -n "$@"; }
 cleanup() { kill "$MICD" 2>/dev/null; wait "$MICD" 2>/dev/null; rm -rf "$MIC_RUNDIR"; }
 trap cleanup EXIT
 for _ in $(seq 100); do micctl status >/dev/null 2>&1 && break; sleep 0.05; done
@@ -28,6 +32,13 @@ printf 'card root: %s\n' "$(nsenter -t "$os" -m -- /bin/busybox ls / | xargs)"
 step "the card's console: a shell inside the card, over virtio-console (micctl console mic0 attaches a terminal)"
 printf 'hostname\nuname -n; ls /\ngrep NSpid /proc/self/status\n' | micctl console mic0 | tr -d '\r'
 echo
+step "the network: card eth0 (10.77.0.2 from the card's cmdline) <-> host TAP mic0, in micd's own network namespace"
+run hostnet ip addr add 10.77.0.1/24 dev mic0
+run hostnet ip -br addr show mic0
+printf 'card: %s\n' "$(nsenter -t "$os" -n ip -br addr show eth0)"
+run hostnet ping -c 3 -i 0.2 10.77.0.2
+printf '$ micctl console mic0  # ping -c 2 10.77.0.1\n'
+printf 'ping -c 2 10.77.0.1\n' | micctl console mic0 --linger 2.5 | tr -d '\r' | grep -E 'bytes from|packets'
 step "the card OS log, read from card memory"
 run micctl log mic0
 step "shutdown, boot, reset, OSPM suspend and resume"
