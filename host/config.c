@@ -31,7 +31,7 @@ static void card_defaults(struct card_cfg *k, int index)
 	snprintf(k->name, sizeof(k->name), "mic%d", index);
 	k->index = index;
 	k->aperture_size = 512ull << 20;
-	k->net = 0; /* on by default once the net backend lands */
+	k->net = 1;
 	tap_default(k);
 	k->hostmem_size = 64ull << 20;
 }
