@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -67,9 +69,12 @@ static enum mic_boot_err validate(struct bootstrap *b)
 	const void *img = mic_cardmem(&b->hw, b->bp.image_addr, b->bp.image_size);
 	if (!img)
 		return MIC_BOOT_ERR_PARAM_RANGE;
+	/* Keep the header we checked: the bootstrap uses only this copy. */
+	memcpy(&b->img, img, sizeof(b->img));
 	if ((e = mic_image_check(img, b->bp.image_size)))
 		return e;
-	memcpy(&b->img, img, sizeof(b->img));
+	if (memcmp(&b->img, img, sizeof(b->img)))
+		return MIC_BOOT_ERR_IMG_HDR_CSUM; /* changed while we checked it */
 	return MIC_BOOT_OK;
 }
 
@@ -121,6 +126,23 @@ static void bind_dev(const char *name)
 	mount(src, dst, NULL, MS_BIND, NULL);
 }
 
+/*
+ * The card OS keeps what a card's kernel and its drivers need (its own
+ * network, mounts for FUSE and loop, device nodes in its /dev) but none of
+ * the capabilities that reach the host machine itself.
+ */
+static void drop_host_capabilities(void)
+{
+	static const int caps[] = {
+		CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_BOOT, CAP_SYS_TIME, CAP_DAC_READ_SEARCH,
+		CAP_SYSLOG, CAP_WAKE_ALARM, CAP_MAC_ADMIN, CAP_MAC_OVERRIDE, CAP_AUDIT_CONTROL,
+		CAP_LINUX_IMMUTABLE, CAP_SYS_PACCT, CAP_BLOCK_SUSPEND, CAP_BPF, CAP_PERFMON,
+		CAP_CHECKPOINT_RESTORE,
+	};
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		prctl(PR_CAPBSET_DROP, caps[i], 0, 0, 0);
+}
+
 /* In the card OS's fresh namespaces: build its root and exec its init.
  * Returns only on failure. */
 static void card_os_child(struct bootstrap *b, int errfd)
@@ -132,7 +154,7 @@ static void card_os_child(struct bootstrap *b, int errfd)
 	step++;
 	/* Nothing mounted from here on is seen by the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("cardroot", mnt, "tmpfs", 0, "mode=0755") < 0 || chdir(mnt) < 0)
+	    mount("cardroot", mnt, "tmpfs", MS_NODEV, "mode=0755") < 0 || chdir(mnt) < 0)
 		goto fail;
 	step++;
 	if (extract(b) < 0)
@@ -169,6 +191,7 @@ static void card_os_child(struct bootstrap *b, int errfd)
 	snprintf(env_hw, sizeof(env_hw), "MIC_HW=%s", getenv("MIC_HW"));
 	snprintf(env_card, sizeof(env_card), "MIC_CARD=%s", b->bp.name);
 	snprintf(env_cmdline, sizeof(env_cmdline), "MIC_CMDLINE=%s", b->bp.cmdline);
+	drop_host_capabilities();
 	char *const argv[] = { b->img.init, NULL };
 	char *const envp[] = { env_hw, env_card, env_cmdline, "PATH=/bin:/sbin:/usr/bin:/usr/sbin",
 			       "HOME=/root", "TERM=linux", NULL };

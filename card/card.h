@@ -61,6 +61,8 @@ int card_watch_mod(struct card_os *c, int fd, uint32_t events);
 void card_unwatch(struct card_os *c, int fd);
 /* Calls fn when child pid exits (the runtime reaps every child). */
 int card_on_exit(struct card_os *c, pid_t pid, card_exit_fn fn, void *ctx);
+/* Forgets pid's exit callback (its owner goes away first). */
+void card_on_exit_cancel(struct card_os *c, pid_t pid);
 
 /* The card's virtio transport (card/vop.c): scans the device page and puts
  * its devices on the card bus; follows config changes. */

@@ -87,6 +87,18 @@ int card_on_exit(struct card_os *c, pid_t pid, card_exit_fn fn, void *ctx)
 	return 0;
 }
 
+void card_on_exit_cancel(struct card_os *c, pid_t pid)
+{
+	for (struct card_child **pp = &c->children; *pp; pp = &(*pp)->next) {
+		if ((*pp)->pid != pid)
+			continue;
+		struct card_child *k = *pp;
+		*pp = k->next;
+		free(k);
+		return;
+	}
+}
+
 static void fw_state(struct card_os *c, enum mic_fw_state s)
 {
 	mic_spad_write(&c->hw, MIC_SPAD_FW_STATE, s);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -142,6 +143,11 @@ static void on_fw_event(struct mic_card *c)
 
 static void on_fault(struct mic_card *c)
 {
+	/* The event may be for a firmware a reset in this same epoll batch
+	 * already reaped: only act if the current one really exited. */
+	struct pollfd p = { .fd = c->fault_fd, .events = POLLIN };
+	if (c->fault_fd < 0 || poll(&p, 1, 0) != 1)
+		return;
 	unwatch_fault(c);
 	mic_hw_reap(c->hw);
 	disarm_timer(c);
@@ -500,7 +506,7 @@ size_t card_read_log(const struct mic_card *c, char *buf, size_t len)
 	if (!log || log->magic != MIC_LOG_MAGIC || log->size != MIC_LOG_SIZE - sizeof(*log))
 		return 0;
 	uint64_t head = __atomic_load_n(&log->head, __ATOMIC_ACQUIRE);
-	uint64_t size = log->size;
+	const uint64_t size = MIC_LOG_SIZE - sizeof(*log); /* ours, not the card's copy */
 	uint64_t n = head < size ? head : size;
 	if (n > len)
 		n = len;

@@ -141,7 +141,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
 			return set_str(c->bootstrap, sizeof(c->bootstrap), val);
 		if (!strcmp(key, "image"))
 			return set_str(c->image, sizeof(c->image), val);
-		if (!parse_num(val, &n) || n > 600000)
+		/* 0 would disarm the timer and leave a card stuck in a transition */
+		if (!parse_num(val, &n) || n < 100 || n > 600000)
 			return 0;
 		if (!strcmp(key, "boot_timeout_ms"))
 			c->boot_timeout_ms = (unsigned)n;

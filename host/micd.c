@@ -25,6 +25,10 @@
 #include "host/config.h"
 #include "lib/log.h"
 
+/* Each waiting request holds a connection: bounded, so clients cannot use
+ * up the daemon's file descriptors. */
+#define MICD_MAX_WAITERS 64
+
 enum wait_kind { W_STATE, W_BOOT, W_SHUTDOWN, W_RESET, W_SUSPEND, W_RESUME };
 
 struct waiter {
@@ -273,6 +277,13 @@ static void on_card_change(void *ctx, struct mic_card *c)
 static void add_waiter(struct micd *d, int fd, enum wait_kind k, struct mic_card *c,
 		       enum card_state target, unsigned timeout_ms)
 {
+	unsigned n = 0;
+	for (struct waiter *x = d->waiters; x; x = x->next)
+		n++;
+	if (n >= MICD_MAX_WAITERS) {
+		answer(fd, 1, "too many requests waiting; try again later");
+		return;
+	}
 	struct waiter *w = calloc(1, sizeof(*w));
 	if (!w) {
 		answer(fd, 1, "out of memory");
@@ -433,12 +444,14 @@ static void on_client(struct micd *d)
 		return;
 	/* Requests are one short line; a slow client must not stall the
 	 * daemon, so reading is bounded. */
-	struct timeval tv = { .tv_sec = 1 };
+	struct timeval tv = { .tv_usec = 100000 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	tv = (struct timeval){ .tv_sec = 1 };
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	char line[512];
 	size_t len = 0;
-	while (len < sizeof(line) - 1) {
+	uint64_t deadline = now_ns() + 200000000u; /* a whole request, however it trickles */
+	while (len < sizeof(line) - 1 && now_ns() < deadline) {
 		ssize_t n = recv(fd, line + len, sizeof(line) - 1 - len, 0);
 		if (n <= 0)
 			break;

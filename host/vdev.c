@@ -23,6 +23,19 @@ static int is_broken(struct vdev *vd)
 	return 1;
 }
 
+static void publish_state(struct vdev *vd)
+{
+	const char *why = NULL, *st = "waiting";
+	if (mic_vop_host_dev_broken(vd->dev, &why))
+		st = "broken";
+	else if (mic_vop_host_dev_ready(vd->dev))
+		st = "ready";
+	pthread_mutex_lock(&vd->snap_lock);
+	vd->snap_state = st;
+	snprintf(vd->snap_reason, sizeof(vd->snap_reason), "%s", st[0] == 'b' && why ? why : "");
+	pthread_mutex_unlock(&vd->snap_lock);
+}
+
 static void check_device(struct vdev *vd)
 {
 	int ev = mic_vop_host_dev_poll(vd->dev);
@@ -30,15 +43,18 @@ static void check_device(struct vdev *vd)
 		return;
 	if (ev & MIC_VOP_EV_RESET) {
 		log_info("%s: %s device reset by the card", vd->card, vd->ops->name);
+		vd->broken_logged = 0;
 		vd->ops->reset(vd);
 	}
 	if (ev & MIC_VOP_EV_READY)
 		log_info("%s: %s driver ready (features %#llx)", vd->card, vd->ops->name,
 			 (unsigned long long)mic_vop_host_dev_features(vd->dev));
+	vd->more = 0;
 	if (mic_vop_host_dev_ready(vd->dev)) {
 		vd->served++;
 		vd->ops->serve(vd);
-		is_broken(vd); /* serving may have found the fault */
+		if (is_broken(vd)) /* serving may have found the fault */
+			vd->more = 0;
 	} else {
 		vd->fd_events = 0;
 	}
@@ -48,13 +64,15 @@ static void *vdev_thread(void *arg)
 {
 	struct vdev *vd = arg;
 	unsigned db = mic_vop_host_dev_c2h_db(vd->dev);
+	short want = 0;
+	int more = 0;
 	for (;;) {
 		struct pollfd p[3] = {
 			{ .fd = vd->stop_fd, .events = POLLIN },
 			{ .fd = vd->view->irq_fd[db], .events = POLLIN },
-			{ .fd = vd->fd, .events = vd->fd_events },
+			{ .fd = vd->fd, .events = want },
 		};
-		int n = poll(p, vd->fd >= 0 && vd->fd_events ? 3 : 2, 1000);
+		int n = poll(p, vd->fd >= 0 && want ? 3 : 2, more ? 0 : 1000);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (p[0].revents)
@@ -64,6 +82,9 @@ static void *vdev_thread(void *arg)
 		/* Also on timeouts: a doorbell the card forgot must not stall us. */
 		pthread_mutex_lock(&vd->lock);
 		check_device(vd);
+		want = vd->fd_events;
+		more = vd->more;
+		publish_state(vd);
 		pthread_mutex_unlock(&vd->lock);
 	}
 	return NULL;
@@ -75,6 +96,8 @@ int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *vi
 	snprintf(vd->card, sizeof(vd->card), "%s", card);
 	vd->view = view;
 	pthread_mutex_init(&vd->lock, NULL);
+	pthread_mutex_init(&vd->snap_lock, NULL);
+	vd->snap_state = "waiting";
 	vd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vd->stop_fd < 0)
 		return -errno;
@@ -100,6 +123,7 @@ void vdev_stop(struct vdev *vd)
 		close(vd->stop_fd);
 	vd->stop_fd = -1;
 	pthread_mutex_destroy(&vd->lock);
+	pthread_mutex_destroy(&vd->snap_lock);
 }
 
 void vdev_lock(struct vdev *vd)
@@ -120,6 +144,8 @@ void vdev_card_gone_locked(struct vdev *vd)
 	vd->ops->reset(vd);
 	vd->broken_logged = 0;
 	vd->fd_events = 0;
+	vd->more = 0;
+	publish_state(vd);
 }
 
 void vdev_card_gone(struct vdev *vd)
@@ -153,17 +179,9 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 
 const char *vdev_state(struct vdev *vd, char *why, size_t len)
 {
-	const char *reason = NULL, *state = "waiting";
-	why[0] = 0;
-	if (!vd->dev)
-		return state;
-	pthread_mutex_lock(&vd->lock);
-	if (mic_vop_host_dev_broken(vd->dev, &reason)) {
-		state = "broken";
-		snprintf(why, len, "%s", reason ? reason : "unknown");
-	} else if (mic_vop_host_dev_ready(vd->dev)) {
-		state = "ready";
-	}
-	pthread_mutex_unlock(&vd->lock);
-	return state;
+	pthread_mutex_lock(&vd->snap_lock);
+	const char *st = vd->snap_state;
+	snprintf(why, len, "%s", vd->snap_reason);
+	pthread_mutex_unlock(&vd->snap_lock);
+	return st;
 }

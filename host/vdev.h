@@ -44,6 +44,12 @@ struct vdev {
 	short fd_events;  /* poll events wanted on fd */
 	int broken_logged;
 	uint64_t served;  /* wake-ups that reached serve(), for tests */
+	int more;         /* serve() stopped at its budget: call again soon */
+	/* What micctl status shows, published by the device thread so the
+	 * main thread never waits for vd->lock to report it. */
+	pthread_mutex_t snap_lock;
+	const char *snap_state;
+	char snap_reason[128];
 	struct mic_dma_chan *dma; /* host channel for large copies, or NULL */
 	uint64_t dma_bytes, dma_copies; /* moved by DMA, for tests and status */
 };
@@ -52,6 +58,9 @@ struct vdev {
  * buffer in the card's host memory pool go by DMA; smaller ones, and
  * buffers the engine cannot reach, by CPU. */
 #define VDEV_DMA_MIN (16u << 10)
+/* Chains a backend serves per queue and wake-up: a card that keeps adding
+ * buffers cannot keep the device lock (and micd's main loop) forever. */
+#define VDEV_BUDGET 64
 
 /* Adds the device described by t to the card's device page and starts its
  * thread.  vd->ops, priv and fd are set by the backend beforehand. */

@@ -27,10 +27,13 @@ static int region_create(struct mic_region *r, const char *card, const char *wha
 {
 	char name[64];
 	snprintf(name, sizeof(name), "%s-%s", card, what);
-	r->fd = memfd_create(name, MFD_CLOEXEC);
+	r->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (r->fd < 0)
 		return -errno;
-	if (ftruncate(r->fd, (off_t)size) < 0)
+	/* Sealed at its size: a card that ftruncate()s the fd it holds must
+	 * not be able to SIGBUS the host's mappings. */
+	if (ftruncate(r->fd, (off_t)size) < 0 ||
+	    fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
 		return -errno;
 	r->size = size;
 	r->va = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
@@ -182,6 +185,11 @@ int mic_hw_power_on(struct mic_hw *hw)
 	if (pid == 0) {
 		for (int i = 0; i < nfd; i++)
 			keep_open(fds[i]);
+		/* micd's blocked and ignored signals are not the card's. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
 		/* The card dies with the daemon, as it loses power with the host. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execve(hw->bootstrap, argv, envp);

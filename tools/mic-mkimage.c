@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/image.h"
@@ -191,16 +192,56 @@ static int add_tree(struct builder *b, const char *src, const char *dst)
 	return rc;
 }
 
+/* Runs argv (no shell: paths may hold any character) and returns a stream
+ * of its standard output; spawn_end() reaps it. */
+static FILE *spawn_read(char *const argv[], pid_t *pid)
+{
+	int fd[2];
+	if (pipe2(fd, O_CLOEXEC) < 0)
+		return NULL;
+	*pid = fork();
+	if (*pid == 0) {
+		dup2(fd[1], 1);
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(fd[1]);
+	if (*pid < 0) {
+		close(fd[0]);
+		return NULL;
+	}
+	return fdopen(fd[0], "r");
+}
+
+/* Closes the stream; 0 if the program exited with status 0. */
+static int spawn_end(FILE *f, pid_t pid)
+{
+	int status;
+	fclose(f);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
 /* Adds the shared libraries and loader an ELF file needs, at their paths. */
 static int add_libs(struct builder *b, const char *elf)
 {
-	char cmd[PATH_MAX + 32], line[1024];
-	snprintf(cmd, sizeof(cmd), "ldd '%s' 2>/dev/null", elf);
-	FILE *p = popen(cmd, "r");
+	char line[1024];
+	pid_t pid;
+	FILE *p = spawn_read((char *const[]){ "ldd", (char *)elf, NULL }, &pid);
 	if (!p)
 		return -1;
 	int rc = 0;
 	while (!rc && fgets(line, sizeof(line), p)) {
+		if (strstr(line, "not found")) {
+			fprintf(stderr, "mic-mkimage: %s needs a library that is missing: %s", elf, line);
+			rc = -1;
+			break;
+		}
 		/* "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
 		 * "/lib64/ld-linux-x86-64.so.2 (0x...)" */
 		char *path = strstr(line, "=> ");
@@ -217,7 +258,8 @@ static int add_libs(struct builder *b, const char *elf)
 		else
 			rc = -1;
 	}
-	pclose(p);
+	/* ldd fails for a static binary: then there is nothing to add */
+	spawn_end(p, pid);
 	return rc;
 }
 
@@ -240,9 +282,9 @@ static int add_default_tree(struct builder *b, const char *runtime, const char *
 			return -1;
 	if (add_file(b, busybox, "/bin/busybox"))
 		return -1;
-	char cmd[PATH_MAX + 16], applet[128];
-	snprintf(cmd, sizeof(cmd), "'%s' --list-full", busybox);
-	FILE *p = popen(cmd, "r");
+	char applet[128];
+	pid_t pid;
+	FILE *p = spawn_read((char *const[]){ (char *)busybox, "--list-full", NULL }, &pid);
 	if (!p)
 		return -1;
 	while (fgets(applet, sizeof(applet), p)) {
@@ -251,11 +293,11 @@ static int add_default_tree(struct builder *b, const char *runtime, const char *
 		snprintf(dst, sizeof(dst), "/%s", applet);
 		if (applet[0] && strcmp(dst, "/bin/busybox") &&
 		    add_entry(b, dst, S_IFLNK | 0777, "/bin/busybox", NULL, 0)) {
-			pclose(p);
+			spawn_end(p, pid);
 			return -1;
 		}
 	}
-	if (pclose(p) != 0) {
+	if (spawn_end(p, pid) != 0) {
 		fprintf(stderr, "mic-mkimage: %s does not list its applets\n", busybox);
 		return -1;
 	}

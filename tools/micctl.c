@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,15 @@
 #include <unistd.h>
 
 #define ESCAPE_KEY 0x1d /* Ctrl-] */
+
+/* Set by SIGTERM/SIGHUP/SIGINT while attached, so the terminal is restored. */
+static volatile sig_atomic_t console_stop;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	console_stop = 1;
+}
 
 static void usage(void)
 {
@@ -111,6 +121,13 @@ static int console(const char *rundir, const char *card, double linger)
 	}
 	int tty = isatty(0);
 	struct termios saved, raw;
+	/* A closed stdout (micctl console mic0 | head) ends the session,
+	 * it does not kill us with the terminal left raw. */
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	if (tty) {
 		tcgetattr(0, &saved);
 		raw = saved;
@@ -123,8 +140,10 @@ static int console(const char *rundir, const char *card, double linger)
 	int rc = 0, in_open = 1;
 	for (;;) {
 		int n = poll(p, 2, in_open ? -1 : (int)(linger * 1000));
-		if (n < 0 && errno != EINTR)
+		if (console_stop || (n < 0 && errno != EINTR))
 			break;
+		if (n < 0)
+			continue;
 		if (n == 0)
 			break; /* quiet after stdin ended */
 		if (p[1].revents & POLLIN) {

@@ -284,8 +284,10 @@ static void vcon_remove(struct mbus_device *dev)
 	struct card_os *os = v->os;
 	os->log.tee = NULL;
 	cardlog(&os->log, "bus: remove virtio-console");
-	if (v->shell > 0)
+	if (v->shell > 0) {
+		card_on_exit_cancel(os, v->shell);
 		kill(v->shell, SIGKILL);
+	}
 	card_unwatch(os, v->master);
 	card_unwatch(os, v->line_fd);
 	mbus_free_irq(dev, v->line);

@@ -46,7 +46,11 @@ static int serve_tx(struct console *c)
 {
 	struct mic_vop_host_dev *dev = c->vd.dev;
 	int used = 0;
-	for (;;) {
+	for (unsigned budget = VDEV_BUDGET;; budget--) {
+		if (!budget) {
+			c->vd.more = 1;
+			return used;
+		}
 		while (c->out_off < c->out_len) {
 			ssize_t n = write(c->master, c->out + c->out_off, c->out_len - c->out_off);
 			if (n <= 0)
@@ -70,7 +74,11 @@ static int serve_rx(struct console *c)
 {
 	struct mic_vop_host_dev *dev = c->vd.dev;
 	int used = 0;
-	for (;;) {
+	for (unsigned budget = VDEV_BUDGET;; budget--) {
+		if (!budget) {
+			c->vd.more = 1;
+			return used;
+		}
 		if (c->in_len == 0) {
 			ssize_t n = read(c->master, c->in, sizeof(c->in));
 			if (n <= 0)
