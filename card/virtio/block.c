@@ -439,6 +439,7 @@ static int fuse_start(struct vblk *v)
 	mkdir("/run", 0755);
 	mkdir(MNT_DIR, 0755);
 	v->se = fuse_session_new(&args, &fuse_ops, sizeof(fuse_ops), v);
+	fuse_opt_free_args(&args); /* libfuse may have copied them */
 	if (!v->se)
 		return -ENOMEM;
 	if (fuse_session_mount(v->se, MNT_DIR) != 0)
