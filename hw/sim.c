@@ -200,15 +200,48 @@ int mic_hw_power_on(struct mic_hw *hw)
 	return 0;
 }
 
+/*
+ * Holds the mount namespaces of the card OS (the firmware's children) open.
+ * The card OS's kernel is the host's: if a card process serving a FUSE
+ * filesystem were the last one to leave a mount namespace that still has a
+ * filesystem mounted on top of it (ext4 on a loop device on the FUSE file),
+ * its exit would unmount that filesystem and wait for itself to answer the
+ * writeback.  Holding the namespace until every card process is gone means
+ * the FUSE server has closed /dev/fuse (aborting its connection) before the
+ * namespace is torn down, here in micd, where the writeback fails fast, as
+ * it would when a real card loses power.
+ */
+static int hold_card_mount_ns(const struct mic_hw *hw, int *fds, int max)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)hw->pid, (int)hw->pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), n = 0;
+	if (fd < 0)
+		return 0;
+	ssize_t len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[len > 0 ? len : 0] = 0;
+	for (char *s = strtok(buf, " \n"); s && n < max; s = strtok(NULL, " \n")) {
+		snprintf(path, sizeof(path), "/proc/%s/ns/mnt", s);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0)
+			fds[n++] = fd;
+	}
+	return n;
+}
+
 void mic_hw_power_off(struct mic_hw *hw)
 {
 	if (hw->pid <= 0)
 		return;
+	int ns[4];
+	int nns = hold_card_mount_ns(hw, ns, 4);
 	/* The firmware is init of the card's PID namespace: when it dies the
 	 * kernel kills and reaps every process of the card before waitpid()
 	 * returns, so nothing of the old card OS survives a reset. */
 	syscall(SYS_pidfd_send_signal, hw->pidfd, SIGKILL, NULL, 0);
 	mic_hw_reap(hw);
+	for (int i = 0; i < nns; i++)
+		close(ns[i]);
 }
 
 void mic_hw_reap(struct mic_hw *hw)
