@@ -107,5 +107,19 @@ done
 check "reboot cycles kept the device and the data" sh -c "debugfs -R 'cat /cycles' '$IMG' 2>/dev/null | tr '\n' ' ' | grep -q 'cycle-1 .*cycle-3'"
 check "e2fsck after cycles (one forced reset) is clean" e2fsck -fn "$IMG"
 check "no loop device left after a reset" sh -c "for _ in \$(seq 1 50); do [ \$(losetup -a | grep -cE '$OURS') -eq $loops_before ] && exit 0; sleep 0.1; done; exit 1"
+# (6) a forced reset while a read-write filesystem is mounted and being
+# written: like a power loss, it must not hang anything, and the disk must
+# be usable again after the next boot (the journal recovers it).
+micctl boot mic0 >/dev/null
+wait_vda mic0
+card_sh mic0 mount /dev/vda /mnt
+card_sh mic0 sh -c "dd if=/dev/zero of=/mnt/crash bs=1M count=8 2>/dev/null"
+check "reset with the disk mounted returns promptly" timeout 20 micctl reset mic0
+check "no process stuck in the kernel after it" sh -c "! ps -eo stat,comm | grep -E '^D.* (mic-card|sh|busybox)\$'"
+micctl boot mic0 >/dev/null
+check "disk back after the forced reset" wait_vda mic0
+check "filesystem mounts again after the forced reset" card_sh mic0 mount /dev/vda /mnt
+card_sh mic0 umount /mnt
+micctl shutdown mic0 >/dev/null
 check "daemon responsive" micctl status
 finish
