@@ -151,7 +151,13 @@ static void block_serve(struct vdev *vd)
 	struct block *b = vd->priv;
 	struct mic_vop_chain *c = &b->chain;
 	int used = 0;
-	while (mic_vop_host_vq_get(vd->dev, VQ_REQ, c) == 1) {
+	for (unsigned budget = VDEV_BUDGET;; budget--) {
+		if (!budget) {
+			vd->more = 1; /* more may wait: come back without sleeping */
+			break;
+		}
+		if (mic_vop_host_vq_get(vd->dev, VQ_REQ, c) != 1)
+			break;
 		b->reqs++;
 		finish(b, c, do_request(b, c));
 		if (mic_vop_host_vq_put(vd->dev, c) < 0)
