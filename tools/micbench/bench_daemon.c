@@ -43,7 +43,7 @@ int bench_ctl(const struct bench_daemon *b, const char *line)
 	return fd < 0 ? -1 : bench_ctl_answer(fd, buf, sizeof(buf));
 }
 
-int bench_daemon_start(struct bench_daemon *b, int ncards)
+static int start(struct bench_daemon *b, const char *config, int ncards)
 {
 	ssize_t n = readlink("/proc/self/exe", b->bindir, sizeof(b->bindir) - 1);
 	b->bindir[n > 0 ? n : 0] = 0;
@@ -60,7 +60,10 @@ int bench_daemon_start(struct bench_daemon *b, int ncards)
 	if (b->pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 		dup2(null, 2);
-		execl(micd, "micd", "--rundir", b->rundir, "--cards", cards, (char *)NULL);
+		if (config)
+			execl(micd, "micd", "--rundir", b->rundir, "--config", config, (char *)NULL);
+		else
+			execl(micd, "micd", "--rundir", b->rundir, "--cards", cards, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 500; i++) {
@@ -76,6 +79,16 @@ int bench_daemon_start(struct bench_daemon *b, int ncards)
 	}
 	bench_daemon_stop(b);
 	return -1;
+}
+
+int bench_daemon_start(struct bench_daemon *b, int ncards)
+{
+	return start(b, NULL, ncards);
+}
+
+int bench_daemon_start_config(struct bench_daemon *b, const char *config, int ncards)
+{
+	return start(b, config, ncards);
 }
 
 void bench_daemon_stop(struct bench_daemon *b)

@@ -16,6 +16,9 @@ struct bench_daemon {
 
 /* Starts micd with ncards cards and waits until every card is ready. */
 int bench_daemon_start(struct bench_daemon *b, int ncards);
+/* The same with `--config config` instead of --cards: the file must define
+ * the cards mic0..mic<ncards-1>, which are waited for. */
+int bench_daemon_start_config(struct bench_daemon *b, const char *config, int ncards);
 void bench_daemon_stop(struct bench_daemon *b);
 /* Sends one request; returns the connection to read the answer from. */
 int bench_ctl_send(const struct bench_daemon *b, const char *line);
