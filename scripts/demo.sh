@@ -8,9 +8,15 @@ export PATH="$BIN:$PATH"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
+# mic0's disk: a small ext4 image with one file, made on the host.
+DISK=$MIC_RUNDIR/disk.img
+truncate -s 16M "$DISK"
+mkfs.ext4 -F -q "$DISK"
+echo "hello from the host, written by debugfs" > "$MIC_RUNDIR/hello.txt"
+debugfs -w -R "write $MIC_RUNDIR/hello.txt /hello.txt" "$DISK" >/dev/null 2>&1
 # micd gets a network namespace of its own (unshare execs it, so $! is micd):
 # its TAP mic0 and the addresses below never touch this machine's network.
-printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\n' > "$MIC_RUNDIR/micd.conf"
+printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\ndisk = %s\n' "$DISK" > "$MIC_RUNDIR/micd.conf"
 unshare --net "$BIN/micd" --rundir "$MIC_RUNDIR" --config "$MIC_RUNDIR/micd.conf" > "$MIC_RUNDIR/micd.log" 2>&1 &
 MICD=$!
 hostnet() { nsenter -t "$MICD" -n "$@"; }
@@ -39,6 +45,21 @@ printf 'card: %s\n' "$(nsenter -t "$os" -n ip -br addr show eth0)"
 run hostnet ping -c 3 -i 0.2 10.77.0.2
 printf '$ micctl console mic0  # ping -c 2 10.77.0.1\n'
 printf 'ping -c 2 10.77.0.1\n' | micctl console mic0 --linger 2.5 | tr -d '\r' | grep -E 'bytes from|packets'
+step "the disk: $DISK (ext4, made on the host) is the card's /dev/vda, over virtio-block"
+# the card's driver makes /dev/vda shortly after boot
+for _ in $(seq 100); do nsenter -t "$os" -m -- /bin/busybox test -b /dev/vda && break; sleep 0.05; done
+printf 'mount /dev/vda /mnt\ncat /mnt/hello.txt\necho written-by-the-card > /mnt/card.txt\nsync; umount /mnt\n' |
+    micctl console mic0 --linger 2 | tr -d '\r'
+echo
+# Never shut down or reset the card with the disk mounted: wait for the
+# umount, and do it here should the console have detached before it.
+mounted() { grep -q ' /mnt ' "/proc/$os/mounts"; }
+for _ in $(seq 100); do mounted || break; sleep 0.05; done
+mounted && nsenter -t "$os" -m -- /bin/busybox umount /mnt
+run micctl shutdown mic0
+printf '$ debugfs -R "cat /card.txt" %s\n' "$DISK"
+debugfs -R "cat /card.txt" "$DISK" 2>/dev/null
+run micctl boot mic0
 step "the card OS log, read from card memory"
 run micctl log mic0
 step "shutdown, boot, reset, OSPM suspend and resume"
