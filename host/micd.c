@@ -134,8 +134,8 @@ static void status_text(struct micd *d, struct mic_card *only, struct reply *r)
 		for (int k = 0; k < c->nvdev; k++) {
 			char why[160];
 			const char *st = vdev_state(c->vdev[k], why, sizeof(why));
-			if (why[0])
-				rprintf(r, ", %s %s: %s", c->vdev[k]->ops->name, st, why);
+			rprintf(r, "%s%s %s%s%s", k ? ", " : "; ", c->vdev[k]->ops->name, st,
+				why[0] ? ": " : "", why);
 		}
 		rprintf(r, "\n");
 	}
