@@ -218,19 +218,19 @@ static void fuse_events(struct vblk *v)
 		card_watch_mod(v->os, v->fuse_fd, v->nfree ? EPOLLIN : 0);
 }
 
+static void used(void *ctx, void *tok, uint32_t len)
+{
+	(void)len;
+	complete(ctx, (int)(uintptr_t)tok - 1);
+}
+
 static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
 {
 	struct vblk *v = ctx;
 	(void)c;
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->line);
-	void *tok;
-	uint32_t len;
-	do {
-		mic_vop_vq_disable_cb(v->vq);
-		while ((tok = mic_vop_vq_get_buf(v->vq, &len)))
-			complete(v, (int)(uintptr_t)tok - 1);
-	} while (!mic_vop_vq_enable_cb(v->vq));
+	mic_vop_vq_drain(v->vq, used, v);
 	fuse_events(v);
 }
 

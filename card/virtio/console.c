@@ -98,26 +98,29 @@ out:
 		mic_vop_vq_kick(v->rx);
 }
 
+static void tx_done(void *ctx, void *tok, uint32_t len)
+{
+	struct vcon *v = ctx;
+	(void)len;
+	v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
+}
+
+/* Queued in order; written to the PTY by flush_rx. */
+static void rx_done(void *ctx, void *tok, uint32_t len)
+{
+	struct vcon *v = ctx;
+	v->pend[v->npend] = (int)(uintptr_t)tok - 1;
+	v->pend_len[v->npend++] = len > BUF_SIZE ? BUF_SIZE : len;
+}
+
 static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
 {
 	struct vcon *v = ctx;
 	(void)c;
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->line);
-	void *tok;
-	uint32_t len;
-	do {
-		mic_vop_vq_disable_cb(v->tx);
-		while ((tok = mic_vop_vq_get_buf(v->tx, &len)))
-			v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
-	} while (!mic_vop_vq_enable_cb(v->tx));
-	do {
-		mic_vop_vq_disable_cb(v->rx);
-		while ((tok = mic_vop_vq_get_buf(v->rx, &len))) {
-			v->pend[v->npend] = (int)(uintptr_t)tok - 1;
-			v->pend_len[v->npend++] = len > BUF_SIZE ? BUF_SIZE : len;
-		}
-	} while (!mic_vop_vq_enable_cb(v->rx));
+	mic_vop_vq_drain(v->tx, tx_done, v);
+	mic_vop_vq_drain(v->rx, rx_done, v);
 	flush_rx(v);
 	update_events(v);
 }

@@ -106,33 +106,33 @@ static void on_tap(struct card_os *c, void *ctx, uint32_t events)
 
 /* The host used buffers: transmit buffers come back, received frames go
  * to the card's kernel and their buffers are posted again. */
+static void tx_done(void *ctx, void *tok, uint32_t len)
+{
+	struct vnet *v = ctx;
+	(void)len;
+	v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
+}
+
+/* A received frame goes to the card's kernel, its buffer back to the host. */
+static void rx_done(void *ctx, void *tok, uint32_t len)
+{
+	struct vnet *v = ctx;
+	int i = (int)(uintptr_t)tok - 1;
+	/* get_buf clamps len to the buffer; the TAP drops what its queue
+	 * cannot take (a write never blocks) */
+	if (len <= HDR_LEN || write(v->tap, v->rxb[i].ptr, len) != (ssize_t)len)
+		v->rx_dropped++;
+	post_rx(v, i);
+}
+
 static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
 {
 	struct vnet *v = ctx;
 	(void)c;
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->line);
-	void *tok;
-	uint32_t len;
-	do {
-		mic_vop_vq_disable_cb(v->tx);
-		while ((tok = mic_vop_vq_get_buf(v->tx, &len)))
-			v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
-	} while (!mic_vop_vq_enable_cb(v->tx));
-	int reposted = 0;
-	do {
-		mic_vop_vq_disable_cb(v->rx);
-		while ((tok = mic_vop_vq_get_buf(v->rx, &len))) {
-			int i = (int)(uintptr_t)tok - 1;
-			/* get_buf clamps len to the buffer; the TAP drops what its
-			 * queue cannot take (a write never blocks) */
-			if (len <= HDR_LEN || write(v->tap, v->rxb[i].ptr, len) != (ssize_t)len)
-				v->rx_dropped++;
-			post_rx(v, i);
-			reposted = 1;
-		}
-	} while (!mic_vop_vq_enable_cb(v->rx));
-	if (reposted)
+	mic_vop_vq_drain(v->tx, tx_done, v);
+	if (mic_vop_vq_drain(v->rx, rx_done, v))
 		mic_vop_vq_kick(v->rx);
 	update_events(v);
 }

@@ -99,26 +99,6 @@ static void drop_cache(const char *path)
 	close(fd);
 }
 
-/* The card OS's pid: the firmware's only child. */
-static pid_t card_os_pid(const struct bench_daemon *b)
-{
-	char buf[8192], path[64];
-	int fd = bench_ctl_send(b, "status-json mic0\n");
-	if (fd < 0 || bench_ctl_answer(fd, buf, sizeof(buf)) < 0)
-		return -1;
-	const char *p = strstr(buf, "\"firmware_pid\":");
-	if (!p)
-		return -1;
-	int fw = atoi(p + 15);
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", fw, fw);
-	FILE *f = fopen(path, "r");
-	int os = -1;
-	if (!f || fscanf(f, "%d", &os) != 1)
-		os = -1;
-	if (f)
-		fclose(f);
-	return os;
-}
 
 /* Waits until the card's driver has made /dev/vda. */
 static int wait_vda(pid_t os)
@@ -214,7 +194,7 @@ int micbench_block(int argc, char **argv, FILE *out)
 		fprintf(stderr, "micbench block: cannot start micd and boot mic0\n");
 		goto out;
 	}
-	pid_t os = card_os_pid(&b);
+	pid_t os = bench_card_os_pid(&b);
 	if (os <= 0 || wait_vda(os) < 0) {
 		fprintf(stderr, "micbench block: the card has no /dev/vda\n");
 		goto out;

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -99,4 +100,24 @@ void bench_daemon_stop(struct bench_daemon *b)
 	waitpid(b->pid, NULL, 0);
 	b->pid = -1;
 	rmdir(b->rundir);
+}
+
+pid_t bench_card_os_pid(const struct bench_daemon *b)
+{
+	char buf[8192], path[64];
+	int fd = bench_ctl_send(b, "status-json mic0\n");
+	if (fd < 0 || bench_ctl_answer(fd, buf, sizeof(buf)) < 0)
+		return -1;
+	const char *p = strstr(buf, "\"firmware_pid\":");
+	if (!p)
+		return -1;
+	int fw = atoi(p + 15);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", fw, fw);
+	FILE *f = fopen(path, "r");
+	int os = -1;
+	if (!f || fscanf(f, "%d", &os) != 1)
+		os = -1;
+	if (f)
+		fclose(f);
+	return os;
 }

@@ -27,4 +27,7 @@ int bench_ctl_answer(int fd, char *buf, size_t len);
 /* Request and answer in one; 0 if OK. */
 int bench_ctl(const struct bench_daemon *b, const char *line);
 
+/* pid of mic0's card OS (the firmware's only child), or -1. */
+pid_t bench_card_os_pid(const struct bench_daemon *b);
+
 #endif

@@ -260,26 +260,6 @@ static int latency(struct side server, int port, double *med, double *p99)
 	return rc;
 }
 
-/* The card OS's pid: the firmware's only child. */
-static pid_t card_os_pid(const struct bench_daemon *b)
-{
-	char buf[8192], path[64];
-	int fd = bench_ctl_send(b, "status-json mic0\n");
-	if (fd < 0 || bench_ctl_answer(fd, buf, sizeof(buf)) < 0)
-		return -1;
-	const char *p = strstr(buf, "\"firmware_pid\":");
-	if (!p)
-		return -1;
-	int fw = atoi(p + 15);
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", fw, fw);
-	FILE *f = fopen(path, "r");
-	int os = -1;
-	if (!f || fscanf(f, "%d", &os) != 1)
-		os = -1;
-	if (f)
-		fclose(f);
-	return os;
-}
 
 static int open_ns(pid_t pid)
 {
@@ -354,7 +334,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 		fprintf(stderr, "micbench net: cannot start micd and boot mic0 (net enabled?)\n");
 		goto out;
 	}
-	pid_t os = card_os_pid(&b);
+	pid_t os = bench_card_os_pid(&b);
 	if (os <= 0 || (cardns = open_ns(os)) < 0 ||
 	    run_in(cardns, "ip addr add 10.77.1.2/24 dev eth0")) {
 		fprintf(stderr, "micbench net: cannot reach the card's network namespace\n");

@@ -579,3 +579,18 @@ struct vring *mic_vop_vq_vring(struct mic_vop_vq *q)
 {
 	return &q->vr;
 }
+
+unsigned mic_vop_vq_drain(struct mic_vop_vq *q, mic_vop_used_fn fn, void *ctx)
+{
+	unsigned n = 0;
+	void *tok;
+	uint32_t len;
+	do {
+		mic_vop_vq_disable_cb(q);
+		while ((tok = mic_vop_vq_get_buf(q, &len))) {
+			fn(ctx, tok, len);
+			n++;
+		}
+	} while (!mic_vop_vq_enable_cb(q));
+	return n;
+}

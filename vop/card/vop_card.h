@@ -143,6 +143,11 @@ void mic_vop_vq_disable_cb(struct mic_vop_vq *q);
 /* Re-enables host interrupts; returns false if used buffers are already
  * pending (process them, as with Linux's virtqueue_enable_cb). */
 bool mic_vop_vq_enable_cb(struct mic_vop_vq *q);
+/* Takes every used buffer, calling fn(ctx, token, len) for each, and
+ * re-enables callbacks without missing one the host returns meanwhile
+ * (disable, get all, enable and recheck).  Returns how many. */
+typedef void (*mic_vop_used_fn)(void *ctx, void *token, uint32_t len);
+unsigned mic_vop_vq_drain(struct mic_vop_vq *q, mic_vop_used_fn fn, void *ctx);
 unsigned mic_vop_vq_num_free(const struct mic_vop_vq *q);
 unsigned mic_vop_vq_size(const struct mic_vop_vq *q);
 bool mic_vop_vq_broken(const struct mic_vop_vq *q);
