@@ -90,6 +90,14 @@ static void *vdev_thread(void *arg)
 	return NULL;
 }
 
+void vdev_serve_once(struct vdev *vd)
+{
+	pthread_mutex_lock(&vd->lock);
+	check_device(vd);
+	publish_state(vd);
+	pthread_mutex_unlock(&vd->lock);
+}
+
 int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *view,
 	       const char *card, const struct mic_vop_dev_template *t)
 {

@@ -81,5 +81,10 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 /* "broken" (reason in why), "ready" (the card's driver runs it) or
  * "waiting" (no driver yet). */
 const char *vdev_state(struct vdev *vd, char *why, size_t len);
+/* Test hook (tests/fuzz/fuzz_backends.c): one wake-up of the device thread,
+ * run synchronously by the caller: takes the lock, checks the device and
+ * serves it if the card's driver is ready, exactly as the thread does.
+ * The thread keeps running; the lock serialises the two. */
+void vdev_serve_once(struct vdev *vd);
 
 #endif
