@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,10 @@ static int start(struct bench_daemon *b, const char *config, int ncards)
 	if (b->pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 		dup2(null, 2);
+		/* The cards' TAPs go in a network namespace of micd's own, never
+		 * the machine's, unless the caller made one for it already. */
+		if (!b->keep_netns && unshare(CLONE_NEWNET) < 0)
+			_exit(126);
 		if (config)
 			execl(micd, "micd", "--rundir", b->rundir, "--config", config, (char *)NULL);
 		else

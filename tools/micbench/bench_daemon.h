@@ -12,6 +12,7 @@ struct bench_daemon {
 	char rundir[64];
 	char bindir[PATH_MAX - 32];
 	pid_t pid;
+	int keep_netns; /* start micd in the caller's network namespace */
 };
 
 /* Starts micd with ncards cards and waits until every card is ready. */

@@ -327,7 +327,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 	int rc = 1;
 	pid_t holder = -1;
 	int hostns = open_ns(getpid()), cardns = -1, vethns = -1;
-	struct bench_daemon b = { .pid = -1 };
+	struct bench_daemon b = { .pid = -1, .keep_netns = 1 };
 	struct net_result card = { 0 }, veth = { 0 };
 	if (run("ip link set lo up") || bench_daemon_start(&b, 1) < 0 ||
 	    run("ip addr add 10.77.1.1/24 dev mic0") || bench_ctl(&b, "boot mic0 wait\n") < 0) {
