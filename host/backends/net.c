@@ -56,6 +56,7 @@ enum { VQ_RX = 0, VQ_TX = 1 }; /* receiveq (to the card), transmitq (from the ca
 struct net {
 	struct vdev vd;
 	int tap;
+	int carrier;      /* the host TAP shows carrier while the card's driver runs */
 	char ifname[IFNAMSIZ];
 	uint8_t *rx_buf, *tx_buf; /* bounce buffers, BUF_SPAN each */
 	int bufs_malloced;
@@ -158,9 +159,21 @@ static int serve_rx(struct net *n, int *more)
 	return used;
 }
 
+/* Like a NIC's link: up while the card's driver runs, so the host's stack
+ * does not queue for (or route to) a card that is down. */
+static void set_carrier(struct net *n, int on)
+{
+	if (n->carrier == on)
+		return;
+	unsigned int v = (unsigned int)on;
+	if (ioctl(n->tap, TUNSETCARRIER, &v) == 0)
+		n->carrier = on;
+}
+
 static void net_serve(struct vdev *vd)
 {
 	struct net *n = vd->priv;
+	set_carrier(n, 1);
 	uint64_t f = mic_vop_host_dev_features(vd->dev);
 	if (n->offload_for != (f | 1))
 		set_offload(n, f);
@@ -186,6 +199,7 @@ static void net_serve(struct vdev *vd)
 static void net_reset(struct vdev *vd)
 {
 	struct net *n = vd->priv;
+	set_carrier(n, 0);
 	/* The card's buffers are gone; a packet already read from the TAP
 	 * goes to the next driver. */
 	n->rx_chain_held = 0;
@@ -223,6 +237,8 @@ static int open_tap(struct net *n, const char *name)
 	    ioctl(n->tap, TUNSETOFFLOAD, 0ul) < 0)
 		return -errno;
 	snprintf(n->ifname, sizeof(n->ifname), "%s", ifr.ifr_name);
+	n->carrier = 1; /* a new TAP has carrier: drop it until a card driver runs */
+	set_carrier(n, 0);
 	/* Up, with no address: addressing the host side is the user's call. */
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)

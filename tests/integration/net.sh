@@ -93,9 +93,11 @@ micctl shutdown mic0 >/dev/null
 check "card removed virtio-net on shutdown" sh -c "micctl log mic0 | grep -q 'bus: remove virtio-net'"
 check "host saw the card reset its net device" grep -q "net device reset by the card" "$RUNDIR/micd.log"
 check "host TAP survives the card's shutdown" hostns ip link show mic0
+check "host TAP has no carrier while the card is down" sh -c "nsenter -t $MICD_PID -n ip link show mic0 | grep -q NO-CARRIER"
 micctl boot mic0 >/dev/null
 check "eth0 is back after the next boot" sh -c "nsenter -t $(card_os_pid mic0) -n ip -o addr show eth0 | grep -q 'inet $CARD_IP/24'"
 check "ping host -> card after the reboot" hostns ping -c 3 -i 0.2 -W 2 "$CARD_IP"
+check "host TAP has carrier again" sh -c "nsenter -t $MICD_PID -n ip link show mic0 | grep -q LOWER_UP"
 xfer hostns cardns "$HOST_IP" 5003 c2h2
 check "TCP after the reboot, byte for byte" cmp -s "$RUNDIR/data" "$RUNDIR/c2h2"
 micctl reset mic0 >/dev/null
