@@ -44,7 +44,8 @@ static void usage(void)
 	exit(2);
 }
 
-static int request(const char *rundir, const char *line)
+/* Sends one request; the answer's text goes to out (errors to stderr). */
+static int request_to(const char *rundir, const char *line, FILE *out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/micd.sock", rundir);
@@ -78,7 +79,7 @@ static int request(const char *rundir, const char *line)
 			p = nl + 1;
 			first = 0;
 		}
-		fwrite(p, 1, left, code ? stderr : stdout);
+		fwrite(p, 1, left, code ? stderr : out);
 	}
 	close(fd);
 	if (first) {
@@ -86,6 +87,11 @@ static int request(const char *rundir, const char *line)
 		return 3;
 	}
 	return code;
+}
+
+static int request(const char *rundir, const char *line)
+{
+	return request_to(rundir, line, stdout);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -111,10 +117,26 @@ static int console(const char *rundir, const char *card, double linger)
 {
 	char path[512];
 	snprintf(path, sizeof(path), "%s/%s/console", rundir, card);
+	/* Ask micd first: no daemon or no such card is a clear error, and a
+	 * card that is not online gets a word of explanation. */
+	char line[96], *st = NULL;
+	size_t stlen = 0;
+	FILE *mem = open_memstream(&st, &stlen);
+	snprintf(line, sizeof(line), "status %s\n", card);
+	int rc = mem ? request_to(rundir, line, mem) : 1;
+	if (mem)
+		fclose(mem);
+	if (rc == 0 && st && !strstr(st, ": online")) {
+		int n = (int)strcspn(st, "(\n");
+		while (n > 0 && st[n - 1] == ' ')
+			n--;
+		fprintf(stderr, "micctl: %.*s; the console shows the card OS once it is online\n", n, st);
+	}
+	free(st);
+	if (rc == 3 || rc == 4)
+		return rc;
 	int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
-		if (request(rundir, "ping\n") == 3)
-			return 3;
 		fprintf(stderr, "micctl: %s: %s (is '%s' a card of this micd?)\n", path, strerror(errno),
 			card);
 		return errno == ENOENT ? 4 : 1;
@@ -137,7 +159,8 @@ static int console(const char *rundir, const char *card, double linger)
 	}
 	struct pollfd p[2] = { { .fd = 0, .events = POLLIN }, { .fd = fd, .events = POLLIN } };
 	char buf[65536];
-	int rc = 0, in_open = 1;
+	int in_open = 1;
+	rc = 0;
 	for (;;) {
 		int n = poll(p, 2, in_open ? -1 : (int)(linger * 1000));
 		if (console_stop || (n < 0 && errno != EINTR))
