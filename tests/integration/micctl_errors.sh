@@ -8,10 +8,13 @@ expect() { # expect RC PATTERN COMMAND...
 }
 expect 3 "not running" micctl status
 expect 3 "not running" micctl boot mic0
+expect 3 "not running" sh -c 'micctl console mic0 < /dev/null'
 start_micd
 micctl wait mic0 ready --timeout 2 >/dev/null
 expect 4 "no card named 'mic7'" micctl status mic7
 expect 4 "no card named 'mic7'" micctl boot mic7
+expect 4 "no card named 'mic7'" sh -c 'micctl console mic7 < /dev/null'
+expect 0 "once it is online" sh -c 'micctl console mic0 --linger 0.1 < /dev/null'
 expect 1 "mic0 is ready; boot it first" micctl shutdown mic0
 micctl boot mic0 --no-wait >/dev/null
 expect 1 "mic0 is booting; wait or reset" micctl boot mic0
