@@ -69,6 +69,36 @@ static void disarm_timer(struct mic_card *c)
 	arm_timer(c, 0);
 }
 
+/* While online the card's timer is the watchdog: a periodic check that
+ * the card OS still increments its heartbeat scratchpad. */
+#define WATCHDOG_TICK_MS 250
+static void start_watchdog(struct mic_card *c)
+{
+	c->heartbeat = mic_spad_read(c->v, MIC_SPAD_HEARTBEAT);
+	c->heartbeat_ns = now_ns();
+	struct itimerspec it = { .it_interval = { 0, WATCHDOG_TICK_MS * 1000000L },
+				 .it_value = { 0, WATCHDOG_TICK_MS * 1000000L } };
+	timerfd_settime(c->timerfd, 0, &it, NULL);
+}
+
+static void watchdog_tick(struct mic_card *c)
+{
+	uint32_t hb = mic_spad_read(c->v, MIC_SPAD_HEARTBEAT);
+	uint64_t now = now_ns();
+	if (hb != c->heartbeat) {
+		c->heartbeat = hb;
+		c->heartbeat_ns = now;
+		return;
+	}
+	if (now - c->heartbeat_ns < (uint64_t)c->dcfg->watchdog_ms * 1000000u)
+		return;
+	disarm_timer(c);
+	c->crashes++;
+	snprintf(c->last_error, sizeof(c->last_error),
+		 "card OS stopped responding (no heartbeat for %u ms)", c->dcfg->watchdog_ms);
+	set_state(c, CARD_LOST, c->last_error);
+}
+
 static int watch(struct mic_card *c, int fd, struct card_src *src)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = src };
@@ -119,6 +149,7 @@ static void on_fw_event(struct mic_card *c)
 			char why[64];
 			snprintf(why, sizeof(why), "booted in %.1f ms", c->last_boot_ms);
 			set_state(c, CARD_ONLINE, why);
+			start_watchdog(c);
 		}
 		break;
 	case MIC_FW_HALTING:
@@ -162,6 +193,9 @@ static void on_timer(struct mic_card *c)
 	if (read(c->timerfd, &n, sizeof(n)) != sizeof(n))
 		return;
 	switch (c->state) {
+	case CARD_ONLINE:
+		watchdog_tick(c);
+		break;
 	case CARD_BOOTING:
 		snprintf(c->last_error, sizeof(c->last_error), "boot timed out after %u ms; card reset",
 			 c->dcfg->boot_timeout_ms);

@@ -67,6 +67,8 @@ struct mic_card {
 	double last_boot_ms;
 	unsigned boots, crashes;
 	int suspending;   /* being shut down by an OSPM suspend */
+	uint32_t heartbeat;        /* last MIC_SPAD_HEARTBEAT seen while online */
+	uint64_t heartbeat_ns;     /* when it last changed */
 	int resume_boot;  /* boot again on resume */
 	char last_error[192];
 	/* MIC virtual bus of this card on the host, with its DMA device. */

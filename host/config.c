@@ -57,6 +57,7 @@ void micd_cfg_defaults(struct micd_cfg *c)
 	c->boot_timeout_ms = 30000;
 	c->shutdown_timeout_ms = 5000;
 	c->reset_timeout_ms = 5000;
+	c->watchdog_ms = 5000;
 	micd_cfg_set_cards(c, 1);
 }
 
@@ -150,6 +151,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
 			c->shutdown_timeout_ms = (unsigned)n;
 		else if (!strcmp(key, "reset_timeout_ms"))
 			c->reset_timeout_ms = (unsigned)n;
+		else if (!strcmp(key, "watchdog_ms"))
+			c->watchdog_ms = (unsigned)n;
 		else
 			return 0;
 		return 1;

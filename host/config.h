@@ -33,6 +33,7 @@ struct micd_cfg {
 	unsigned boot_timeout_ms;
 	unsigned shutdown_timeout_ms;
 	unsigned reset_timeout_ms;
+	unsigned watchdog_ms;    /* online card without heartbeat this long: lost */
 	int ncards;
 	struct card_cfg cards[MICD_MAX_CARDS];
 };

@@ -50,6 +50,7 @@ enum mic_spad {
 	MIC_SPAD_BOOTPARAM  = 2,  /* card address of struct mic_bootparam (host) */
 	MIC_SPAD_HOST_CMD   = 3,  /* enum mic_host_cmd, written by the host */
 	MIC_SPAD_BOOT_COUNT = 4,  /* incremented by the bootstrap on each start */
+	MIC_SPAD_HEARTBEAT  = 5,  /* incremented by the card OS every 100 ms */
 	MIC_SPAD_DP_LO      = 14, /* device page, card address, low half */
 	MIC_SPAD_DP_HI      = 15, /* device page, card address, high half */
 };
