@@ -80,6 +80,11 @@ struct card_vdev {
 	int registered;
 };
 
+/* Every virtqueue keeps its used ring in card memory, as the later MIC
+ * driver did: the host's writes of used entries cross the link, the card's
+ * frequent reads of them stay local. */
+#define CARD_VQ_FLAGS MIC_VOP_VQ_USED_IN_CARDMEM
+
 /* Virtio drivers (card/virtio/), registered on the card bus. */
 void virtio_console_driver_init(struct mbus_driver *drv, struct card_os *os);
 void virtio_net_driver_init(struct mbus_driver *drv, struct card_os *os);

@@ -759,7 +759,7 @@ static int vblk_probe(struct mbus_device *dev)
 		v->ro = !!(f & (1ull << VIRTIO_BLK_F_RO));
 		v->can_flush = !!(f & (1ull << VIRTIO_BLK_F_FLUSH));
 	}
-	if (!rc && (what = "virtqueue", rc = mic_vop_cdev_setup_vq(vd->cdev, 0, 0, &v->vq)) == 0)
+	if (!rc && (what = "virtqueue", rc = mic_vop_cdev_setup_vq(vd->cdev, 0, CARD_VQ_FLAGS, &v->vq)) == 0)
 		what = "buffers", rc = alloc_slots(v);
 	if (!rc) {
 		what = "doorbell";

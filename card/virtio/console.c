@@ -240,9 +240,9 @@ static int vcon_probe(struct mbus_device *dev)
 	uint64_t f;
 	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES, &f);
 	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, 0, &v->rx);
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, CARD_VQ_FLAGS, &v->rx);
 	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, 0, &v->tx);
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, CARD_VQ_FLAGS, &v->tx);
 	if (!rc)
 		rc = alloc_bufs(v, v->rxb);
 	if (!rc)
