@@ -61,6 +61,9 @@ int card_watch_mod(struct card_os *c, int fd, uint32_t events);
 void card_unwatch(struct card_os *c, int fd);
 /* Calls fn when child pid exits (the runtime reaps every child). */
 int card_on_exit(struct card_os *c, pid_t pid, card_exit_fn fn, void *ctx);
+/* Re-announces "halting" to the host: a driver still flushing data to it
+ * asks for more time (the host extends its shutdown timeout, within a cap). */
+void card_halting_keepalive(struct card_os *c);
 /* Forgets pid's exit callback (its owner goes away first). */
 void card_on_exit_cancel(struct card_os *c, pid_t pid);
 

@@ -106,6 +106,12 @@ static void fw_state(struct card_os *c, enum mic_fw_state s)
 	mic_doorbell_ring(&c->hw, MIC_DB_FW_STATE);
 }
 
+void card_halting_keepalive(struct card_os *c)
+{
+	if (c->halting)
+		fw_state(c, MIC_FW_HALTING);
+}
+
 static void halt(struct card_os *c, const char *why)
 {
 	if (c->halting)

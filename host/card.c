@@ -15,6 +15,10 @@
 #include "lib/image.h"
 #include "lib/log.h"
 
+/* A halting card may ask for more time (keep-alives) up to this many
+ * shutdown timeouts in all. */
+#define SHUTDOWN_EXTENSIONS 12
+
 /* FW_ERROR while a boot request is outstanding: lets the driver tell a
  * refusal of this boot from a stale "ready". */
 #define FW_ERROR_PENDING 0xffffffffu
@@ -156,6 +160,12 @@ static void on_fw_event(struct mic_card *c)
 		if (c->state == CARD_ONLINE) {
 			arm_timer(c, c->dcfg->shutdown_timeout_ms);
 			set_state(c, CARD_SHUTTING_DOWN, "card OS halting on its own");
+		} else if (c->state == CARD_SHUTTING_DOWN &&
+			   now_ns() - c->state_since_ns <
+				   (uint64_t)c->dcfg->shutdown_timeout_ms * 1000000u * SHUTDOWN_EXTENSIONS) {
+			/* The card is still flushing (its disk): more time, but a
+			 * card cannot postpone its reset for ever. */
+			arm_timer(c, c->dcfg->shutdown_timeout_ms);
 		}
 		break;
 	case MIC_FW_CRASHED:

@@ -151,6 +151,7 @@ void vdev_card_gone_locked(struct vdev *vd)
 	mic_vop_host_dev_reset(vd->dev);
 	vd->ops->reset(vd);
 	vd->broken_logged = 0;
+	vd->dma_off = 0;
 	vd->fd_events = 0;
 	vd->more = 0;
 	publish_state(vd);
@@ -169,15 +170,28 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	struct vdev *vd = ctx;
 	(void)card_ptr;
 	uint8_t *pool = vd->view->hostmem.va, *buf = host_buf;
-	if (!vd->dma || len < VDEV_DMA_MIN || buf < pool || len > vd->view->hostmem.size ||
-	    (uint64_t)(buf - pool) > vd->view->hostmem.size - len)
+	if (!vd->dma || vd->dma_off || len < VDEV_DMA_MIN || buf < pool ||
+	    len > vd->view->hostmem.size || (uint64_t)(buf - pool) > vd->view->hostmem.size - len)
 		return 1;
 	uint64_t host_addr = mic_dma_pool_addr((uint64_t)(buf - pool));
-	int rc = dir == MIC_VOP_CARD_TO_HOST ? mic_dma_memcpy_sync(vd->dma, host_addr, card_addr, len) :
-					       mic_dma_memcpy_sync(vd->dma, card_addr, host_addr, len);
+	struct mic_dma_batch b;
+	mic_dma_cookie_t ck;
+	mic_dma_batch_init(&b, vd->dma);
+	int rc = dir == MIC_VOP_CARD_TO_HOST ? mic_dma_prep_memcpy(&b, host_addr, card_addr, len) :
+					       mic_dma_prep_memcpy(&b, card_addr, host_addr, len);
+	if (!rc)
+		rc = mic_dma_submit(&b, 0, &ck);
+	/* The channel's ring and completion word live in memory the card can
+	 * write: never wait long for it (a generous 128 MB/s floor), and after
+	 * one failure copy by CPU until the card is reset, so a hostile card
+	 * cannot stretch every copy into a timeout. */
+	if (!rc)
+		rc = mic_dma_wait(vd->dma, ck, MIC_DMA_WAIT_POLL, 20 + (int)(len >> 17));
 	if (rc) {
-		/* e.g. the card reset under us: let the CPU do it */
+		log_warn("%s: %s: DMA copy failed (%s): CPU copies until the card resets", vd->card,
+			 vd->ops->name, strerror(rc < 0 ? -rc : rc));
 		mic_dma_chan_reset(vd->dma);
+		vd->dma_off = 1;
 		return 1;
 	}
 	vd->dma_bytes += len;

@@ -51,6 +51,7 @@ struct vdev {
 	const char *snap_state;
 	char snap_reason[128];
 	struct mic_dma_chan *dma; /* host channel for large copies, or NULL */
+	int dma_off;      /* a copy failed or timed out: CPU only until the card resets */
 	uint64_t dma_bytes, dma_copies; /* moved by DMA, for tests and status */
 };
 

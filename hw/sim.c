@@ -6,6 +6,7 @@
  * namespace's init) stops every process the card ever started.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -211,16 +212,46 @@ int mic_hw_power_on(struct mic_hw *hw)
  * namespace is torn down, here in micd, where the writeback fails fast, as
  * it would when a real card loses power.
  */
+/* The firmware's children as "pid pid ...": from /proc/PID/task/PID/children,
+ * or, on kernels without it, by scanning every process's parent. */
+static void firmware_children(const struct mic_hw *hw, char *buf, size_t size)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)hw->pid, (int)hw->pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	buf[0] = 0;
+	if (fd >= 0) {
+		ssize_t len = read(fd, buf, size - 1);
+		close(fd);
+		buf[len > 0 ? len : 0] = 0;
+		return;
+	}
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	size_t n = 0;
+	while (d && (e = readdir(d)) && n + 16 < size) {
+		char stat[512];
+		int ppid = 0;
+		snprintf(path, sizeof(path), "/proc/%.16s/stat", e->d_name);
+		int s = open(path, O_RDONLY | O_CLOEXEC);
+		if (s < 0)
+			continue;
+		ssize_t len = read(s, stat, sizeof(stat) - 1);
+		close(s);
+		stat[len > 0 ? len : 0] = 0;
+		const char *p = strrchr(stat, ')'); /* the command may hold spaces */
+		if (p && sscanf(p, ") %*c %d", &ppid) == 1 && ppid == hw->pid)
+			n += (size_t)snprintf(buf + n, size - n, "%s ", e->d_name);
+	}
+	if (d)
+		closedir(d);
+}
+
 static int hold_card_mount_ns(const struct mic_hw *hw, int *fds, int max)
 {
 	char path[64], buf[256];
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)hw->pid, (int)hw->pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC), n = 0;
-	if (fd < 0)
-		return 0;
-	ssize_t len = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[len > 0 ? len : 0] = 0;
+	int fd, n = 0;
+	firmware_children(hw, buf, sizeof(buf));
 	for (char *s = strtok(buf, " \n"); s && n < max; s = strtok(NULL, " \n")) {
 		snprintf(path, sizeof(path), "/proc/%s/ns/mnt", s);
 		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0)

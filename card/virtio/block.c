@@ -25,6 +25,7 @@
 #define FUSE_USE_VERSION 312
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/loop.h>
@@ -56,7 +57,11 @@
 #define DEV_NODE "/dev/vda"
 #define INO_FILE 2
 #define ATTACH_TRIES 8
-#define REMOVE_TIMEOUT_MS 4000 /* below the host's default shutdown timeout (5 s) */
+/* A flush may take long (much dirty data, a slow host disk) but must keep
+ * moving: give up only after this long without a completed request.  Below
+ * the host's default shutdown timeout (5 s), which the keep-alive below
+ * extends while we make progress. */
+#define REMOVE_TIMEOUT_MS 4000
 
 struct slot {
 	uint64_t hdr_addr, data_addr;
@@ -70,6 +75,7 @@ struct slot {
 
 struct vblk {
 	struct card_os *os;
+	uint64_t completed; /* requests the host finished: progress while flushing */
 	struct card_vdev *vd;
 	struct mic_vop_vq *vq;
 	unsigned line;
@@ -196,6 +202,7 @@ static void complete(struct vblk *v, int i)
 	fuse_req_t req = s->req;
 	s->req = NULL;
 	v->free[v->nfree++] = i;
+	v->completed++;
 	if (!req) {
 		selftest_done(v, s, status);
 		return;
@@ -605,28 +612,46 @@ static void on_attach_exit(struct card_os *c, void *ctx, pid_t pid, int status)
  * the loop.  Returns the number of mounts it had to detach lazily. */
 static int detach_child(struct vblk *v)
 {
-	char targets[16][256];
-	int n = 0, lazy = 0;
+	enum { MAXMNT = 64 };
+	char(*targets)[PATH_MAX] = calloc(MAXMNT, PATH_MAX);
+	int n = 0, lazy = 0, unsynced = 0;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[1024];
-	while (f && fgets(line, sizeof(line), f) && n < 16) {
+	char line[2 * PATH_MAX];
+	while (f && targets && fgets(line, sizeof(line), f) && n < MAXMNT) {
 		unsigned ma, mi;
-		char target[256];
-		if (sscanf(line, "%*d %*d %u:%u %*s %255s", &ma, &mi, target) == 3 &&
-		    makedev(ma, mi) == v->loop_dev)
-			snprintf(targets[n++], sizeof(targets[0]), "%s", target);
+		int off = 0;
+		if (sscanf(line, "%*d %*d %u:%u %*s %n", &ma, &mi, &off) != 2 || !off ||
+		    makedev(ma, mi) != v->loop_dev)
+			continue;
+		/* the mount point, with the kernel's octal escapes (\040...) undone */
+		char *t = targets[n], *p = line + off;
+		size_t k = 0;
+		while (*p && *p != ' ' && k < PATH_MAX - 1) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
+				t[k++] = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+				p += 4;
+			} else {
+				t[k++] = *p++;
+			}
+		}
+		t[k] = 0;
+		n++;
 	}
 	if (f)
 		fclose(f);
 	for (int i = n - 1; i >= 0; i--) {
 		int d = open(targets[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (d >= 0) {
-			syncfs(d);
+		if (d < 0 || syncfs(d) < 0)
+			unsynced++;
+		if (d >= 0)
 			close(d);
-		}
 		if (umount2(targets[i], 0) < 0 && umount2(targets[i], MNT_DETACH) == 0)
 			lazy++;
 	}
+	int sync_all = unsynced || !targets;
+	free(targets);
+	if (sync_all)
+		sync(); /* a mount we could not reach by path: flush everything */
 	fsync(v->loop_fd);
 	ioctl(v->loop_fd, LOOP_CLR_FD, 0);
 	return lazy;
@@ -643,8 +668,17 @@ static int64_t now_ms(void)
  * child is done and no request is in flight, or the time is up. */
 static int serve_until(struct vblk *v, pid_t child, int *child_status)
 {
-	int64_t deadline = now_ms() + REMOVE_TIMEOUT_MS;
+	int64_t deadline = now_ms() + REMOVE_TIMEOUT_MS, alive = now_ms();
+	uint64_t seen = v->completed;
 	while (now_ms() < deadline) {
+		if (v->completed != seen) {
+			seen = v->completed;
+			deadline = now_ms() + REMOVE_TIMEOUT_MS;
+		}
+		if (now_ms() - alive >= 1000) {
+			card_halting_keepalive(v->os); /* still flushing: do not reset us */
+			alive = now_ms();
+		}
 		if (child > 0 && waitpid(child, child_status, WNOHANG) == child)
 			child = 0;
 		if (child <= 0 && v->nfree == NSLOT)
@@ -669,6 +703,7 @@ static void detach(struct vblk *v)
 	if (v->attach_pid > 0) {
 		/* still attaching: let it finish so that we know what to undo */
 		int st;
+		card_on_exit_cancel(os, v->attach_pid);
 		if (serve_until(v, v->attach_pid, &st) == 0 && WIFEXITED(st) && !WEXITSTATUS(st))
 			v->attached = 1;
 		v->attach_pid = 0;
