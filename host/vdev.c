@@ -182,11 +182,12 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	if (!rc)
 		rc = mic_dma_submit(&b, 0, &ck);
 	/* The channel's ring and completion word live in memory the card can
-	 * write: never wait long for it (a generous 128 MB/s floor), and after
-	 * one failure copy by CPU until the card is reset, so a hostile card
-	 * cannot stretch every copy into a timeout. */
+	 * write: never wait long for it (200 ms + 128 MB/s, far above a real
+	 * copy even on a loaded machine), and after one failure copy by CPU
+	 * until the card is reset, so a hostile card cannot stretch every copy
+	 * into a timeout. */
 	if (!rc)
-		rc = mic_dma_wait(vd->dma, ck, MIC_DMA_WAIT_POLL, 20 + (int)(len >> 17));
+		rc = mic_dma_wait(vd->dma, ck, MIC_DMA_WAIT_POLL, 200 + (int)(len >> 17));
 	if (rc) {
 		log_warn("%s: %s: DMA copy failed (%s): CPU copies until the card resets", vd->card,
 			 vd->ops->name, strerror(rc < 0 ? -rc : rc));

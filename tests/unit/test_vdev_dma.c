@@ -6,11 +6,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "dma/mic_dma.h"
+#include "lib/log.h"
 #include "host/vdev.h"
 #include "tests/vop/vop_fixture.h"
 
@@ -33,6 +38,9 @@ static int setup(void **state)
 	t->f = fx;
 	if (mic_dma_host_init(t->f->h) || mic_dma_host_chan_open(t->f->h, 1, DMA_RING_OFF, 64, &t->chan))
 		return -1;
+	static const struct vdev_ops ops = { .name = "test" };
+	t->vd.ops = &ops;
+	snprintf(t->vd.card, sizeof(t->vd.card), "micv");
 	t->vd.view = t->f->h;
 	t->vd.dma = t->chan;
 	struct mic_vop_dev_template tm = fx_console_tmpl();
@@ -122,12 +130,48 @@ static void large_push_uses_dma(void **state)
 	assert_memory_equal(mic_vop_cma_ptr(t->f->cma, a, len), src, len);
 }
 
+/* A hostile card keeps zeroing the channel's completion word (it lives in
+ * the pool the card can write): copies must not stall, they fall back to
+ * the CPU, stay correct, and DMA stays off for the device. */
+struct scribbler {
+	_Atomic uint64_t *word;
+	atomic_int stop;
+};
+
+static void *scribble(void *arg)
+{
+	struct scribbler *s = arg;
+	while (!atomic_load(&s->stop))
+		atomic_store(s->word, 0);
+	return NULL;
+}
+
+static void hostile_completion_word_falls_back(void **state)
+{
+	struct t *t = *state;
+	struct scribbler s = { .word = (_Atomic uint64_t *)((uint8_t *)t->f->h->hostmem.va + DMA_RING_OFF +
+							   64 * MIC_DMA_DESC_SIZE) };
+	atomic_init(&s.stop, 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, scribble, &s), 0);
+	uint8_t *pool_buf = (uint8_t *)t->f->h->hostmem.va + HOST_BUF_OFF;
+	uint64_t t0 = now_ns();
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(card_to_host(t, 256u << 10, pool_buf), 0);
+	uint64_t ms = (now_ns() - t0) / 1000000u;
+	atomic_store(&s.stop, 1);
+	pthread_join(th, NULL);
+	assert_true(t->vd.dma_off);
+	assert_true(ms < 2000); /* one short timeout, then the CPU */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(large_pull_uses_dma, setup, teardown),
 		cmocka_unit_test_setup_teardown(small_or_unreachable_use_cpu, setup, teardown),
 		cmocka_unit_test_setup_teardown(large_push_uses_dma, setup, teardown),
+		cmocka_unit_test_setup_teardown(hostile_completion_word_falls_back, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
