@@ -123,4 +123,15 @@ check "filesystem mounts again after the forced reset" card_sh mic0 mount /dev/v
 card_sh mic0 umount /mnt
 micctl shutdown mic0 >/dev/null
 check "daemon responsive" micctl status
+
+# (7) stopping micd (SIGTERM) shuts the card down cleanly first: data the
+# card wrote but never synced reaches the host file
+micctl boot mic0 >/dev/null
+wait_vda mic0
+card_sh mic0 mount /dev/vda /mnt
+head -c 300000 /dev/urandom > "$RUNDIR/unsynced"
+card_sh mic0 dd of=/mnt/unsynced bs=4096 < "$RUNDIR/unsynced" 2>/dev/null
+stop_micd
+check "micd's stop flushed the card's unsynced file to the host" sh -c "debugfs -R 'cat /unsynced' '$IMG' 2>/dev/null | cmp -s - '$RUNDIR/unsynced'"
+check "filesystem clean after micd's stop" e2fsck -fn "$IMG"
 finish
