@@ -118,8 +118,14 @@ static void console_reset(struct vdev *vd)
 static void console_destroy(struct vdev *vd)
 {
 	struct console *c = vd->priv;
-	if (c->link[0])
+	if (c->link[0]) {
 		unlink(c->link);
+		char *slash = strrchr(c->link, '/');
+		if (slash) {
+			*slash = 0;
+			rmdir(c->link); /* <rundir>/<card>, if nothing else is in it */
+		}
+	}
 	if (c->slave >= 0)
 		close(c->slave);
 	if (c->master >= 0)

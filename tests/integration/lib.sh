@@ -25,8 +25,10 @@ export PATH="$BIN:$PATH"
 # (its TAPs, mic0.., must not meet those of tests running in parallel, nor
 # the machine's) and waits for its control socket.  unshare execs micd, so
 # MICD_PID is micd; `nsenter -t $MICD_PID -n CMD` runs CMD in its namespace.
+# setpriv: micd gets SIGTERM if the test itself is killed (a ctest timeout),
+# so no daemon outlives its test.
 start_micd() {
-    unshare --net "$BIN/micd" --rundir "$RUNDIR" "$@" >>"$RUNDIR/micd.log" 2>&1 &
+    unshare --net setpriv --pdeathsig TERM "$BIN/micd" --rundir "$RUNDIR" "$@" >>"$RUNDIR/micd.log" 2>&1 &
     MICD_PID=$!
     for _ in $(seq 1 200); do
         micctl status >/dev/null 2>&1 && return 0
