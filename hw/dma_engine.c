@@ -299,13 +299,6 @@ static void park(struct dma_chan *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static inline void relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 static void *worker(void *arg)
 {
 	struct dma_chan *c = arg;
@@ -333,16 +326,6 @@ static void *worker(void *arg)
 		drain(c->wake_fd);
 		if (!park_requested(c))
 			run(c);
-		/* A streaming driver hands over more work within microseconds:
-		 * look for it briefly before paying for a sleep and a wakeup. */
-		for (int spin = 0; spin < 2000 && !park_requested(c); spin++) {
-			if (sw_reg(c, MIC_DMA_REG_HEAD) != c->tail && !c->err) {
-				drain(kick);
-				run(c);
-				spin = 0;
-			}
-			relax();
-		}
 	}
 }
 
