@@ -240,9 +240,17 @@ static int probe(struct mic_card *c, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %04x:%04x is not an X100 card", c->cfg.name, vid, did);
 		return -1;
 	}
-	log_info("%s: X100 %04x:%04x, %llu MiB card memory, %llu MiB host window", c->cfg.name, vid,
-		 did, (unsigned long long)(c->v->aperture.size >> 20),
-		 (unsigned long long)(c->v->hostmem.size >> 20));
+	/* Size the BARs as a PCI core would, and check the mappings match. */
+	uint64_t bar0 = mic_cfg_bar_size(c->v, MIC_APERTURE_BAR);
+	uint64_t bar4 = mic_cfg_bar_size(c->v, MIC_MMIO_BAR);
+	if (bar0 != c->v->aperture.size || bar4 != c->v->mmio.size || bar4 < MIC_MMIO_SIZE) {
+		snprintf(err, errlen, "%s: BAR sizes %#llx/%#llx do not match the device", c->cfg.name,
+			 (unsigned long long)bar0, (unsigned long long)bar4);
+		return -1;
+	}
+	log_info("%s: X100 %04x:%04x, BAR0 %llu MiB card memory, BAR4 %llu KiB MMIO, %llu MiB host "
+		 "window", c->cfg.name, vid, did, (unsigned long long)(bar0 >> 20),
+		 (unsigned long long)(bar4 >> 10), (unsigned long long)(c->v->hostmem.size >> 20));
 	return 0;
 }
 

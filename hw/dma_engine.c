@@ -106,15 +106,10 @@ static void raise_irq(struct dma_chan *c)
 {
 	struct mic_hw_view *h = &c->dma->hw->host;
 	unsigned line = MIC_IRQ_DMA(c->ch);
-	if (host_chan(c->ch)) {
+	if (host_chan(c->ch))
 		mic_irq_raise_local(h, line);
-		return;
-	}
-	_Atomic uint32_t *st = (_Atomic uint32_t *)((uint8_t *)h->mmio.va + MIC_CARD_IRQ_STATUS);
-	atomic_fetch_or_explicit(st, 1u << line, memory_order_release);
-	uint64_t one = 1;
-	ssize_t r = write(h->peer_irq_fd[line], &one, sizeof(one));
-	(void)r;
+	else
+		mic_irq_raise_peer(h, line);
 }
 
 static void fail(struct dma_chan *c, enum mic_dma_err code, uint32_t slot)

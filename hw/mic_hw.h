@@ -46,6 +46,16 @@ struct mic_hw_view {
 	void *dma_reg_ctx;
 };
 
+/* --- PCI configuration space (host only) --- */
+
+/* Dword access to config space.  BAR registers behave as on a real
+ * function: their low bits are hard-wired by the BAR's size and type, so
+ * writing all ones and reading back sizes the BAR. */
+uint32_t mic_cfg_read32(const struct mic_hw_view *v, uint32_t off);
+int mic_cfg_write32(struct mic_hw_view *v, uint32_t off, uint32_t val);
+/* Sizes a 64-bit memory BAR (index 0 or 4) the way a PCI core does. */
+uint64_t mic_cfg_bar_size(struct mic_hw_view *v, unsigned bar);
+
 /* --- register and memory access (both sides) --- */
 
 uint32_t mic_mmio_read32(const struct mic_hw_view *v, uint32_t off);
@@ -61,6 +71,8 @@ int mic_doorbell_ring(struct mic_hw_view *v, unsigned n);
 uint64_t mic_irq_ack(struct mic_hw_view *v, unsigned line);
 /* Raises one of this side's own lines (used by the DMA engine). */
 void mic_irq_raise_local(struct mic_hw_view *v, unsigned line);
+/* Raises a line of the other side (the DMA engine, for card channels). */
+void mic_irq_raise_peer(struct mic_hw_view *v, unsigned line);
 
 /* Card memory at card physical address addr, or NULL if [addr, addr+len)
  * is not inside the aperture. */

@@ -33,9 +33,23 @@ static void line_raise(int fd)
 	}
 }
 
-static void status_set(struct mic_hw_view *v, uint32_t status_reg, unsigned line)
+static uint32_t own_mask(const struct mic_hw_view *v)
 {
-	atomic_fetch_or_explicit(reg_ptr(v, status_reg), 1u << line, memory_order_release);
+	return v->side == MIC_SIDE_HOST ? MIC_HOST_IRQ_MASK : MIC_CARD_IRQ_MASK;
+}
+
+static uint32_t peer_mask(const struct mic_hw_view *v)
+{
+	return v->side == MIC_SIDE_HOST ? MIC_CARD_IRQ_MASK : MIC_HOST_IRQ_MASK;
+}
+
+/* The one way a line is raised: status bit always, signal unless masked. */
+static void raise_line(struct mic_hw_view *v, uint32_t status_reg, uint32_t mask_reg, int fd,
+		       unsigned line)
+{
+	atomic_fetch_or_explicit(reg_ptr(v, status_reg), 1u << line, memory_order_seq_cst);
+	if (!(atomic_load_explicit(reg_ptr(v, mask_reg), memory_order_seq_cst) & (1u << line)))
+		line_raise(fd);
 }
 
 static uint32_t own_status(const struct mic_hw_view *v)
@@ -68,8 +82,18 @@ int mic_mmio_write32(struct mic_hw_view *v, uint32_t off, uint32_t val)
 	if (in_range(off, own_db, MIC_NUM_DOORBELLS)) {
 		unsigned n = (off - own_db) / 4;
 		atomic_store_explicit(reg_ptr(v, off), val, memory_order_release);
-		status_set(v, peer_status(v), n);
-		line_raise(v->peer_irq_fd[n]);
+		raise_line(v, peer_status(v), peer_mask(v), v->peer_irq_fd[n], n);
+		return 0;
+	}
+	if (off == peer_mask(v))
+		return -1; /* each side masks only its own interrupts */
+	if (off == own_mask(v)) {
+		uint32_t old = atomic_exchange_explicit(reg_ptr(v, off), val, memory_order_seq_cst);
+		uint32_t pending = atomic_load_explicit(reg_ptr(v, own_status(v)), memory_order_seq_cst);
+		/* unmasking a pending line delivers it */
+		for (unsigned n = 0; n < MIC_NUM_IRQ_LINES; n++)
+			if ((old & ~val & pending) & (1u << n))
+				line_raise(v->irq_fd[n]);
 		return 0;
 	}
 	if (in_range(off, other_db, MIC_NUM_DOORBELLS))
@@ -130,8 +154,14 @@ void mic_irq_raise_local(struct mic_hw_view *v, unsigned line)
 {
 	if (line >= MIC_NUM_IRQ_LINES)
 		return;
-	status_set(v, own_status(v), line);
-	line_raise(v->irq_fd[line]);
+	raise_line(v, own_status(v), own_mask(v), v->irq_fd[line], line);
+}
+
+void mic_irq_raise_peer(struct mic_hw_view *v, unsigned line)
+{
+	if (line >= MIC_NUM_IRQ_LINES)
+		return;
+	raise_line(v, peer_status(v), peer_mask(v), v->peer_irq_fd[line], line);
 }
 
 static void *region_at(const struct mic_region *r, uint64_t off, uint64_t len)
@@ -173,4 +203,60 @@ void *mic_card_addr(const struct mic_hw_view *v, uint64_t card_addr, uint64_t le
 	if (card_addr >= MIC_SYSMEM_BASE)
 		return mic_sysmem(v, card_addr, len);
 	return mic_cardmem(v, card_addr, len);
+}
+
+/* The BARs: index -> (register, size).  Both are 64-bit memory BARs. */
+static int bar_of(const struct mic_hw_view *v, uint32_t off, uint64_t *size, int *high)
+{
+	uint32_t base;
+	if (off >= MIC_CFG_BAR0 && off < MIC_CFG_BAR0 + 8) {
+		base = MIC_CFG_BAR0;
+		*size = v->aperture.size;
+	} else if (off >= MIC_CFG_BAR4 && off < MIC_CFG_BAR4 + 8) {
+		base = MIC_CFG_BAR4;
+		*size = v->mmio.size;
+	} else {
+		return 0;
+	}
+	*high = off != base;
+	return 1;
+}
+
+uint32_t mic_cfg_read32(const struct mic_hw_view *v, uint32_t off)
+{
+	uint32_t val;
+	if (!v->config || (off & 3) || off + 4 > MIC_CFG_SPACE_SIZE)
+		return 0xffffffffu;
+	memcpy(&val, v->config + off, 4);
+	return val;
+}
+
+int mic_cfg_write32(struct mic_hw_view *v, uint32_t off, uint32_t val)
+{
+	uint64_t size;
+	int high;
+	if (!v->config || (off & 3) || off + 4 > MIC_CFG_SPACE_SIZE)
+		return -1;
+	if (bar_of(v, off, &size, &high)) {
+		uint32_t old = mic_cfg_read32(v, off);
+		/* address bits below the size, and the type bits, are read-only */
+		uint64_t ro = size - 1;
+		val = high ? (val & ~(uint32_t)(ro >> 32)) : ((val & ~(uint32_t)ro & ~0xfu) | (old & 0xfu));
+	} else if (off < 0x40 && off != MIC_CFG_COMMAND) {
+		return -1; /* the rest of the header is read-only */
+	}
+	memcpy(v->config + off, &val, 4);
+	return 0;
+}
+
+uint64_t mic_cfg_bar_size(struct mic_hw_view *v, unsigned bar)
+{
+	uint32_t off = MIC_CFG_BAR0 + 4 * bar;
+	uint32_t lo = mic_cfg_read32(v, off), hi = mic_cfg_read32(v, off + 4);
+	mic_cfg_write32(v, off, 0xffffffffu);
+	mic_cfg_write32(v, off + 4, 0xffffffffu);
+	uint64_t mask = (uint64_t)mic_cfg_read32(v, off + 4) << 32 | (mic_cfg_read32(v, off) & ~0xfu);
+	mic_cfg_write32(v, off, lo);
+	mic_cfg_write32(v, off + 4, hi);
+	return ~mask + 1;
 }

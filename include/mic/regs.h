@@ -81,6 +81,11 @@ enum mic_spad {
 #define MIC_C2H_DOORBELL(n)  MIC_SBOX(0xCD00 + 4 * (n)) /* card rings host */
 #define MIC_HOST_IRQ_STATUS  MIC_SBOX(0x9004)
 #define MIC_CARD_IRQ_STATUS  MIC_SBOX(0x9008)
+/* Interrupt masks, one bit per line, written by the side that receives the
+ * interrupts: a masked line still sets its status bit but signals nothing
+ * until it is unmasked (then a pending one is delivered). */
+#define MIC_HOST_IRQ_MASK    MIC_SBOX(0x9010)
+#define MIC_CARD_IRQ_MASK    MIC_SBOX(0x9014)
 
 /* Host→card doorbell use (micstack). */
 enum mic_h2c_db {

@@ -19,6 +19,7 @@ check "card OS log also goes to the console" sh -c "micctl log mic0 | grep -q 'p
 micctl console mic0 --linger 2 <<< "seq 1 1500000" | tr -d '\r' | grep -E '^[0-9]+$' > "$RUNDIR/seq.out"
 check "10 MiB of output arrive intact, in order ($(stat -c %s "$RUNDIR/seq.out") bytes)" sh -c "seq 1 1500000 | cmp -s - '$RUNDIR/seq.out'"
 
+check "micctl console on a terminal: raw mode, Ctrl-] detaches" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" escape "$BIN/micctl" mic0
 check "attach/detach cycles lose nothing" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" attach
 
 out=$(con "exit" 1; con "echo respawned-\$((6*7))")

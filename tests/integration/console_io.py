@@ -4,6 +4,9 @@ usage: console_io.py LINK MODE
   attach   : several attach/detach cycles while the card writes 200000
              numbered lines; every line must arrive once, in order
   type     : keep typing into the console until the file STOP exists
+  escape   : `micctl console CARD` on a terminal: raw mode, a command
+             answered, Ctrl-] detaches with status 0 and the terminal back
+             in cooked mode (MICCTL and CARD as further arguments)
 """
 import os, select, sys, time
 
@@ -17,7 +20,10 @@ def read_for(fd, seconds):
     while time.time() < end:
         r, _, _ = select.select([fd], [], [], 0.05)
         if r:
-            out += os.read(fd, 65536)
+            try:
+                out += os.read(fd, 65536)
+            except OSError:  # a pty whose other side has closed
+                break
     return out
 
 if mode == "attach":
@@ -45,6 +51,25 @@ if mode == "attach":
         print("console lost or reordered output: got %d lines, want %d (diff %d)" % (len(lines), n, missing))
         sys.exit(1)
     print("all %d lines arrived in order over 10 attachments" % n)
+elif mode == "escape":
+    import pty, termios
+    micctl, card = sys.argv[3], sys.argv[4]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(micctl, [micctl, "console", card])
+    out = read_for(fd, 0.5)
+    os.write(fd, b"echo escape-$((6*7))\r")
+    end = time.time() + 5
+    while b"escape-42" not in out and time.time() < end:
+        out += read_for(fd, 0.1)
+    raw_inside = not (termios.tcgetattr(fd)[3] & termios.ICANON)
+    os.write(fd, b"\x1d")  # Ctrl-]
+    out += read_for(fd, 0.5)
+    _, status = os.waitpid(pid, 0)
+    ok = b"escape-42" in out and raw_inside and b"detached" in out and os.WEXITSTATUS(status) == 0
+    print("answered=%s raw=%s detached=%s status=%d" % (b"escape-42" in out, raw_inside,
+          b"detached" in out, os.WEXITSTATUS(status)))
+    sys.exit(0 if ok else 1)
 elif mode == "type":
     fd = attach()
     stop = sys.argv[3]

@@ -29,4 +29,12 @@ check "socket is root-only" [ "$(stat -c %a "$RUNDIR/micd.sock")" = 600 ]
 check "a second micd on the same run directory is refused" sh -c "grep -q 'another micd is running' $RUNDIR/second.log"
 check "first daemon still answers" micctl status
 expect 1 "cannot read" "$BIN/micd" --rundir "$RUNDIR/x" --config /nonexistent
+# a configured group gets the socket too (group "daemon" exists on Debian)
+mkdir -p "$RUNDIR/g"
+printf '[daemon]\ngroup = daemon\n[mic0]\nnet = no\n' > "$RUNDIR/g.conf"
+unshare --net setpriv --pdeathsig TERM "$BIN/micd" --rundir "$RUNDIR/g" --config "$RUNDIR/g.conf" > "$RUNDIR/g.log" 2>&1 &
+gpid=$!
+for _ in $(seq 1 100); do [ -S "$RUNDIR/g/micd.sock" ] && break; sleep 0.02; done
+check "socket for root and the configured group" [ "$(stat -c '%a %G' "$RUNDIR/g/micd.sock")" = "660 daemon" ]
+kill $gpid; wait $gpid 2>/dev/null
 finish

@@ -36,6 +36,11 @@ static void config_space_identifies_x100(void **state)
 	assert_int_equal(vid, 0x8086);
 	assert_int_equal(did, 0x2250);
 	assert_int_equal(h->mmio.size, MIC_MMIO_SIZE);
+	/* BAR sizing: write all ones, read the mask back */
+	assert_int_equal(mic_cfg_bar_size(h, MIC_APERTURE_BAR), 256ull << 20);
+	assert_int_equal(mic_cfg_bar_size(h, MIC_MMIO_BAR), MIC_MMIO_SIZE);
+	assert_int_equal(mic_cfg_read32(h, MIC_CFG_BAR0) & 0xf, 0xc); /* 64-bit prefetchable kept */
+	assert_int_equal(mic_cfg_write32(h, MIC_CFG_VENDOR_ID, 0), -1); /* IDs are read-only */
 }
 
 static void doorbells_cross_sides(void **state)
@@ -53,6 +58,26 @@ static void doorbells_cross_sides(void **state)
 	/* A side cannot ring its own doorbells through the other's registers. */
 	assert_int_equal(mic_mmio_write32(h, MIC_C2H_DOORBELL(0), 1), -1);
 	assert_int_equal(mic_irq_ack(h, 0), 0);
+}
+
+static void masked_lines_wait_for_unmask(void **state)
+{
+	struct mic_hw_view *h = mic_hw_host_view(*state);
+	struct mic_hw_view c;
+	mic_hw_card_view(*state, &c);
+	assert_int_equal(mic_mmio_write32(&c, MIC_CARD_IRQ_MASK, 1u << 2), 0);
+	assert_int_equal(mic_mmio_write32(h, MIC_CARD_IRQ_MASK, 0), -1); /* not the host's */
+	mic_doorbell_ring(h, 2);
+	assert_true(mic_mmio_read32(&c, MIC_CARD_IRQ_STATUS) & (1u << 2)); /* pending */
+	assert_int_equal(mic_irq_ack(&c, 2), 0);                          /* not signalled */
+	mic_doorbell_ring(h, 2);
+	assert_int_equal(mic_mmio_write32(&c, MIC_CARD_IRQ_MASK, 0), 0);  /* unmask: delivered */
+	assert_int_equal(mic_irq_ack(&c, 2), 1);
+	assert_int_equal(mic_mmio_write32(h, MIC_HOST_IRQ_MASK, 1u << 9), 0);
+	mic_irq_raise_local(h, 9);
+	assert_true(mic_mmio_read32(h, MIC_HOST_IRQ_STATUS) & (1u << 9)); /* pending, unsignalled */
+	assert_int_equal(mic_mmio_write32(h, MIC_HOST_IRQ_MASK, 0), 0);
+	assert_int_equal(mic_irq_ack(h, 9), 1);
 }
 
 static void register_ownership(void **state)
@@ -93,6 +118,7 @@ int main(void)
 		cmocka_unit_test(config_space_identifies_x100),
 		cmocka_unit_test(doorbells_cross_sides),
 		cmocka_unit_test(register_ownership),
+		cmocka_unit_test(masked_lines_wait_for_unmask),
 		cmocka_unit_test(smpt_translation_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
