@@ -81,6 +81,8 @@ struct card_vdev {
 	struct mic_vop_cdev *cdev;
 	struct mic_vop_cma *cma;
 	int registered;
+	/* set by the bound driver: the host changed the config space */
+	void (*config_changed)(struct card_vdev *vd);
 };
 
 /* Every virtqueue keeps its used ring in card memory, as the later MIC

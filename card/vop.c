@@ -88,6 +88,8 @@ static void on_config_change(void *ctx, struct mic_vop_cdev *d, unsigned events)
 			remove_device(c, vd);
 		} else if (events & MIC_VOP_CFG_CHANGED) {
 			cardlog(&c->log, "vop: %s config changed", vd->mdev.name);
+			if (vd->registered && vd->config_changed)
+				vd->config_changed(vd);
 		}
 		return;
 	}

@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "host/backends/backends.h"
 #include "host/card.h"
 #include "host/config.h"
 #include "lib/log.h"
@@ -424,6 +425,16 @@ static void handle_request(struct micd *d, int fd, char *line)
 		if (st < 0)
 			return answer(fd, 2, "unknown state '%s'", argc > 2 ? argv[2] : "");
 		return add_waiter(d, fd, W_STATE, c, (enum card_state)st, ms < 0 ? 0 : (unsigned)ms);
+	}
+	if (!strcmp(verb, "console-size")) {
+		long cols = argc > 3 ? strtol(argv[2], NULL, 10) : 0;
+		long rows = argc > 3 ? strtol(argv[3], NULL, 10) : 0;
+		if (cols < 1 || rows < 1 || cols > 65535 || rows > 65535)
+			return answer(fd, 2, "console-size needs COLS ROWS (1..65535)");
+		int rc = c->nvdev ? console_backend_resize(c->vdev[0], (unsigned)cols, (unsigned)rows) : -ENODEV;
+		if (rc)
+			return answer(fd, 1, "%s: console size: %s", c->cfg.name, strerror(-rc));
+		return answer(fd, 0, "%s: console %ldx%ld", c->cfg.name, cols, rows);
 	}
 	if (!strcmp(verb, "log")) {
 		char *buf = malloc(MIC_LOG_SIZE);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -38,6 +39,8 @@ static void usage(void)
 		"  resume                      boot every card that suspend shut down\n"
 		"  wait CARD STATE [--timeout SECONDS]\n"
 		"  log CARD                    the card OS log, read from card memory\n"
+		"  console-size CARD COLS ROWS set the console's terminal size (done by\n"
+		"                              console itself when attached to a terminal)\n"
 		"  console CARD [--linger S]   attach to the card's console (Ctrl-] detaches);\n"
 		"                              with stdin not a terminal: send stdin, print the\n"
 		"                              output until S seconds (default 0.5) of quiet\n");
@@ -150,6 +153,16 @@ static int console(const char *rundir, const char *card, double linger)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	struct winsize ws;
+	if (tty && ioctl(0, TIOCGWINSZ, &ws) == 0 && ws.ws_col && ws.ws_row) {
+		/* the card's shell gets our terminal's size (a virtio config change) */
+		FILE *null = fopen("/dev/null", "w");
+		snprintf(line, sizeof(line), "console-size %s %u %u\n", card, ws.ws_col, ws.ws_row);
+		if (null) {
+			request_to(rundir, line, null);
+			fclose(null);
+		}
+	}
 	if (tty) {
 		tcgetattr(0, &saved);
 		raw = saved;
@@ -244,6 +257,8 @@ int main(int argc, char **argv)
 		if (timeout < 0)
 			usage();
 		snprintf(line, sizeof(line), "wait %s %s %ld\n", words[1], words[2], (long)(timeout * 1000));
+	} else if (!strcmp(cmd, "console-size") && nw == 4) {
+		snprintf(line, sizeof(line), "console-size %s %s %s\n", words[1], words[2], words[3]);
 	} else if (!strcmp(cmd, "console") && nw == 2) {
 		return console(rundir, words[1], linger);
 	} else if (!strcmp(cmd, "log") && nw == 2) {

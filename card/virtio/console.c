@@ -226,6 +226,20 @@ static int open_pty(struct vcon *v)
 	return 0;
 }
 
+/* The console's size (VIRTIO_CONSOLE_F_SIZE) is the card PTY's window
+ * size: the shell and full-screen programs follow the host's terminal. */
+static void apply_size(struct card_vdev *vd)
+{
+	struct vcon *v = vd->mdev.priv;
+	struct virtio_console_config cfg;
+	if (!v || mic_vop_cdev_read_config(vd->cdev, 0, &cfg, sizeof(cfg)) < 0 || !cfg.cols ||
+	    !cfg.rows)
+		return;
+	struct winsize ws = { .ws_row = cfg.rows, .ws_col = cfg.cols };
+	if (ioctl(v->master, TIOCSWINSZ, &ws) == 0)
+		cardlog(&v->os->log, "virtio-console: %ux%u", cfg.cols, cfg.rows);
+}
+
 static int vcon_probe(struct mbus_device *dev)
 {
 	struct card_vdev *vd = (struct card_vdev *)dev;
@@ -238,7 +252,8 @@ static int vcon_probe(struct mbus_device *dev)
 	v->master = v->line_fd = -1;
 	dev->priv = v;
 	uint64_t f;
-	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES, &f);
+	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES |
+							  (1ull << VIRTIO_CONSOLE_F_SIZE), &f);
 	if (!rc)
 		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, CARD_VQ_FLAGS, &v->rx);
 	if (!rc)
@@ -264,6 +279,8 @@ static int vcon_probe(struct mbus_device *dev)
 		goto fail;
 	}
 	mic_vop_vq_kick(v->rx);
+	vd->config_changed = apply_size;
+	apply_size(vd);
 	spawn_shell(v);
 	os->log.tee = log_tee;
 	os->log.tee_ctx = v;
@@ -286,6 +303,7 @@ static void vcon_remove(struct mbus_device *dev)
 	struct vcon *v = dev->priv;
 	struct card_os *os = v->os;
 	os->log.tee = NULL;
+	v->vd->config_changed = NULL;
 	cardlog(&os->log, "bus: remove virtio-console");
 	if (v->shell > 0) {
 		card_on_exit_cancel(os, v->shell);

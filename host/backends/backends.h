@@ -9,6 +9,9 @@
 /* virtio-console: a PTY per card, linked as <rundir>/<card>/console. */
 int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
 			  const char *rundir, struct vdev **out);
+/* New terminal size: the host PTY's, and the console's config space (a
+ * config change the card's driver applies to its own PTY). */
+int console_backend_resize(struct vdev *vd, unsigned cols, unsigned rows);
 
 /* virtio-net: a TAP device on the host (cfg->tap), one per card. */
 int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <termios.h>
@@ -131,6 +132,22 @@ static void console_destroy(struct vdev *vd)
 	if (c->master >= 0)
 		close(c->master);
 	free(c);
+}
+
+int console_backend_resize(struct vdev *vd, unsigned cols, unsigned rows)
+{
+	struct console *c = vd->priv;
+	if (!cols || !rows || cols > 0xffff || rows > 0xffff)
+		return -EINVAL;
+	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+	ioctl(c->master, TIOCSWINSZ, &ws);
+	struct virtio_console_config cfg = { .cols = (uint16_t)cols, .rows = (uint16_t)rows };
+	vdev_lock(vd);
+	/* Not waiting for the card's acknowledgement: micd's loop must not
+	 * block on a card; a card that is down reads it at its next boot. */
+	int rc = mic_vop_host_dev_config_change(vd->dev, &cfg, sizeof(cfg), 0);
+	vdev_unlock(vd);
+	return rc == -ETIMEDOUT ? 0 : rc;
 }
 
 static const struct vdev_ops console_ops = {

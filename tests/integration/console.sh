@@ -13,6 +13,14 @@ out=$(con "grep NSpid /proc/self/status")
 check "card PID namespace: one level, small pid ($out)" sh -c "echo '$out' | grep -Eq '^NSpid:[[:space:]]+[0-9]{1,3}$'"
 card_ns=$(con "readlink /proc/self/ns/pid" | grep '^pid:')
 check "card pid namespace differs from the host's ($card_ns)" [ -n "$card_ns" -a "$card_ns" != "$(readlink /proc/self/ns/pid)" ]
+# a config change end to end: the host changes the console's size, the
+# card's driver gets the config interrupt and resizes its PTY
+check "console-size accepted" micctl console-size mic0 100 40
+out=$(con "stty size" 1)
+check "card shell sees the new size ($out)" sh -c "echo '$out' | grep -qx '40 100'"
+check "card log shows the config change" sh -c "micctl log mic0 | grep -q 'console config changed'"
+expect_rc() { "$@" >/dev/null 2>&1; echo $?; }
+check "console-size refuses nonsense" [ "$(expect_rc micctl console-size mic0 0 40)" = 2 ]
 check "card OS log also goes to the console" sh -c "micctl log mic0 | grep -q 'probe virtio-console'"
 
 # 10 MiB of output, intact and in order
