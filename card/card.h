@@ -90,6 +90,16 @@ struct card_vdev {
  * frequent reads of them stay local. */
 #define CARD_VQ_FLAGS MIC_VOP_VQ_USED_IN_CARDMEM
 
+/* Fills in a card-bus driver for one virtio device type. */
+void card_virtio_driver(struct mbus_driver *drv, struct card_os *os, const char *name,
+			const uint32_t *ids, int (*probe)(struct mbus_device *dev),
+			void (*remove)(struct mbus_device *dev));
+/* The common end of a virtio driver's remove: stop listening to the
+ * device's doorbell (line, watched as line_fd) and hand the device back to
+ * the host, waiting for its acknowledgement.  0 once acknowledged: only
+ * then may the driver reuse what the host could still write. */
+int card_vdev_release(struct card_vdev *vd, unsigned line, int line_fd);
+
 /* Virtio drivers (card/virtio/), registered on the card bus. */
 void virtio_console_driver_init(struct mbus_driver *drv, struct card_os *os);
 void virtio_net_driver_init(struct mbus_driver *drv, struct card_os *os);

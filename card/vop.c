@@ -141,3 +141,26 @@ void card_vop_stop(struct card_os *c)
 	free(v);
 	c->vop = NULL;
 }
+
+void card_virtio_driver(struct mbus_driver *drv, struct card_os *os, const char *name,
+			const uint32_t *ids, int (*probe)(struct mbus_device *dev),
+			void (*remove)(struct mbus_device *dev))
+{
+	memset(drv, 0, sizeof(*drv));
+	drv->name = name;
+	drv->id_table = ids;
+	drv->probe = probe;
+	drv->remove = remove;
+	drv->data = os;
+}
+
+int card_vdev_release(struct card_vdev *vd, unsigned line, int line_fd)
+{
+	if (line_fd >= 0)
+		card_unwatch(vd->os, line_fd);
+	mbus_free_irq(&vd->mdev, line);
+	int rc = mic_vop_cdev_reset(vd->cdev, 1000);
+	if (rc)
+		cardlog(&vd->os->log, "%s: host did not acknowledge the reset", vd->mdev.name);
+	return rc;
+}

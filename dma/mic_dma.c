@@ -581,12 +581,19 @@ int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_w
 	return wait_poll(c, cookie, deadline);
 }
 
-int mic_dma_memcpy_sync(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len)
+int mic_dma_memcpy_timeout(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len,
+			   int timeout_ms)
 {
 	struct mic_dma_batch b;
 	mic_dma_cookie_t ck;
 	mic_dma_batch_init(&b, c);
-	mic_dma_prep_memcpy(&b, dst, src, len);
-	int rc = mic_dma_submit(&b, 0, &ck);
-	return rc ? rc : mic_dma_wait(c, ck, MIC_DMA_WAIT_POLL, 10000);
+	int rc = mic_dma_prep_memcpy(&b, dst, src, len);
+	if (!rc)
+		rc = mic_dma_submit(&b, 0, &ck);
+	return rc ? rc : mic_dma_wait(c, ck, MIC_DMA_WAIT_POLL, timeout_ms);
+}
+
+int mic_dma_memcpy_sync(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len)
+{
+	return mic_dma_memcpy_timeout(c, dst, src, len, 10000);
 }

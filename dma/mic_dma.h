@@ -123,6 +123,10 @@ int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_w
 
 /* One copy, submitted and waited for (polling, 10 s timeout). */
 int mic_dma_memcpy_sync(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len);
+/* The same, waiting (polled) at most timeout_ms: -ETIMEDOUT if the
+ * completion was not seen in time (the caller may reset the channel). */
+int mic_dma_memcpy_timeout(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len,
+			   int timeout_ms);
 
 /* After an error: stops the channel, fails every pending cookie with -EIO
  * and makes the channel usable again.  Also cancels queued work. */

@@ -30,6 +30,8 @@ static void publish_state(struct vdev *vd)
 		st = "broken";
 	else if (mic_vop_host_dev_ready(vd->dev))
 		st = "ready";
+	if (st == vd->snap_state && st[0] != 'b')
+		return; /* unchanged: the common case on every wake-up */
 	pthread_mutex_lock(&vd->snap_lock);
 	vd->snap_state = st;
 	snprintf(vd->snap_reason, sizeof(vd->snap_reason), "%s", st[0] == 'b' && why ? why : "");
@@ -51,7 +53,6 @@ static void check_device(struct vdev *vd)
 			 (unsigned long long)mic_vop_host_dev_features(vd->dev));
 	vd->more = 0;
 	if (mic_vop_host_dev_ready(vd->dev)) {
-		vd->served++;
 		vd->ops->serve(vd);
 		if (is_broken(vd)) /* serving may have found the fault */
 			vd->more = 0;
@@ -174,20 +175,15 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	    len > vd->view->hostmem.size || (uint64_t)(buf - pool) > vd->view->hostmem.size - len)
 		return 1;
 	uint64_t host_addr = mic_dma_pool_addr((uint64_t)(buf - pool));
-	struct mic_dma_batch b;
-	mic_dma_cookie_t ck;
-	mic_dma_batch_init(&b, vd->dma);
-	int rc = dir == MIC_VOP_CARD_TO_HOST ? mic_dma_prep_memcpy(&b, host_addr, card_addr, len) :
-					       mic_dma_prep_memcpy(&b, card_addr, host_addr, len);
-	if (!rc)
-		rc = mic_dma_submit(&b, 0, &ck);
 	/* The channel's ring and completion word live in memory the card can
 	 * write: never wait long for it (200 ms + 128 MB/s, far above a real
 	 * copy even on a loaded machine), and after one failure copy by CPU
 	 * until the card is reset, so a hostile card cannot stretch every copy
 	 * into a timeout. */
-	if (!rc)
-		rc = mic_dma_wait(vd->dma, ck, MIC_DMA_WAIT_POLL, 200 + (int)(len >> 17));
+	int timeout = 200 + (int)(len >> 17);
+	int rc = dir == MIC_VOP_CARD_TO_HOST ?
+			 mic_dma_memcpy_timeout(vd->dma, host_addr, card_addr, len, timeout) :
+			 mic_dma_memcpy_timeout(vd->dma, card_addr, host_addr, len, timeout);
 	if (rc) {
 		log_warn("%s: %s: DMA copy failed (%s): CPU copies until the card resets", vd->card,
 			 vd->ops->name, strerror(rc < 0 ? -rc : rc));

@@ -43,7 +43,6 @@ struct vdev {
 	int fd;           /* backend's file or -1 */
 	short fd_events;  /* poll events wanted on fd */
 	int broken_logged;
-	uint64_t served;  /* wake-ups that reached serve(), for tests */
 	int more;         /* serve() stopped at its budget: call again soon */
 	/* What micctl status shows, published by the device thread so the
 	 * main thread never waits for vd->lock to report it. */

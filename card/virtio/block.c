@@ -852,10 +852,5 @@ static void vblk_remove(struct mbus_device *dev)
 void virtio_block_driver_init(struct mbus_driver *drv, struct card_os *os)
 {
 	static const uint32_t ids[] = { MBUS_DEV_VIRTIO_BASE + VIRTIO_ID_BLOCK, MBUS_DEV_ANY };
-	memset(drv, 0, sizeof(*drv));
-	drv->name = "virtio-block";
-	drv->id_table = ids;
-	drv->probe = vblk_probe;
-	drv->remove = vblk_remove;
-	drv->data = os;
+	card_virtio_driver(drv, os, "virtio-block", ids, vblk_probe, vblk_remove);
 }

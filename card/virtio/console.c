@@ -310,11 +310,7 @@ static void vcon_remove(struct mbus_device *dev)
 		kill(v->shell, SIGKILL);
 	}
 	card_unwatch(os, v->master);
-	card_unwatch(os, v->line_fd);
-	mbus_free_irq(dev, v->line);
-	/* Tell the host the driver is gone and wait for its acknowledgement. */
-	if (mic_vop_cdev_reset(v->vd->cdev, 1000))
-		cardlog(&os->log, "virtio-console: host did not acknowledge the reset");
+	card_vdev_release(v->vd, v->line, v->line_fd);
 	close(v->master);
 	free(v);
 	dev->priv = NULL;
@@ -323,10 +319,5 @@ static void vcon_remove(struct mbus_device *dev)
 void virtio_console_driver_init(struct mbus_driver *drv, struct card_os *os)
 {
 	static const uint32_t ids[] = { MBUS_DEV_VIRTIO_BASE + VIRTIO_ID_CONSOLE, MBUS_DEV_ANY };
-	memset(drv, 0, sizeof(*drv));
-	drv->name = "virtio-console";
-	drv->id_table = ids;
-	drv->probe = vcon_probe;
-	drv->remove = vcon_remove;
-	drv->data = os;
+	card_virtio_driver(drv, os, "virtio-console", ids, vcon_probe, vcon_remove);
 }

@@ -19,7 +19,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_ids.h>
-#include <linux/virtio_net.h>
+#include "mic/vnet.h"
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,18 +34,10 @@
 
 enum { VQ_RX = 0, VQ_TX = 1 };
 #define NBUF 128 /* per queue: one ring's worth */
-#define HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+#define HDR_LEN MIC_VNET_HDR_LEN
 /* A 64 KiB GSO frame plus its Ethernet header, with the virtio header. */
 #define BUF_SIZE ((HDR_LEN + 65536u + 14u + 63u) & ~63u)
 #define IFNAME "eth0"
-
-#define DRIVER_FEATURES                                                                        \
-	((1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM) |                    \
-	 (1ull << VIRTIO_NET_F_MTU) | (1ull << VIRTIO_NET_F_MAC) |                             \
-	 (1ull << VIRTIO_NET_F_GUEST_TSO4) | (1ull << VIRTIO_NET_F_GUEST_TSO6) |               \
-	 (1ull << VIRTIO_NET_F_GUEST_ECN) | (1ull << VIRTIO_NET_F_HOST_TSO4) |                 \
-	 (1ull << VIRTIO_NET_F_HOST_TSO6) | (1ull << VIRTIO_NET_F_HOST_ECN) |                  \
-	 (1ull << VIRTIO_NET_F_STATUS))
 
 struct nbuf {
 	uint64_t addr;
@@ -265,7 +257,7 @@ static int vnet_probe(struct mbus_device *dev)
 	v->tap = v->line_fd = -1;
 	dev->priv = v;
 	char addr[48] = "";
-	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES | DRIVER_FEATURES,
+	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES | MIC_VNET_FEATURES,
 					&v->features);
 	if (!rc)
 		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, CARD_VQ_FLAGS, &v->rx);
@@ -322,13 +314,8 @@ static void vnet_remove(struct mbus_device *dev)
 	cardlog(&os->log, "bus: remove virtio-net (%llu received frames dropped)",
 		(unsigned long long)v->rx_dropped);
 	card_unwatch(os, v->tap);
-	card_unwatch(os, v->line_fd);
-	mbus_free_irq(dev, v->line);
 	/* Tell the host the driver is gone; only then are the buffers ours. */
-	int rc = mic_vop_cdev_reset(v->vd->cdev, 1000);
-	if (rc)
-		cardlog(&os->log, "virtio-net: host did not acknowledge the reset");
-	else
+	if (card_vdev_release(v->vd, v->line, v->line_fd) == 0)
 		free_bufs(v);
 	close(v->tap); /* eth0 disappears */
 	free(v);
@@ -338,10 +325,5 @@ static void vnet_remove(struct mbus_device *dev)
 void virtio_net_driver_init(struct mbus_driver *drv, struct card_os *os)
 {
 	static const uint32_t ids[] = { MBUS_DEV_VIRTIO_BASE + VIRTIO_ID_NET, MBUS_DEV_ANY };
-	memset(drv, 0, sizeof(*drv));
-	drv->name = "virtio-net";
-	drv->id_table = ids;
-	drv->probe = vnet_probe;
-	drv->remove = vnet_remove;
-	drv->data = os;
+	card_virtio_driver(drv, os, "virtio-net", ids, vnet_probe, vnet_remove);
 }

@@ -110,10 +110,9 @@ static void console_serve(struct vdev *vd)
 
 static void console_reset(struct vdev *vd)
 {
-	struct console *c = vd->priv;
-	/* What the card sent is kept and still written to the PTY; what the
-	 * user typed stays queued for the next card OS. */
-	(void)c;
+	/* Nothing to drop: what the card sent is still written to the PTY, what
+	 * the user typed stays queued for the next card OS. */
+	(void)vd;
 }
 
 static void console_destroy(struct vdev *vd)

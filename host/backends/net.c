@@ -20,7 +20,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_ids.h>
-#include <linux/virtio_net.h>
+#include "mic/vnet.h"
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +34,7 @@
 #include "lib/log.h"
 
 enum { VQ_RX = 0, VQ_TX = 1 }; /* receiveq (to the card), transmitq (from the card) */
-#define HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+#define HDR_LEN MIC_VNET_HDR_LEN
 /* A GSO frame is at most 64 KiB plus its Ethernet header; rounded to the
  * DMA granule so both bounce buffers stay aligned. */
 #define PKT_MAX (HDR_LEN + 65536u + 14u)
@@ -44,14 +44,6 @@ enum { VQ_RX = 0, VQ_TX = 1 }; /* receiveq (to the card), transmitq (from the ca
 /* Chains per direction and pass before the other direction gets a turn. */
 #define BUDGET 64
 #define NET_MTU 1500
-
-#define NET_FEATURES                                                                           \
-	((1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM) |                    \
-	 (1ull << VIRTIO_NET_F_MTU) | (1ull << VIRTIO_NET_F_MAC) |                             \
-	 (1ull << VIRTIO_NET_F_GUEST_TSO4) | (1ull << VIRTIO_NET_F_GUEST_TSO6) |               \
-	 (1ull << VIRTIO_NET_F_GUEST_ECN) | (1ull << VIRTIO_NET_F_HOST_TSO4) |                 \
-	 (1ull << VIRTIO_NET_F_HOST_TSO6) | (1ull << VIRTIO_NET_F_HOST_ECN) |                  \
-	 (1ull << VIRTIO_NET_F_STATUS))
 
 struct net {
 	struct vdev vd;
@@ -299,7 +291,7 @@ int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 		.type = VIRTIO_ID_NET,
 		.num_vq = 2,
 		.vq_num = { 128, 128 },
-		.features = MIC_VOP_TRANSPORT_FEATURES | NET_FEATURES,
+		.features = MIC_VOP_TRANSPORT_FEATURES | MIC_VNET_FEATURES,
 		.config_len = (uint8_t)offsetof(struct virtio_net_config, speed),
 		.config = &nc,
 	};
