@@ -533,7 +533,6 @@ int card_boot(struct mic_card *c, char *err, size_t errlen)
 	mic_spad_write(c->v, MIC_SPAD_HOST_CMD, MIC_CMD_NONE);
 	mic_spad_write(c->v, MIC_SPAD_FW_ERROR, FW_ERROR_PENDING);
 	mic_spad_write(c->v, MIC_SPAD_BOOTPARAM, (uint32_t)MIC_BOOTPARAM_ADDR);
-	mic_vop_host_publish(c->vop); /* device page address for the card driver */
 	arm_timer(c, c->dcfg->boot_timeout_ms);
 	set_state(c, CARD_BOOTING, NULL);
 	mic_doorbell_ring(c->v, MIC_DB_BOOT);
