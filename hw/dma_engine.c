@@ -1,8 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The simulated X100 DMA engine: one worker thread per channel, running in
- * the host daemon's process.  A worker sleeps on its channel's kick eventfd
- * (raised by every HEAD write) and executes descriptors in ring order.
+ * the host daemon's process.  Every HEAD write kicks the channel's worker,
+ * which then executes descriptors in ring order.
+ *
+ * Kick delivery is the part a simulation has to pay for, where silicon gets
+ * it for free.  Host channels are kicked in-process: a counter bump, plus an
+ * eventfd write only when the worker sleeps.  Card channels are kicked
+ * through their eventfd from the card's process.  After running, a worker
+ * looks for the next kick for a few microseconds before it sleeps: a driver
+ * streaming small transfers kicks again within that time, and a sleep and
+ * wakeup per transfer would cost more than the copy.  It looks for kicks,
+ * never at HEAD itself: "a HEAD write is a kick that makes the engine look"
+ * is the contract drivers rely on (the reset handshake uses it).
  *
  * Trust: the card can write the whole shared MMIO block and all memory it
  * can reach.  Host channels therefore take their registers from a shadow
@@ -15,6 +25,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -26,12 +37,19 @@
 #include "mic/dma.h"
 #include "sim_internal.h"
 
+/* How long a worker looks for the next kick before it sleeps. */
+#define DMA_LOOK_NS 50000ull
+
 struct dma_chan {
 	struct sim_dma *dma;
 	unsigned ch;
 	pthread_t thread;
 	bool started;
-	int wake_fd; /* engine-internal: reset, destroy, enable changes */
+	int wake_fd; /* wakes a sleeping worker for the events below */
+	/* Bumped by host kicks and engine-internal events (reset, destroy,
+	 * enable changes); the worker runs when it moved. */
+	_Atomic uint64_t events;
+	_Atomic bool sleeping;
 	/* Host channels: the registers as the host wrote them. */
 	_Atomic uint32_t shadow[MIC_DMA_NUM_REGS];
 
@@ -88,9 +106,14 @@ static bool enabled(struct dma_chan *c)
 
 static void wake(struct dma_chan *c)
 {
-	uint64_t one = 1;
-	ssize_t r = write(c->wake_fd, &one, sizeof(one));
-	(void)r; /* only fails on counter overflow: the worker wakes anyway */
+	/* seq_cst pairs with the worker's store to sleeping and re-check of
+	 * events: one of the two sides sees the other, no wakeup is lost. */
+	atomic_fetch_add_explicit(&c->events, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&c->sleeping, memory_order_seq_cst)) {
+		uint64_t one = 1;
+		ssize_t r = write(c->wake_fd, &one, sizeof(one));
+		(void)r; /* only fails on counter overflow: it wakes anyway */
+	}
 }
 
 static void publish_status(struct dma_chan *c, uint32_t extra)
@@ -294,10 +317,73 @@ static void park(struct dma_chan *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* A card-channel kick, consumed; a non-blocking eventfd read. */
+static bool take_kick(int fd)
+{
+	uint64_t n;
+	return read(fd, &n, sizeof(n)) == sizeof(n);
+}
+
+/* Returns once something may need running: a kick or an engine event
+ * newer than *seen, which it advances.  Consuming the kick before the run
+ * that follows makes any later kick a new one. */
+static void await_kick(struct dma_chan *c, int kick, uint64_t *seen)
+{
+	uint64_t until = now_ns() + DMA_LOOK_NS;
+	for (unsigned i = 1;; i++) {
+		if (atomic_load_explicit(&c->events, memory_order_acquire) != *seen)
+			goto kicked;
+		if (kick >= 0 && i % 16 == 0 && take_kick(kick))
+			goto kicked;
+		if (i % 64 == 0) {
+			if (now_ns() > until)
+				break;
+			/* Other workers and the submitter may need this CPU. */
+			sched_yield();
+		}
+		relax();
+	}
+	atomic_store_explicit(&c->sleeping, true, memory_order_seq_cst);
+	if (atomic_load_explicit(&c->events, memory_order_seq_cst) == *seen) {
+		struct pollfd pf[2] = { { .fd = c->wake_fd, .events = POLLIN },
+					{ .fd = kick, .events = POLLIN } };
+		if (poll(pf, kick >= 0 ? 2 : 1, -1) < 0 && errno != EINTR) {
+			/* Never leave: sim_dma_reset() waits for this thread to
+			 * park.  Cannot happen with valid fds; do not spin. */
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	atomic_store_explicit(&c->sleeping, false, memory_order_relaxed);
+	drain(c->wake_fd);
+	if (kick >= 0)
+		drain(kick);
+kicked:
+	*seen = atomic_load_explicit(&c->events, memory_order_acquire);
+}
+
 static void *worker(void *arg)
 {
 	struct dma_chan *c = arg;
-	int kick = c->dma->hw->kick_fd[c->ch];
+	/* Host channels are kicked in-process (reg_hook), card channels
+	 * through their eventfd. */
+	int kick = host_chan(c->ch) ? -1 : c->dma->hw->kick_fd[c->ch];
+	/* Zero, not a load: kicks may come before this thread first runs. */
+	uint64_t seen = 0;
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		bool stop = c->stop;
@@ -308,23 +394,13 @@ static void *worker(void *arg)
 			park(c);
 			continue;
 		}
-		struct pollfd pf[2] = { { .fd = kick, .events = POLLIN },
-					{ .fd = c->wake_fd, .events = POLLIN } };
-		if (poll(pf, 2, -1) < 0 && errno != EINTR) {
-			/* Never leave: sim_dma_reset() waits for this thread to
-			 * park.  Cannot happen with valid fds; do not spin. */
-			struct timespec ts = { 0, 1000000 };
-			nanosleep(&ts, NULL);
-		}
-		/* Drain first: a kick arriving after this is a new wakeup. */
-		drain(kick);
-		drain(c->wake_fd);
+		await_kick(c, kick, &seen);
 		if (!park_requested(c))
 			run(c);
 	}
 }
 
-static void reg_hook(void *ctx, uint32_t off, uint32_t val)
+static bool reg_hook(void *ctx, uint32_t off, uint32_t val)
 {
 	struct sim_dma *dma = ctx;
 	if (off == MIC_DMA_CTRL) {
@@ -334,15 +410,19 @@ static void reg_hook(void *ctx, uint32_t off, uint32_t val)
 		for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++)
 			if ((old ^ val) & MIC_DMA_CTRL_ENABLE(ch))
 				wake(&dma->chan[ch]);
-		return;
+		return false;
 	}
 	if (off < MIC_DMA_CHAN_BASE)
-		return;
+		return false;
 	unsigned ch = (off - MIC_DMA_CHAN_BASE) / MIC_DMA_CHAN_STRIDE;
 	unsigned reg = (off - MIC_DMA_CHAN_BASE) % MIC_DMA_CHAN_STRIDE;
 	if (ch >= MIC_DMA_HOST_CHANS)
-		return; /* the host view never writes card channels anyway */
+		return false; /* the host view never writes card channels anyway */
 	atomic_store_explicit(&dma->chan[ch].shadow[reg / 4], val, memory_order_release);
+	if (reg != MIC_DMA_REG_HEAD)
+		return false;
+	wake(&dma->chan[ch]);
+	return true;
 }
 
 int sim_dma_create(struct mic_hw *hw)

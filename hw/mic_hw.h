@@ -9,6 +9,7 @@
 #ifndef MIC_HW_H
 #define MIC_HW_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -41,8 +42,9 @@ struct mic_hw_view {
 	int peer_irq_fd[MIC_NUM_IRQ_LINES]; /* the other side's, for doorbells */
 	int dma_kick_fd[MIC_DMA_NUM_CHAN];  /* -1 for channels we do not own */
 	/* Host view only: register writes to the DMA block are also reported
-	 * here, so the in-process engine keeps a copy the card cannot forge. */
-	void (*dma_reg_hook)(void *ctx, uint32_t off, uint32_t val);
+	 * here, so the in-process engine keeps a copy the card cannot forge.
+	 * Returns true when it delivered a HEAD write's kick itself. */
+	bool (*dma_reg_hook)(void *ctx, uint32_t off, uint32_t val);
 	void *dma_reg_ctx;
 };
 

@@ -104,9 +104,8 @@ int mic_mmio_write32(struct mic_hw_view *v, uint32_t off, uint32_t val)
 		if (!dma_chan_owned(v, ch))
 			return -1;
 		atomic_store_explicit(reg_ptr(v, off), val, memory_order_release);
-		if (v->dma_reg_hook)
-			v->dma_reg_hook(v->dma_reg_ctx, off, val);
-		if ((off - MIC_DMA_CHAN_BASE) % MIC_DMA_CHAN_STRIDE == MIC_DMA_REG_HEAD)
+		bool kicked = v->dma_reg_hook && v->dma_reg_hook(v->dma_reg_ctx, off, val);
+		if (!kicked && (off - MIC_DMA_CHAN_BASE) % MIC_DMA_CHAN_STRIDE == MIC_DMA_REG_HEAD)
 			line_raise(v->dma_kick_fd[ch]);
 		return 0;
 	}
