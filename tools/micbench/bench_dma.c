@@ -213,7 +213,7 @@ static void usage(FILE *f)
 
 int micbench_dma(int argc, char **argv, FILE *out)
 {
-	struct bench b = { .dir = H2C, .total = 512ull << 20, .reps = 3 };
+	struct bench b = { .dir = H2C, .total = 512ull << 20, .reps = 5 };
 	static const struct option opts[] = { { "dir", required_argument, NULL, 'd' },
 					       { "quick", no_argument, NULL, 'q' },
 					       { "reps", required_argument, NULL, 'r' },
@@ -231,7 +231,7 @@ int micbench_dma(int argc, char **argv, FILE *out)
 			b.reps = 1;
 			break;
 		case 'r':
-			b.reps = atoi(optarg) > 0 && atoi(optarg) <= 15 ? atoi(optarg) : 3;
+			b.reps = atoi(optarg) > 0 && atoi(optarg) <= 15 ? atoi(optarg) : 5;
 			break;
 		case 'h':
 			usage(stdout);
