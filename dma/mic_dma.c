@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "mic_dma.h"
 
 /* Completion word and padding after the ring, one cache line. */
@@ -58,20 +59,6 @@ static bool owns(const struct mic_hw_view *v, unsigned ch)
 {
 	return v->side == MIC_SIDE_HOST ? ch < MIC_DMA_HOST_CHANS
 					: ch >= MIC_DMA_HOST_CHANS && ch < MIC_DMA_NUM_CHAN;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
 }
 
 /* Spin briefly, then yield, then sleep with a growing period: a waiter must

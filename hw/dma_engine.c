@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "mic/dma.h"
 #include "sim_internal.h"
 
@@ -317,20 +318,6 @@ static void park(struct dma_chan *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline void relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 /* A card-channel kick, consumed; a non-blocking eventfd read. */
 static bool take_kick(int fd)
 {
@@ -355,7 +342,7 @@ static void await_kick(struct dma_chan *c, int kick, uint64_t *seen)
 			/* Other workers and the submitter may need this CPU. */
 			sched_yield();
 		}
-		relax();
+		cpu_relax();
 	}
 	atomic_store_explicit(&c->sleeping, true, memory_order_seq_cst);
 	if (atomic_load_explicit(&c->events, memory_order_seq_cst) == *seen) {

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "clock.h"
+
 enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* Set once at start-up from the command line; read-only afterwards. */
@@ -16,8 +18,5 @@ void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(pri
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 
-/* Monotonic time in nanoseconds / milliseconds. */
-uint64_t now_ns(void);
-static inline uint64_t now_ms(void) { return now_ns() / 1000000u; }
 
 #endif

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "card/card.h"
+#include "lib/clock.h"
 #include "vop/card/vop_card.h"
 
 #define SECTOR 512u
@@ -657,18 +658,11 @@ static int detach_child(struct vblk *v)
 	return lazy;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The event loop has ended: serve FUSE and the virtqueue here until the
  * child is done and no request is in flight, or the time is up. */
 static int serve_until(struct vblk *v, pid_t child, int *child_status)
 {
-	int64_t deadline = now_ms() + REMOVE_TIMEOUT_MS, alive = now_ms();
+	uint64_t deadline = now_ms() + REMOVE_TIMEOUT_MS, alive = now_ms();
 	uint64_t seen = v->completed;
 	while (now_ms() < deadline) {
 		if (v->completed != seen) {

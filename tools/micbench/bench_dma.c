@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "dma/mic_dma.h"
+#include "lib/clock.h"
 #include "micbench.h"
 
 #define REGION     (64ull << 20)
@@ -38,13 +39,6 @@ struct bench {
 	uint64_t total; /* bytes per measurement */
 	int reps;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Card addresses of channel i's source and destination regions. */
 static uint64_t src_of(const struct bench *b, unsigned i)
