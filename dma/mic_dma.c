@@ -15,6 +15,10 @@
 
 /* Completion word and padding after the ring, one cache line. */
 #define CHAN_AUX 64u
+/* An engine that frees no ring slot, or does not finish what was queued,
+ * for this long is taken as wedged: submit fails with -ETIMEDOUT instead
+ * of spinning forever with the channel lock held. */
+#define STALL_MS 10000
 
 struct mic_dma_chan {
 	struct mic_hw_view *v;
@@ -353,6 +357,7 @@ static int put_desc(struct mic_dma_chan *c, struct mic_dma_desc d)
 {
 	struct backoff b = { 0 };
 	uint32_t nx = next_slot(c, c->head);
+	uint64_t deadline = 0;
 	/* One slot stays empty so that head == tail means empty.  TAIL is
 	 * only read when the ring looks full: the engine writes its cache
 	 * line after every descriptor. */
@@ -363,6 +368,10 @@ static int put_desc(struct mic_dma_chan *c, struct mic_dma_desc d)
 		kick(c);
 		if (chan_failed(c))
 			return -EIO;
+		if (!deadline)
+			deadline = deadline_ms(STALL_MS);
+		else if ((b.n & 63) == 0 && timed_out(deadline))
+			return -ETIMEDOUT;
 		backoff(&b);
 	}
 	_Atomic uint64_t *slot = c->ring + 2 * (size_t)c->head;
@@ -379,9 +388,12 @@ static int drain_engine(struct mic_dma_chan *c)
 {
 	kick(c);
 	struct backoff b = { 0 };
+	uint64_t deadline = deadline_ms(STALL_MS);
 	while (reg(c, MIC_DMA_REG_TAIL) != c->head) {
 		if (chan_failed(c))
 			return -EIO;
+		if ((b.n & 63) == 0 && timed_out(deadline))
+			return -ETIMEDOUT;
 		backoff(&b);
 	}
 	return 0;

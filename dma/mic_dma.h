@@ -106,7 +106,10 @@ int mic_dma_prep_intr(struct mic_dma_batch *b);
 #define MIC_DMA_SUBMIT_INTR 0x1u /* raise the interrupt when the batch completes */
 
 /* Hands the batch to the engine and empties it.  The cookie completes when
- * every operation of the batch (and of earlier batches) is done. */
+ * every operation of the batch (and of earlier batches) is done.  Errors:
+ * the batch's prep error, -EIO (channel halted), -ETIMEDOUT (the engine
+ * made no progress for 10 s while the ring was full or CPU-copied parts
+ * waited for it; reset the channel). */
 int mic_dma_submit(struct mic_dma_batch *b, unsigned flags, mic_dma_cookie_t *cookie);
 
 enum mic_dma_wait_mode {

@@ -41,13 +41,15 @@ static void publish_state(struct vdev *vd)
 static void check_device(struct vdev *vd)
 {
 	int ev = mic_vop_host_dev_poll(vd->dev);
-	if (is_broken(vd))
-		return;
+	/* Before the broken check: the backend must drop what it held from
+	 * before the reset even when the card broke the device right after. */
 	if (ev & MIC_VOP_EV_RESET) {
 		log_info("%s: %s device reset by the card", vd->card, vd->ops->name);
 		vd->broken_logged = 0;
 		vd->ops->reset(vd);
 	}
+	if (is_broken(vd))
+		return;
 	if (ev & MIC_VOP_EV_READY)
 		log_info("%s: %s driver ready (features %#llx)", vd->card, vd->ops->name,
 			 (unsigned long long)mic_vop_host_dev_features(vd->dev));

@@ -51,8 +51,10 @@ struct dma_chan {
 	 * enable changes); the worker runs when it moved. */
 	_Atomic uint64_t events;
 	_Atomic bool sleeping;
-	/* Host channels: the registers as the host wrote them. */
+	/* Host channels: the registers as the host wrote them, and as the
+	 * engine wrote them (the host reads both from here, see hw_reg). */
 	_Atomic uint32_t shadow[MIC_DMA_NUM_REGS];
+	_Atomic uint32_t hwreg[MIC_DMA_NUM_REGS];
 
 	/* Worker-owned state (touched by others only while parked). */
 	bool latched;
@@ -96,6 +98,9 @@ static uint32_t sw_reg(struct dma_chan *c, uint32_t off)
 
 static void hw_reg_set(struct dma_chan *c, uint32_t off, uint32_t val)
 {
+	if (host_chan(c->ch))
+		atomic_store_explicit(&c->hwreg[off / 4], val, memory_order_release);
+	/* Host channels too, for whoever dumps the register file. */
 	atomic_store_explicit(mmio_reg(c, off), val, memory_order_release);
 }
 
@@ -256,8 +261,18 @@ static void run(struct dma_chan *c)
 {
 	if (check_reset(c) || c->err || !enabled(c))
 		return;
-	if (!c->latched && !latch_ring(c))
-		return;
+	if (!c->latched) {
+		/* Latch on work only: an enable change or a stale event may
+		 * come while the driver is still programming the ring. The
+		 * driver programs it before the HEAD write that hands work
+		 * over, so a HEAD past the tail means the ring is complete. */
+		if (sw_reg(c, MIC_DMA_REG_HEAD) == c->tail) {
+			publish_status(c, MIC_DMA_STS_QUIESCED);
+			return;
+		}
+		if (!latch_ring(c))
+			return;
+	}
 	struct mic_hw_view *h = &c->dma->hw->host;
 	bool busy = false;
 	for (;;) {
@@ -273,8 +288,12 @@ static void run(struct dma_chan *c)
 			busy = true;
 		}
 		while (c->tail != head) {
-			if (park_requested(c) || !enabled(c) || check_reset(c))
+			if (park_requested(c) || check_reset(c))
+				return; /* the reset publishes its own status */
+			if (!enabled(c)) {
+				publish_status(c, MIC_DMA_STS_QUIESCED);
 				return;
+			}
 			uint64_t at = c->ring + (uint64_t)c->tail * MIC_DMA_DESC_SIZE;
 			_Atomic uint64_t *p = mic_card_addr(h, at, MIC_DMA_DESC_SIZE);
 			if (!p) { /* the SMPT changed under a ring in host memory */
@@ -412,6 +431,26 @@ static bool reg_hook(void *ctx, uint32_t off, uint32_t val)
 	return true;
 }
 
+static bool sw_written(uint32_t reg)
+{
+	return reg == MIC_DMA_REG_HEAD || reg == MIC_DMA_REG_RING_LO || reg == MIC_DMA_REG_RING_HI ||
+	       reg == MIC_DMA_REG_RING_SIZE || reg == MIC_DMA_REG_CHAN_CTRL;
+}
+
+/* The host's reads of CTRL and of its channels' registers. */
+static uint32_t reg_read(void *ctx, uint32_t off)
+{
+	struct sim_dma *dma = ctx;
+	if (off == MIC_DMA_CTRL)
+		return atomic_load_explicit(&dma->ctrl, memory_order_acquire);
+	unsigned ch = (off - MIC_DMA_CHAN_BASE) / MIC_DMA_CHAN_STRIDE;
+	unsigned reg = (off - MIC_DMA_CHAN_BASE) % MIC_DMA_CHAN_STRIDE;
+	struct dma_chan *c = &dma->chan[ch];
+	if (sw_written(reg))
+		return atomic_load_explicit(&c->shadow[reg / 4], memory_order_acquire);
+	return atomic_load_explicit(&c->hwreg[reg / 4], memory_order_acquire);
+}
+
 int sim_dma_create(struct mic_hw *hw)
 {
 	struct sim_dma *dma = calloc(1, sizeof(*dma));
@@ -419,14 +458,18 @@ int sim_dma_create(struct mic_hw *hw)
 		return -ENOMEM;
 	dma->hw = hw;
 	hw->dma = dma;
-	for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++)
-		dma->chan[ch].wake_fd = -1;
+	/* Everything sim_dma_destroy() touches is valid before anything can
+	 * fail. */
 	for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++) {
 		struct dma_chan *c = &dma->chan[ch];
 		c->dma = dma;
 		c->ch = ch;
+		c->wake_fd = -1;
 		pthread_mutex_init(&c->lock, NULL);
 		pthread_cond_init(&c->cond, NULL);
+	}
+	for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++) {
+		struct dma_chan *c = &dma->chan[ch];
 		c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (c->wake_fd < 0) {
 			int rc = -errno;
@@ -435,6 +478,7 @@ int sim_dma_create(struct mic_hw *hw)
 		}
 	}
 	hw->host.dma_reg_hook = reg_hook;
+	hw->host.dma_reg_read = reg_read;
 	hw->host.dma_reg_ctx = dma;
 	for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++) {
 		struct dma_chan *c = &dma->chan[ch];
@@ -491,6 +535,7 @@ void sim_dma_destroy(struct mic_hw *hw)
 	if (!dma)
 		return;
 	hw->host.dma_reg_hook = NULL;
+	hw->host.dma_reg_read = NULL;
 	hw->host.dma_reg_ctx = NULL;
 	for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++) {
 		struct dma_chan *c = &dma->chan[ch];

@@ -45,6 +45,10 @@ struct mic_hw_view {
 	 * here, so the in-process engine keeps a copy the card cannot forge.
 	 * Returns true when it delivered a HEAD write's kick itself. */
 	bool (*dma_reg_hook)(void *ctx, uint32_t off, uint32_t val);
+	/* Host view only: reads of MIC_DMA_CTRL and of the host channels'
+	 * registers come from here, never from the shared MMIO the card can
+	 * write (a forged TAIL or STATUS would stall the host's driver). */
+	uint32_t (*dma_reg_read)(void *ctx, uint32_t off);
 	void *dma_reg_ctx;
 };
 

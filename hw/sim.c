@@ -311,6 +311,7 @@ void mic_hw_card_view(struct mic_hw *hw, struct mic_hw_view *c)
 	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
 		c->dma_kick_fd[i] = i < MIC_DMA_HOST_CHANS ? -1 : hw->kick_fd[i];
 	c->dma_reg_hook = NULL;
+	c->dma_reg_read = NULL;
 	c->dma_reg_ctx = NULL;
 }
 

@@ -21,6 +21,8 @@ struct mic_hw {
 /* The DMA engine: created with the slot, quiesced and cleared on reset. */
 int sim_dma_create(struct mic_hw *hw);
 void sim_dma_reset(struct mic_hw *hw);
+/* The host view must be quiet: its register hooks go away with the engine,
+ * so no thread may be inside mic_mmio_write32/read32 on it. */
 void sim_dma_destroy(struct mic_hw *hw);
 
 #endif

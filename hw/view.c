@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Register accessors and address translation, shared by host and card. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,13 +15,23 @@ static inline _Atomic uint32_t *reg_ptr(const struct mic_hw_view *v, uint32_t of
 
 static int reg_ok(const struct mic_hw_view *v, uint32_t off)
 {
-	return v->mmio.va && (off & 3) == 0 && off + 4 <= v->mmio.size;
+	/* off <= size - 4, not off + 4 <= size: that wraps for off near 4 GiB */
+	return v->mmio.va && (off & 3) == 0 && v->mmio.size >= 4 && off <= v->mmio.size - 4;
+}
+
+static bool host_dma_reg(uint32_t off)
+{
+	return off == MIC_DMA_CTRL ||
+	       (off >= MIC_DMA_CHAN_BASE &&
+		off < MIC_DMA_CHAN_BASE + MIC_DMA_CHAN_STRIDE * MIC_DMA_HOST_CHANS);
 }
 
 uint32_t mic_mmio_read32(const struct mic_hw_view *v, uint32_t off)
 {
 	if (!reg_ok(v, off))
 		return 0xffffffffu; /* what a PCIe read of nothing returns */
+	if (v->dma_reg_read && host_dma_reg(off))
+		return v->dma_reg_read(v->dma_reg_ctx, off);
 	return atomic_load_explicit(reg_ptr(v, off), memory_order_acquire);
 }
 
@@ -224,7 +235,7 @@ static int bar_of(const struct mic_hw_view *v, uint32_t off, uint64_t *size, int
 uint32_t mic_cfg_read32(const struct mic_hw_view *v, uint32_t off)
 {
 	uint32_t val;
-	if (!v->config || (off & 3) || off + 4 > MIC_CFG_SPACE_SIZE)
+	if (!v->config || (off & 3) || off > MIC_CFG_SPACE_SIZE - 4)
 		return 0xffffffffu;
 	memcpy(&val, v->config + off, 4);
 	return val;
@@ -234,7 +245,7 @@ int mic_cfg_write32(struct mic_hw_view *v, uint32_t off, uint32_t val)
 {
 	uint64_t size;
 	int high;
-	if (!v->config || (off & 3) || off + 4 > MIC_CFG_SPACE_SIZE)
+	if (!v->config || (off & 3) || off > MIC_CFG_SPACE_SIZE - 4)
 		return -1;
 	if (bar_of(v, off, &size, &high)) {
 		uint32_t old = mic_cfg_read32(v, off);

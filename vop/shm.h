@@ -45,6 +45,11 @@ static inline void shm_st64(void *p, uint64_t v)
 {
 	atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_relaxed);
 }
+/* Sets bits without losing a concurrent store of the other side's. */
+static inline void shm_or8(void *p, uint8_t v)
+{
+	atomic_fetch_or_explicit((_Atomic uint8_t *)p, v, memory_order_relaxed);
+}
 
 /* Feature bitmaps in the device page: bit n is bit n%8 of byte n/8. */
 static inline uint64_t shm_features_get(const uint8_t *bm, unsigned len)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <cmocka.h>
 
@@ -326,6 +327,36 @@ static void error_then_reset_recovers(void **state)
 	mic_dma_chan_close(c);
 }
 
+/* The card can store anything into the shared register file, including
+ * the registers the engine writes for host channels.  The host driver
+ * reads those through the hardware layer from the engine itself: forged
+ * TAIL, STATUS, ERROR, RESET_ACK and CTRL values neither stall it (a
+ * forged TAIL used to make a copy with CPU-copied edges spin forever) nor
+ * fail it. */
+static void card_cannot_forge_host_channel_state(void **state)
+{
+	struct fx *f = *state;
+	struct mic_dma_chan *c = host_chan(f, 1, 64);
+	_Atomic uint32_t *mmio = (_Atomic uint32_t *)f->c.mmio.va;
+	static const uint32_t regs[] = { MIC_DMA_REG_TAIL, MIC_DMA_REG_STATUS, MIC_DMA_REG_ERROR,
+					 MIC_DMA_REG_RESET_ACK, MIC_DMA_REG_HEAD,
+					 MIC_DMA_REG_RING_SIZE };
+	for (int round = 0; round < 3; round++) {
+		for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+			atomic_store(&mmio[MIC_DMA_CHAN_REG(1, regs[i]) / 4],
+				     regs[i] == MIC_DMA_REG_STATUS ? MIC_DMA_STS_ERROR | 5u : 0x2bu);
+		atomic_store(&mmio[MIC_DMA_CTRL / 4], 0);
+		assert_int_equal(mic_dma_chan_error(c), 0);
+		/* Unaligned edges: the driver waits for the engine before it
+		 * copies them by CPU, reading TAIL. */
+		check_copy(f, c, CARD_B + 3, mic_dma_pool_addr(POOL_A) + 3, 100000 + round);
+		check_copy(f, c, mic_dma_pool_addr(POOL_A), CARD_A, 1 << 20);
+	}
+	assert_int_equal(mic_dma_chan_reset(c), 0);
+	check_copy(f, c, CARD_B, CARD_A, 4096);
+	mic_dma_chan_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +369,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(sides_request_only_their_channels, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(error_then_reset_recovers, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(card_cannot_forge_host_channel_state, fx_setup,
+						fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,6 +249,33 @@ static void hostile_card_cannot_redirect_host_channel(void **state)
 		assert_int_equal(f->card[DST + b], 0);
 }
 
+/* Enabling channels (the fixture's mic_dma_host_init) before any ring is
+ * programmed is not an error: the engine latches a ring only when HEAD
+ * hands it work, so no channel halts and no completion line is raised. */
+static void enabling_channels_raises_no_error(void **state)
+{
+	struct fx *f = *state;
+	usleep(20000); /* the workers have seen the enable change */
+	for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++) {
+		struct mic_hw_view *v = ch < MIC_DMA_HOST_CHANS ? f->h : &f->c;
+		assert_false(rd(v, ch, MIC_DMA_REG_STATUS) & MIC_DMA_STS_ERROR);
+		assert_int_equal(rd(v, ch, MIC_DMA_REG_ERROR), 0);
+	}
+	uint32_t dma_lines = 0xffu << MIC_IRQ_DMA(0);
+	assert_int_equal(mic_mmio_read32(f->h, MIC_HOST_IRQ_STATUS) & dma_lines, 0);
+	assert_int_equal(mic_mmio_read32(f->h, MIC_CARD_IRQ_STATUS) & dma_lines, 0);
+	/* Programming the ring afterwards, without a reset, just works. */
+	wr(f->h, 2, MIC_DMA_REG_RING_LO, (uint32_t)RING_ADDR);
+	wr(f->h, 2, MIC_DMA_REG_RING_HI, 0);
+	wr(f->h, 2, MIC_DMA_REG_RING_SIZE, 4);
+	uint64_t *w = (uint64_t *)(f->card + DST);
+	*w = 0;
+	ring_at(f, RING_ADDR)[0] = mic_dma_desc_status(DST, 7, 0);
+	wr(f->h, 2, MIC_DMA_REG_HEAD, 1);
+	assert_false(settle(f->h, 2, 1) & MIC_DMA_STS_ERROR);
+	assert_int_equal(*w, 7);
+}
+
 static void disabled_channel_does_not_run(void **state)
 {
 	struct fx *f = *state;
@@ -326,6 +353,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(bad_ring_and_head, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(sides_own_their_channels, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(hostile_card_cannot_redirect_host_channel, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(enabling_channels_raises_no_error, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(disabled_channel_does_not_run, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(garbage_descriptors_fuzz, fx_setup, fx_teardown),

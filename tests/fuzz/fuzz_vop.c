@@ -177,7 +177,7 @@ static void library(struct rig *r, const uint8_t *data, size_t size)
 			mic_vop_host_dev_config_change(dev, data + i - 2, 2, 0);
 			break;
 		case 10:
-			mic_vop_host_dev_ready(dev);
+			mic_vop_host_dev_poll(dev);
 			break;
 		case 11:
 			parse_page(host, MIC_DP_SIZE);

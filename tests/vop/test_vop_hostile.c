@@ -350,10 +350,12 @@ static void used_ring_moved_to_host_memory(void **state)
 		(void *)(bad_block(h) + mic_dp_ctrl_off(2, MIC_VOP_FEATURE_LEN, 12));
 	/* Aim the host's used-ring writes at the device page. */
 	mic_vop_cdev_driver_ok(h->bad.cd);
+	mic_vop_host_dev_poll(h->bad.hd);
 	assert_true(mic_vop_host_dev_ready(h->bad.hd));
 	vq->used_address = mic_vop_host_dp_card_addr(h->f->vh);
 	ctl->used_address_updated = 1;
 	/* already latched before the move: ignored until the next latch */
+	mic_vop_host_dev_poll(h->bad.hd);
 	assert_true(mic_vop_host_dev_ready(h->bad.hd));
 	renegotiate(h);
 	mic_vop_cdev_driver_ok(h->bad.cd);

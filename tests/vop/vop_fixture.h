@@ -101,6 +101,7 @@ static inline void fx_bring_up(struct fx *f, const struct mic_vop_dev_template *
 	for (unsigned i = 0; i < t->num_vq && i < 2; i++)
 		assert_int_equal(mic_vop_cdev_setup_vq(out->cd, i, vq_flags, &out->q[i]), 0);
 	assert_int_equal(mic_vop_cdev_driver_ok(out->cd), 0);
+	assert_true(mic_vop_host_dev_poll(out->hd) & MIC_VOP_EV_READY);
 	assert_true(mic_vop_host_dev_ready(out->hd));
 }
 

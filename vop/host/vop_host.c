@@ -102,7 +102,7 @@ static void mark_broken(struct mic_vop_host_dev *d, const char *fmt, ...)
 	d->broken = true;
 	/* Tells a cooperative driver why its device stopped (virtio 1.x). */
 	struct mic_device_desc *dd = ddesc(d);
-	shm_st8(&dd->status, shm_ld8(&dd->status) | VIRTIO_CONFIG_S_NEEDS_RESET);
+	shm_or8(&dd->status, VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 static void sleep_ms(int ms)
@@ -533,9 +533,8 @@ int mic_vop_host_dev_poll(struct mic_vop_host_dev *d)
 	return ev;
 }
 
-bool mic_vop_host_dev_ready(struct mic_vop_host_dev *d)
+bool mic_vop_host_dev_ready(const struct mic_vop_host_dev *d)
 {
-	mic_vop_host_dev_poll(d);
 	return d->ready && !d->broken;
 }
 

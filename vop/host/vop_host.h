@@ -149,8 +149,10 @@ size_t mic_vop_host_dev_offset(const struct mic_vop_host_dev *d); /* block offse
  * and checks that the card left the host's fields alone.  Call it when the
  * device's doorbell fires, before serving its queues. */
 int mic_vop_host_dev_poll(struct mic_vop_host_dev *d);
-/* DRIVER_OK seen and guest features validated (calls dev_poll's latch). */
-bool mic_vop_host_dev_ready(struct mic_vop_host_dev *d);
+/* DRIVER_OK seen and guest features validated, as of the last dev_poll (or
+ * queue access).  A query only: state changes, and the events that report
+ * them, come from dev_poll alone, so a caller cannot miss a reset. */
+bool mic_vop_host_dev_ready(const struct mic_vop_host_dev *d);
 uint64_t mic_vop_host_dev_features(const struct mic_vop_host_dev *d); /* negotiated */
 bool mic_vop_host_dev_broken(const struct mic_vop_host_dev *d, const char **reason);
 /* Host-initiated reset: forgets the card's driver state, zeroes the rings,
