@@ -216,6 +216,7 @@ static void on_timer(struct mic_card *c)
 		snprintf(c->last_error, sizeof(c->last_error),
 			 "card did not halt within %u ms; forced reset", c->dcfg->shutdown_timeout_ms);
 		log_warn("%s: %s", c->cfg.name, c->last_error);
+		c->shutdown_forced = 1;
 		card_reset(c);
 		break;
 	case CARD_RESETTING:
@@ -421,6 +422,9 @@ int card_reset(struct mic_card *c)
 		vdev_unlock(c->vdev[i]);
 	}
 	if (rc) {
+		/* No timer may fire for the state the card was in (the watchdog
+		 * of an online card would keep waking the daemon). */
+		disarm_timer(c);
 		snprintf(c->last_error, sizeof(c->last_error), "reset failed: %s", strerror(-rc));
 		set_state(c, CARD_RESET_FAILED, c->last_error);
 		return -1;
@@ -451,12 +455,18 @@ static int busy_error(struct mic_card *c, const char *what, char *err, size_t er
 /* Downloads the image into card memory at MIC_IMAGE_ADDR. */
 static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t errlen)
 {
-	int fd = open(c->cfg.image, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named as the image must not block the daemon. */
+	int fd = open(c->cfg.image, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		snprintf(err, errlen, "%s: image %s: %s", c->cfg.name, c->cfg.image, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: image %s is not a regular file", c->cfg.name, c->cfg.image);
+		close(fd);
 		return -1;
 	}
 	uint64_t room = c->v->aperture.size - MIC_IMAGE_ADDR;
@@ -544,10 +554,28 @@ int card_shutdown(struct mic_card *c, char *err, size_t errlen)
 	if (c->state != CARD_ONLINE)
 		return busy_error(c, "shut down", err, errlen);
 	mic_spad_write(c->v, MIC_SPAD_HOST_CMD, MIC_CMD_SHUTDOWN);
+	c->shutdown_forced = 0;
 	arm_timer(c, c->dcfg->shutdown_timeout_ms);
 	set_state(c, CARD_SHUTTING_DOWN, NULL);
 	mic_doorbell_ring(c->v, MIC_DB_HOST_CMD);
 	return 0;
+}
+
+int card_resume(struct mic_card *c, char *err, size_t errlen)
+{
+	if (c->state != CARD_SUSPENDED) {
+		snprintf(err, errlen, "%s is %s, not suspended", c->cfg.name, card_state_name(c->state));
+		return -1;
+	}
+	set_state(c, CARD_READY, "resumed");
+	return card_boot(c, err, errlen);
+}
+
+unsigned card_shutdown_limit_ms(const struct micd_cfg *d)
+{
+	/* SHUTDOWN_EXTENSIONS periods of keep-alives, then one more timeout
+	 * before the timer forces the reset. */
+	return d->shutdown_timeout_ms * (SHUTDOWN_EXTENSIONS + 1);
 }
 
 size_t card_read_log(const struct mic_card *c, char *buf, size_t len)

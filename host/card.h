@@ -70,6 +70,7 @@ struct mic_card {
 	uint32_t heartbeat;        /* last MIC_SPAD_HEARTBEAT seen while online */
 	uint64_t heartbeat_ns;     /* when it last changed */
 	int resume_boot;  /* boot again on resume */
+	int shutdown_forced; /* the last shutdown ended in a forced reset */
 	char last_error[192];
 	/* MIC virtual bus of this card on the host, with its DMA device. */
 	struct mbus bus;
@@ -97,6 +98,12 @@ void card_fini(struct mic_card *c);
 int card_boot(struct mic_card *c, char *err, size_t errlen);
 int card_shutdown(struct mic_card *c, char *err, size_t errlen);
 int card_reset(struct mic_card *c);
+/* OSPM resume of one card: suspended -> ready (its firmware has been
+ * waiting all along) -> booting. */
+int card_resume(struct mic_card *c, char *err, size_t errlen);
+/* The longest a shutdown may take: a card still flushing its disk keeps
+ * asking for more time, up to a limit, before the host resets it. */
+unsigned card_shutdown_limit_ms(const struct micd_cfg *d);
 
 /* Copies the card OS log (oldest first) into buf; returns its length. */
 size_t card_read_log(const struct mic_card *c, char *buf, size_t len);

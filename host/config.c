@@ -122,7 +122,10 @@ static int scan_sections(struct parse_ctx *p, const char *path)
 			p->explicit_cards = 1;
 			p->c->ncards = 0;
 		}
-		card_get(p->c, name);
+		if (!card_get(p->c, name)) {
+			fclose(f);
+			return -2;
+		}
 	}
 	fclose(f);
 	return 0;
@@ -200,7 +203,12 @@ static int on_key(void *user, const char *section, const char *key, const char *
 int micd_cfg_load(struct micd_cfg *c, const char *path, char *err, size_t errlen)
 {
 	struct parse_ctx p = { .c = c, .err = err, .errlen = errlen };
-	if (scan_sections(&p, path) < 0) {
+	int sc = scan_sections(&p, path);
+	if (sc == -2) {
+		snprintf(err, errlen, "%s: too many cards (at most %d)", path, MICD_MAX_CARDS);
+		return -1;
+	}
+	if (sc < 0) {
 		snprintf(err, errlen, "%s: cannot read, or a card name is too long", path);
 		return -1;
 	}

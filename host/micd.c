@@ -9,12 +9,15 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,6 +32,23 @@
 /* Each waiting request holds a connection: bounded, so clients cannot use
  * up the daemon's file descriptors. */
 #define MICD_MAX_WAITERS 64
+/* The longest a client may ask "wait" to wait: one day. */
+#define MICD_MAX_WAIT_MS (24 * 3600 * 1000)
+/* Connections whose request line is still arriving, and how long it may
+ * take to arrive: a slow client is read from the epoll loop, never waited
+ * for. */
+#define MICD_MAX_CLIENTS 64
+#define MICD_REQUEST_MS 2000
+#define MICD_REQUEST_MAX 512
+
+/* A connection whose request line has not arrived yet. */
+struct client {
+	struct client *next;
+	int fd;
+	size_t len;
+	uint64_t deadline_ns;
+	char buf[MICD_REQUEST_MAX];
+};
 
 enum wait_kind { W_STATE, W_BOOT, W_SHUTDOWN, W_RESET, W_SUSPEND, W_RESUME };
 
@@ -49,14 +69,23 @@ struct micd {
 	struct mic_card cards[MICD_MAX_CARDS];
 	int ncards;
 	struct waiter *waiters;
+	struct client *clients;
+	unsigned nclients;
 	char sock_path[PATH_MAX + 16];
 	int quit;
 	int stopping;           /* SIGTERM: card OSes are being shut down */
 	uint64_t stop_deadline_ns;
 };
 
-/* epoll tags for the daemon's own fds (cards register struct card_src). */
+/* epoll tags for the daemon's own fds (cards register struct card_src,
+ * connections their struct client). */
 static char tag_listen, tag_signal;
+
+static int watch_ptr(struct micd *d, int fd, void *tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
+	return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
 
 /* --- replies --- */
 
@@ -203,8 +232,10 @@ static int waiter_check(struct micd *d, struct waiter *w)
 	case W_BOOT:
 		return c->state == CARD_ONLINE ? 1 : c->state == CARD_BOOTING ? 0 : -1;
 	case W_SHUTDOWN:
-		return c->state == CARD_READY ? 1 :
-		       (c->state == CARD_SHUTTING_DOWN || c->state == CARD_RESETTING) ? 0 : -1;
+		/* A card the host had to reset did not shut down cleanly. */
+		if (c->state == CARD_READY)
+			return c->shutdown_forced ? -1 : 1;
+		return (c->state == CARD_SHUTTING_DOWN || c->state == CARD_RESETTING) ? 0 : -1;
 	case W_RESET:
 		return c->state == CARD_READY ? 1 : c->state == CARD_RESETTING ? 0 : -1;
 	case W_SUSPEND:
@@ -275,16 +306,37 @@ static void on_card_change(void *ctx, struct mic_card *c)
 	waiters_run(ctx, 0);
 }
 
+/* A client that closed its connection (micctl interrupted) does not need
+ * an answer; POLLHUP, not POLLRDHUP: a half-close still wants one. */
+static int client_gone(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = 0 };
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* Whether another waiter fits; drops the waiters whose client left first.
+ * Checked before a command starts, so a request is never begun and then
+ * reported as refused. */
+static int waiter_room(struct micd *d)
+{
+	unsigned n = 0;
+	for (struct waiter **pp = &d->waiters; *pp;) {
+		struct waiter *w = *pp;
+		if (client_gone(w->fd)) {
+			*pp = w->next;
+			close(w->fd);
+			free(w);
+			continue;
+		}
+		n++;
+		pp = &w->next;
+	}
+	return n < MICD_MAX_WAITERS;
+}
+
 static void add_waiter(struct micd *d, int fd, enum wait_kind k, struct mic_card *c,
 		       enum card_state target, unsigned timeout_ms)
 {
-	unsigned n = 0;
-	for (struct waiter *x = d->waiters; x; x = x->next)
-		n++;
-	if (n >= MICD_MAX_WAITERS) {
-		answer(fd, 1, "too many requests waiting; try again later");
-		return;
-	}
 	struct waiter *w = calloc(1, sizeof(*w));
 	if (!w) {
 		answer(fd, 1, "out of memory");
@@ -304,13 +356,19 @@ static void add_waiter(struct micd *d, int fd, enum wait_kind k, struct mic_card
 
 static int next_timeout_ms(struct micd *d)
 {
-	if (!d->waiters && !d->stopping)
+	if (!d->waiters && !d->clients && !d->stopping)
 		return -1;
 	uint64_t now = now_ns(), min = d->stopping ? d->stop_deadline_ns : UINT64_MAX;
 	for (struct waiter *w = d->waiters; w; w = w->next)
 		if (w->deadline_ns < min)
 			min = w->deadline_ns;
-	return min <= now ? 0 : (int)((min - now) / 1000000u) + 1;
+	for (struct client *cl = d->clients; cl; cl = cl->next)
+		if (cl->deadline_ns < min)
+			min = cl->deadline_ns;
+	if (min <= now)
+		return 0;
+	uint64_t ms = (min - now) / 1000000u + 1;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
 /* --- commands --- */
@@ -328,6 +386,10 @@ static void do_suspend(struct micd *d, int fd)
 	char err[256];
 	for (int i = 0; i < d->ncards; i++) {
 		struct mic_card *c = &d->cards[i];
+		/* Suspended, or being suspended, by an earlier request: it
+		 * still boots on resume. */
+		if (c->state == CARD_SUSPENDED || c->suspending)
+			continue;
 		c->resume_boot = 0;
 		if (c->state == CARD_ONLINE) {
 			c->resume_boot = c->suspending = 1;
@@ -338,7 +400,8 @@ static void do_suspend(struct micd *d, int fd)
 		}
 	}
 	log_info("OSPM suspend: shutting down the online cards");
-	add_waiter(d, fd, W_SUSPEND, NULL, 0, d->cfg.shutdown_timeout_ms + d->cfg.reset_timeout_ms + 2000);
+	add_waiter(d, fd, W_SUSPEND, NULL, 0,
+		   card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 2000);
 }
 
 static void do_resume(struct micd *d, int fd)
@@ -348,8 +411,7 @@ static void do_resume(struct micd *d, int fd)
 	for (int i = 0; i < d->ncards; i++) {
 		struct mic_card *c = &d->cards[i];
 		if (c->state == CARD_SUSPENDED && c->resume_boot) {
-			c->state = CARD_READY; /* firmware has been waiting all along */
-			if (card_boot(c, err, sizeof(err)) < 0) {
+			if (card_resume(c, err, sizeof(err)) < 0) {
 				log_err("%s", err);
 				snprintf(c->last_error, sizeof(c->last_error), "%.180s", err);
 			}
@@ -388,6 +450,11 @@ static void handle_request(struct micd *d, int fd, char *line)
 		close(fd);
 		return;
 	}
+	int wait = argc > 2 && !strcmp(argv[argc - 1], "wait");
+	int waits = wait || !strcmp(verb, "wait") || !strcmp(verb, "suspend") ||
+		    !strcmp(verb, "resume");
+	if (waits && !waiter_room(d))
+		return answer(fd, 1, "too many requests waiting; try again later");
 	if (!strcmp(verb, "suspend"))
 		return do_suspend(d, fd);
 	if (!strcmp(verb, "resume"))
@@ -396,7 +463,6 @@ static void handle_request(struct micd *d, int fd, char *line)
 		return answer(fd, 2, "%s needs a card name", verb);
 	if (!c)
 		return answer(fd, 4, "no card named '%s'", argv[1]);
-	int wait = argc > 2 && !strcmp(argv[argc - 1], "wait");
 	if (!strcmp(verb, "boot")) {
 		if (card_boot(c, err, sizeof(err)) < 0)
 			return answer(fd, 1, "%s", err);
@@ -410,7 +476,7 @@ static void handle_request(struct micd *d, int fd, char *line)
 		if (!wait)
 			return answer(fd, 0, "%s: shutting_down", c->cfg.name);
 		return add_waiter(d, fd, W_SHUTDOWN, c, 0,
-				  d->cfg.shutdown_timeout_ms + d->cfg.reset_timeout_ms + 1000);
+				  card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 1000);
 	}
 	if (!strcmp(verb, "reset")) {
 		c->suspending = c->resume_boot = 0;
@@ -421,10 +487,14 @@ static void handle_request(struct micd *d, int fd, char *line)
 	}
 	if (!strcmp(verb, "wait")) {
 		int st = argc > 2 ? card_state_parse(argv[2]) : -1;
-		long ms = argc > 3 ? strtol(argv[3], NULL, 10) : 10000;
 		if (st < 0)
 			return answer(fd, 2, "unknown state '%s'", argc > 2 ? argv[2] : "");
-		return add_waiter(d, fd, W_STATE, c, (enum card_state)st, ms < 0 ? 0 : (unsigned)ms);
+		char *end = NULL;
+		errno = 0;
+		long ms = argc > 3 ? strtol(argv[3], &end, 10) : 10000;
+		if (argc > 3 && (errno || *end || ms < 0 || ms > MICD_MAX_WAIT_MS))
+			return answer(fd, 2, "wait timeout must be 0..%d ms", MICD_MAX_WAIT_MS);
+		return add_waiter(d, fd, W_STATE, c, (enum card_state)st, (unsigned)ms);
 	}
 	if (!strcmp(verb, "console-size")) {
 		long cols = argc > 3 ? strtol(argv[2], NULL, 10) : 0;
@@ -448,34 +518,100 @@ static void handle_request(struct micd *d, int fd, char *line)
 	answer(fd, 2, "unknown request '%s'", verb);
 }
 
+static void client_drop(struct micd *d, struct client *cl)
+{
+	for (struct client **pp = &d->clients; *pp; pp = &(*pp)->next)
+		if (*pp == cl) {
+			*pp = cl->next;
+			break;
+		}
+	epoll_ctl(d->epfd, EPOLL_CTL_DEL, cl->fd, NULL);
+	d->nclients--;
+	free(cl);
+}
+
+static struct client *client_of(struct micd *d, void *tag)
+{
+	for (struct client *cl = d->clients; cl; cl = cl->next)
+		if (cl == tag)
+			return cl;
+	return NULL;
+}
+
+/* Reads what has arrived of a request; runs it once its line is whole.  A
+ * request is executed only when complete: a cut-off "reset mic1" of
+ * "reset mic10" must not reset mic1. */
+static void on_client_data(struct micd *d, struct client *cl)
+{
+	for (;;) {
+		ssize_t n = recv(cl->fd, cl->buf + cl->len, sizeof(cl->buf) - 1 - cl->len, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return; /* more later */
+		if (n <= 0) { /* gone before finishing its request */
+			close(cl->fd);
+			client_drop(d, cl);
+			return;
+		}
+		cl->len += (size_t)n;
+		cl->buf[cl->len] = 0;
+		char *nl = memchr(cl->buf, '\n', cl->len);
+		if (nl || cl->len == sizeof(cl->buf) - 1)
+			break;
+	}
+	int fd = cl->fd;
+	char line[MICD_REQUEST_MAX];
+	int whole = memchr(cl->buf, '\n', cl->len) != NULL;
+	memcpy(line, cl->buf, cl->len + 1);
+	client_drop(d, cl);
+	/* Replies are written in one go: blocking, bounded by SO_SNDTIMEO. */
+	int flags = 0;
+	ioctl(fd, FIONBIO, &flags);
+	if (!whole)
+		return answer(fd, 2, "request longer than %d bytes", MICD_REQUEST_MAX - 2);
+	handle_request(d, fd, line);
+}
+
 static void on_client(struct micd *d)
 {
-	int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	/* Requests are one short line; a slow client must not stall the
-	 * daemon, so reading is bounded. */
-	struct timeval tv = { .tv_usec = 100000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	tv = (struct timeval){ .tv_sec = 1 };
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	char line[512];
-	size_t len = 0;
-	uint64_t deadline = now_ns() + 200000000u; /* a whole request, however it trickles */
-	while (len < sizeof(line) - 1 && now_ns() < deadline) {
-		ssize_t n = recv(fd, line + len, sizeof(line) - 1 - len, 0);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (memchr(line, '\n', len))
-			break;
+	for (;;) {
+		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0)
+			return;
+		struct timeval tv = { .tv_sec = 1 };
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		struct client *cl = d->nclients < MICD_MAX_CLIENTS ? calloc(1, sizeof(*cl)) : NULL;
+		if (!cl) {
+			answer(fd, 1, "too many connections; try again later");
+			continue;
+		}
+		cl->fd = fd;
+		cl->deadline_ns = now_ns() + (uint64_t)MICD_REQUEST_MS * 1000000u;
+		if (watch_ptr(d, fd, cl) < 0) {
+			answer(fd, 1, "micd: %s", strerror(errno));
+			free(cl);
+			continue;
+		}
+		cl->next = d->clients;
+		d->clients = cl;
+		d->nclients++;
+		on_client_data(d, cl); /* the request is usually there already */
 	}
-	line[len] = 0;
-	if (!len) {
-		close(fd);
-		return;
+}
+
+/* Connections whose request did not arrive in time. */
+static void clients_expire(struct micd *d)
+{
+	uint64_t now = now_ns();
+	for (struct client *cl = d->clients, *next; cl; cl = next) {
+		next = cl->next;
+		if (now < cl->deadline_ns)
+			continue;
+		int fd = cl->fd;
+		client_drop(d, cl);
+		int flags = 0;
+		ioctl(fd, FIONBIO, &flags);
+		answer(fd, 2, "incomplete request (no newline within %d ms)", MICD_REQUEST_MS);
 	}
-	handle_request(d, fd, line);
 }
 
 /* --- setup --- */
@@ -535,25 +671,31 @@ static void begin_stop(struct micd *d)
 		return;
 	}
 	d->stopping = 1;
-	d->stop_deadline_ns = now_ns() + (uint64_t)(d->cfg.shutdown_timeout_ms + 500) * 1000000u;
+	/* As long as a card flushing its disk may ask for, plus a boot: a
+	 * card still booting is shut down once online (stop_step). The card
+	 * state machine bounds each phase itself; this is the backstop. */
+	d->stop_deadline_ns = now_ns() + (uint64_t)(card_shutdown_limit_ms(&d->cfg) +
+						    d->cfg.boot_timeout_ms + 500) * 1000000u;
 	log_info("stopping: shutting the online cards down");
 	for (int i = 0; i < d->ncards; i++)
 		if (d->cards[i].state == CARD_ONLINE)
 			card_shutdown(&d->cards[i], err, sizeof(err));
 }
 
-static int stop_done(struct micd *d)
+/* While stopping: shuts down cards that came online meanwhile; returns 1
+ * when no card OS is left running or about to run. */
+static int stop_step(struct micd *d)
 {
-	for (int i = 0; i < d->ncards; i++)
-		if (d->cards[i].state == CARD_SHUTTING_DOWN)
-			return 0;
-	return 1;
-}
-
-static int watch_ptr(struct micd *d, int fd, void *tag)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
-	return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
+	char err[256];
+	int done = 1;
+	for (int i = 0; i < d->ncards; i++) {
+		struct mic_card *c = &d->cards[i];
+		if (c->state == CARD_ONLINE)
+			card_shutdown(c, err, sizeof(err));
+		if (c->state == CARD_SHUTTING_DOWN || c->state == CARD_BOOTING)
+			done = 0;
+	}
+	return done;
 }
 
 static void usage(void)
@@ -583,7 +725,16 @@ int main(int argc, char **argv)
 		switch (o) {
 		case 'c': config = optarg; break;
 		case 'r': rundir = optarg; break;
-		case 'n': ncards = atoi(optarg); break;
+		case 'n': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > MICD_MAX_CARDS) {
+				fprintf(stderr, "micd: --cards must be 1..%d\n", MICD_MAX_CARDS);
+				return 2;
+			}
+			ncards = (int)v;
+			break;
+		}
 		case 'i': image = optarg; break;
 		case 'v': verbose = 1; break;
 		default: usage();
@@ -649,21 +800,29 @@ int main(int argc, char **argv)
 				struct signalfd_siginfo si;
 				while (read(d.sig_fd, &si, sizeof(si)) == sizeof(si))
 					begin_stop(&d);
+			} else if (client_of(&d, tag)) {
+				on_client_data(&d, tag);
 			} else {
 				struct card_src *s = tag;
 				s->fn(s->card);
 			}
 		}
+		clients_expire(&d);
 		waiters_run(&d, 0);
-		if (d.stopping && (stop_done(&d) || now_ns() >= d.stop_deadline_ns))
+		if (d.stopping && (stop_step(&d) || now_ns() >= d.stop_deadline_ns))
 			d.quit = 1;
 		/* autoboot cards as soon as their firmware is ready, once */
 		for (int i = 0; i < d.ncards; i++) {
 			struct mic_card *c = &d.cards[i];
 			if (!d.stopping && c->cfg.autoboot && c->state == CARD_READY && c->boots == 0 &&
 			    !c->last_error[0]) {
-				if (card_boot(c, err, sizeof(err)) < 0)
+				/* Once: the error stops the retries and shows
+				 * in micctl status. */
+				if (card_boot(c, err, sizeof(err)) < 0) {
 					log_err("%s", err);
+					snprintf(c->last_error, sizeof(c->last_error),
+						 "autoboot: %.170s", err);
+				}
 			}
 		}
 	}
@@ -675,6 +834,11 @@ out:
 		d.waiters = w->next;
 		answer(w->fd, 1, "micd is stopping");
 		free(w);
+	}
+	while (d.clients) {
+		int fd = d.clients->fd;
+		client_drop(&d, d.clients);
+		close(fd);
 	}
 	for (int i = 0; i < d.ncards; i++)
 		card_fini(&d.cards[i]);

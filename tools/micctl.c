@@ -47,6 +47,18 @@ static void usage(void)
 	exit(2);
 }
 
+/* A duration option: 0..86400 seconds (micd waits at most a day). */
+static double seconds_arg(const char *opt, const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || *end || !(v >= 0 && v <= 86400)) {
+		fprintf(stderr, "micctl: %s wants seconds, 0 to 86400 (got '%s')\n", opt, s);
+		exit(2);
+	}
+	return v;
+}
+
 /* Sends one request; the answer's text goes to out (errors to stderr). */
 static int request_to(const char *rundir, const char *line, FILE *out)
 {
@@ -231,9 +243,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--no-wait"))
 			nowait = 1;
 		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
-			timeout = atof(argv[++i]);
+			timeout = seconds_arg("--timeout", argv[++i]);
 		else if (!strcmp(argv[i], "--linger") && i + 1 < argc)
-			linger = atof(argv[++i]);
+			linger = seconds_arg("--linger", argv[++i]);
 		else if (argv[i][0] == '-')
 			usage();
 		else if (nw < 4)
@@ -254,8 +266,6 @@ int main(int argc, char **argv)
 	} else if ((!strcmp(cmd, "suspend") || !strcmp(cmd, "resume")) && nw == 1) {
 		snprintf(line, sizeof(line), "%s\n", cmd);
 	} else if (!strcmp(cmd, "wait") && nw == 3) {
-		if (timeout < 0)
-			usage();
 		snprintf(line, sizeof(line), "wait %s %s %ld\n", words[1], words[2], (long)(timeout * 1000));
 	} else if (!strcmp(cmd, "console-size") && nw == 4) {
 		snprintf(line, sizeof(line), "console-size %s %s %s\n", words[1], words[2], words[3]);

@@ -78,8 +78,9 @@ check "mic0 unaffected by the other cards" [ "$(state_of mic0)" = online ]
 
 # forced reset when the card ignores shutdown
 micctl boot mic4 >/dev/null
-out=$(micctl shutdown mic4 2>&1)
+out=$(micctl shutdown mic4 2>&1); rc=$?
 check "ignored shutdown ends in a forced reset, then ready" [ "$(state_of mic4)" = ready ]
+check "a forced shutdown is not reported as success (exit $rc: $out)" sh -c "[ $rc -eq 1 ] && echo '$out' | grep -q 'forced reset'"
 check "forced reset is reported" sh -c "micctl status mic4 | grep -q 'forced reset'"
 
 # no room to stage the image for DMA: the download falls back to the CPU

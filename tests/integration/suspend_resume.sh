@@ -22,4 +22,15 @@ for i in 0 1 2 3; do check "mic$i online after resume" [ "$(state_of mic$i)" = o
 check "mic4 still ready after resume" [ "$(state_of mic4)" = ready ]
 check "second suspend/resume" sh -c "micctl suspend >/dev/null && micctl resume >/dev/null"
 for i in 0 1 2 3; do check "mic$i online after second resume" [ "$(state_of mic$i)" = online ]; done
+# a second suspend (the cards are already suspended) must not make resume
+# forget them
+micctl suspend >/dev/null
+check "suspend while suspended succeeds" micctl suspend
+check "resume after a double suspend" micctl resume
+for i in 0 1 2 3; do check "mic$i online after a double suspend" [ "$(state_of mic$i)" = online ]; done
+# and a second suspend while the first is still shutting cards down
+micctl suspend >/dev/null & sp=$!
+micctl suspend >/dev/null; wait $sp
+check "resume after overlapping suspends" micctl resume
+for i in 0 1 2 3; do check "mic$i online after overlapping suspends" [ "$(state_of mic$i)" = online ]; done
 finish
