@@ -35,4 +35,10 @@ micctl shutdown mic0 --no-wait >/dev/null
 check "reset while shutting down" micctl reset mic0
 check "boot again" micctl boot mic0
 check "boot count" [ "$(json_field mic0 boots)" -ge 3 ]
+# SIGTERM while a card boots: it is shut down cleanly once online, not
+# powered off mid-boot
+micctl shutdown mic0 >/dev/null
+micctl boot mic0 --no-wait >/dev/null
+stop_micd
+check "a card booting at SIGTERM halts cleanly" sh -c "sed -n '/stopping: shutting/,\$p' '$RUNDIR/micd.log' | grep -q 'mic0: shutting_down -> ready: card OS halted'"
 finish
