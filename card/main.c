@@ -21,6 +21,7 @@
 
 #include "card/card.h"
 #include "dma/mic_dma.h"
+#include "lib/clock.h"
 
 /* --- event loop --- */
 
@@ -119,6 +120,61 @@ static void halt(struct card_os *c, const char *why)
 	cardlog(&c->log, "%s: halting", why);
 	c->halting = 1;
 	fw_state(c, MIC_FW_HALTING);
+}
+
+static void run_once(struct card_os *c, int timeout_ms)
+{
+	struct epoll_event ev[16];
+	int n = epoll_wait(c->epfd, ev, 16, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		struct card_watch *w = ev[i].data.ptr;
+		if (w->fn)
+			w->fn(c, w->ctx, ev[i].events);
+	}
+	free_dead_watches(c);
+}
+
+/* Whether any process other than us (init of the card's PID namespace) is
+ * left; zombies count until the SIGCHLD handler reaps them. */
+static int others_left(void)
+{
+	return kill(-1, 0) == 0 || errno != ESRCH;
+}
+
+/*
+ * As init does at shutdown: every other process of the card OS stops before
+ * the devices go, above all before the disk is unmounted.  A writer still
+ * holding a mount would make the unmount lazy, and what it had in flight
+ * would meet a disk whose server is gone.  The event loop keeps running
+ * meanwhile: a dying writer may need its last requests served.
+ */
+static void stop_processes(struct card_os *c)
+{
+	if (!others_left())
+		return;
+	/* SIGHUP as a hang-up of their terminal: an interactive shell ignores
+	 * SIGTERM but not that; SIGCONT wakes the stopped ones. */
+	kill(-1, SIGTERM);
+	kill(-1, SIGHUP);
+	kill(-1, SIGCONT);
+	uint64_t deadline = now_ms() + 2000, alive = now_ms();
+	int killed = 0;
+	while (others_left()) {
+		if (now_ms() >= deadline) {
+			if (killed) {
+				cardlog(&c->log, "some processes did not stop");
+				return;
+			}
+			kill(-1, SIGKILL);
+			killed = 1;
+			deadline = now_ms() + 2000;
+		}
+		if (now_ms() - alive >= 1000) {
+			card_halting_keepalive(c);
+			alive = now_ms();
+		}
+		run_once(c, 20);
+	}
 }
 
 static void on_host_cmd(struct card_os *c, void *ctx, uint32_t events)
@@ -284,16 +340,9 @@ int main(void)
 
 	fw_state(&c, MIC_FW_ONLINE);
 	cardlog(&c.log, "online");
-	while (!c.halting) {
-		struct epoll_event ev[16];
-		int n = epoll_wait(c.epfd, ev, 16, -1);
-		for (int i = 0; i < n; i++) {
-			struct card_watch *w = ev[i].data.ptr;
-			if (w->fn)
-				w->fn(&c, w->ctx, ev[i].events);
-		}
-		free_dead_watches(&c);
-	}
+	while (!c.halting)
+		run_once(&c, -1);
+	stop_processes(&c);
 	/* Devices go first (reverse probe order), so the host sees each one
 	 * reset by its driver before the card reports it has halted. */
 	card_vop_stop(&c);

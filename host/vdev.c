@@ -189,8 +189,14 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	if (rc) {
 		log_warn("%s: %s: DMA copy failed (%s): CPU copies until the card resets", vd->card,
 			 vd->ops->name, strerror(rc < 0 ? -rc : rc));
-		mic_dma_chan_reset(vd->dma);
 		vd->dma_off = 1;
+		if (mic_dma_chan_reset(vd->dma) < 0) {
+			/* The engine may still complete the copy later, over
+			 * whatever a CPU copy put there: fail this one instead. */
+			log_err("%s: %s: DMA channel does not reset: copy failed", vd->card,
+				vd->ops->name);
+			return -EIO;
+		}
 		return 1;
 	}
 	vd->dma_bytes += len;

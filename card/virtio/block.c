@@ -58,11 +58,12 @@
 #define DEV_NODE "/dev/vda"
 #define INO_FILE 2
 #define ATTACH_TRIES 8
-/* A flush may take long (much dirty data, a slow host disk) but must keep
- * moving: give up only after this long without a completed request.  Below
- * the host's default shutdown timeout (5 s), which the keep-alive below
- * extends while we make progress. */
-#define REMOVE_TIMEOUT_MS 4000
+/* A flush may take long (much dirty data, a slow host disk: one FLUSH is a
+ * host fdatasync) but must keep moving: give up only after this long
+ * without a completed request.  Giving up loses what is not yet on the
+ * host, so this is generous; the host bounds the whole shutdown anyway
+ * (the keep-alive below extends its timer up to its own limit). */
+#define REMOVE_TIMEOUT_MS 30000
 
 struct slot {
 	uint64_t hdr_addr, data_addr;
@@ -508,8 +509,20 @@ static void loop_forget(struct vblk *v)
 }
 
 /* Child: opens the FUSE file and binds it to the loop device. */
+/* In a forked helper: keep only the loop device (and stdio).  Above all not
+ * the FUSE device: if we die while the helper is blocked on the disk, the
+ * kernel must see the FUSE server gone and fail the helper's I/O, or both
+ * stay stuck in the kernel for ever, and with them the card's teardown. */
+static void child_keep_only(int fd)
+{
+	if (fd > 3)
+		close_range(3, (unsigned)fd - 1, 0);
+	close_range((unsigned)fd + 1, ~0u, 0);
+}
+
 static int attach_child(struct vblk *v)
 {
+	child_keep_only(v->loop_fd);
 	int f = open(MNT_DIR "/" FILE_NAME, (v->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (f < 0)
 		return errno;
@@ -611,8 +624,13 @@ static void on_attach_exit(struct card_os *c, void *ctx, pid_t pid, int status)
 /* Child: syncs and unmounts every mount of our disk in the card's mount
  * namespace, flushes the device (which sends FLUSH to the host), detaches
  * the loop.  Returns the number of mounts it had to detach lazily. */
+/* Exit status: 0, or DETACH_LAZY (some mount was busy and was detached
+ * lazily), plus DETACH_UNSYNCED when a flush failed: data may be lost. */
+enum { DETACH_LAZY = 1, DETACH_UNSYNCED = 2 };
+
 static int detach_child(struct vblk *v)
 {
+	child_keep_only(v->loop_fd);
 	enum { MAXMNT = 64 };
 	char(*targets)[PATH_MAX] = calloc(MAXMNT, PATH_MAX);
 	int n = 0, lazy = 0, unsynced = 0;
@@ -640,22 +658,29 @@ static int detach_child(struct vblk *v)
 	}
 	if (f)
 		fclose(f);
+	int failed = 0;
 	for (int i = n - 1; i >= 0; i--) {
 		int d = open(targets[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (d < 0 || syncfs(d) < 0)
+		if (d < 0 || syncfs(d) < 0) {
 			unsynced++;
+			failed |= d >= 0; /* the flush itself failed: I/O error */
+		}
 		if (d >= 0)
 			close(d);
-		if (umount2(targets[i], 0) < 0 && umount2(targets[i], MNT_DETACH) == 0)
-			lazy++;
+		if (umount2(targets[i], 0) < 0) {
+			/* still busy after the card's processes were stopped */
+			if (umount2(targets[i], MNT_DETACH) == 0)
+				lazy++;
+		}
 	}
 	int sync_all = unsynced || !targets;
 	free(targets);
 	if (sync_all)
 		sync(); /* a mount we could not reach by path: flush everything */
-	fsync(v->loop_fd);
+	if (fsync(v->loop_fd) < 0)
+		failed = 1;
 	ioctl(v->loop_fd, LOOP_CLR_FD, 0);
-	return lazy;
+	return (lazy ? DETACH_LAZY : 0) | (failed ? DETACH_UNSYNCED : 0);
 }
 
 /* The event loop has ended: serve FUSE and the virtqueue here until the
@@ -717,10 +742,13 @@ static void detach(struct vblk *v)
 	if (pid < 0)
 		cardlog(&os->log, "virtio-block: cannot flush: %s", strerror(errno));
 	else if (serve_until(v, pid, &st))
-		cardlog(&os->log, "virtio-block: flush and detach timed out");
-	else if (WIFEXITED(st) && WEXITSTATUS(st))
-		cardlog(&os->log, "virtio-block: %d mount(s) busy: synced, detached lazily",
-			WEXITSTATUS(st));
+		cardlog(&os->log, "virtio-block: flush and detach timed out: data not yet on the "
+				  "host is lost");
+	else if (!WIFEXITED(st) || (WEXITSTATUS(st) & DETACH_UNSYNCED))
+		cardlog(&os->log, "virtio-block: flushing the disk failed (I/O error): data may be "
+				  "lost");
+	else if (WEXITSTATUS(st) & DETACH_LAZY)
+		cardlog(&os->log, "virtio-block: a mount was busy: synced, detached lazily");
 	else
 		cardlog(&os->log, "virtio-block: disk synced, unmounted, loop%d detached", v->loop_nr);
 	unlink(DEV_NODE);

@@ -46,9 +46,23 @@ struct block {
 	uint8_t *bounce;
 	int bounce_malloced;
 	char id[VIRTIO_BLK_ID_BYTES];
-	uint64_t reqs, errs;
+	uint64_t reqs, errs, io_errs;
 	struct mic_vop_chain chain;
 };
+
+/* A failure of the host file itself (disk full, I/O error): the card gets
+ * IOERR, and the administrator must hear of it, since the card's data did
+ * not land.  The first ten, then every 1000th, so a full disk cannot flood
+ * the log. */
+static void io_error(struct block *b, const char *what, uint64_t off)
+{
+	int e = errno;
+	b->io_errs++;
+	if (b->io_errs <= 10 || b->io_errs % 1000 == 0)
+		log_warn("%s: block: %s at byte %llu of the disk image: %s (%llu host I/O errors)",
+			 b->vd.card, what, (unsigned long long)off, strerror(e),
+			 (unsigned long long)b->io_errs);
+}
 
 /* Full pread/pwrite: a short transfer is retried, 0 bytes is an error. */
 static int file_io(struct block *b, int write, uint8_t *buf, size_t len, uint64_t off)
@@ -58,8 +72,12 @@ static int file_io(struct block *b, int write, uint8_t *buf, size_t len, uint64_
 				    pread(b->fd, buf, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0) {
+			if (n == 0)
+				errno = write ? ENOSPC : EIO;
+			io_error(b, write ? "write" : "read", off);
 			return -1;
+		}
 		buf += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
@@ -131,7 +149,10 @@ static uint8_t do_request(struct block *b, struct mic_vop_chain *c)
 	case VIRTIO_BLK_T_FLUSH:
 		if (c->read_len != sizeof(h) || c->write_len != 1)
 			return VIRTIO_BLK_S_IOERR;
-		return (b->ro || fdatasync(b->fd) == 0) ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+		if (b->ro || fdatasync(b->fd) == 0)
+			return VIRTIO_BLK_S_OK;
+		io_error(b, "flush", 0);
+		return VIRTIO_BLK_S_IOERR;
 	case VIRTIO_BLK_T_GET_ID: {
 		if (c->read_len != sizeof(h))
 			return VIRTIO_BLK_S_IOERR;
@@ -179,8 +200,9 @@ static void block_destroy(struct vdev *vd)
 {
 	struct block *b = vd->priv;
 	if (b->fd >= 0) {
-		if (!b->ro)
-			fdatasync(b->fd);
+		if (!b->ro && fdatasync(b->fd) < 0)
+			log_err("%s: block: final flush of the disk image failed: %s; the card's last "
+				"writes may be lost", b->vd.card, strerror(errno));
 		close(b->fd);
 	}
 	if (b->bounce_malloced)

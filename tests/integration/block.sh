@@ -124,6 +124,19 @@ card_sh mic0 umount /mnt
 micctl shutdown mic0 >/dev/null
 check "daemon responsive" micctl status
 
+# (6b) a card process still writing to the mounted filesystem, its shell
+# sitting in it, at shutdown: the card OS stops its processes first, so the
+# unmount is a real one (not lazy) and the filesystem is clean
+micctl boot mic0 >/dev/null
+wait_vda mic0
+card_sh mic0 mount /dev/vda /mnt
+micctl console mic0 --linger 0.3 <<< 'cd /mnt && (while :; do echo busy >> /mnt/busy; done) &' >/dev/null
+sleep 0.5
+check "a writer is busy on the card's mount" sh -c "debugfs -R 'stat /busy' '$IMG' >/dev/null 2>&1 || card_sh mic0 test -s /mnt/busy"
+micctl shutdown mic0 >/dev/null
+check "busy mount: writers stopped, disk synced and unmounted (not lazily)" sh -c "micctl log mic0 | tail -8 | grep -q 'disk synced, unmounted'"
+check "filesystem clean after a shutdown with a writer" e2fsck -fn "$IMG"
+
 # (7) stopping micd (SIGTERM) shuts the card down cleanly first: data the
 # card wrote but never synced reaches the host file
 micctl boot mic0 >/dev/null
