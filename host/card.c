@@ -425,7 +425,12 @@ int card_reset(struct mic_card *c)
 		/* No timer may fire for the state the card was in (the watchdog
 		 * of an online card would keep waking the daemon). */
 		disarm_timer(c);
-		snprintf(c->last_error, sizeof(c->last_error), "reset failed: %s", strerror(-rc));
+		if (rc == -EBUSY)
+			snprintf(c->last_error, sizeof(c->last_error),
+				 "reset failed: card processes stuck in the kernel after power-off");
+		else
+			snprintf(c->last_error, sizeof(c->last_error), "reset failed: %s",
+				 strerror(-rc));
 		set_state(c, CARD_RESET_FAILED, c->last_error);
 		return -1;
 	}

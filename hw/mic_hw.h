@@ -111,14 +111,19 @@ struct mic_hw_view *mic_hw_host_view(struct mic_hw *hw);
 /* Applies power: starts the card's bootstrap.  No-op if already on. */
 int mic_hw_power_on(struct mic_hw *hw);
 /* Function-level reset: stops everything running on the card, clears the
- * register file and DMA engine, and powers the card on again. */
+ * register file and DMA engine, and powers the card on again.  -EBUSY if
+ * the card's processes do not go (see mic_hw_power_off). */
 int mic_hw_reset(struct mic_hw *hw);
-/* Stops the card and leaves it off. */
-void mic_hw_power_off(struct mic_hw *hw);
+/* Stops the card and leaves it off.  Waits a bounded time for every card
+ * process to be gone: a card process stuck in the kernel for ever (which
+ * only the card OS itself can arrange) gives -EBUSY instead of a hang; the
+ * card then stays off, and a later power-off or reset tries again. */
+int mic_hw_power_off(struct mic_hw *hw);
 /* A pidfd that becomes readable when the card's firmware dies (hardware
  * fault in the simulation); -1 when off.  Call mic_hw_reap() then. */
 int mic_hw_fault_fd(const struct mic_hw *hw);
-void mic_hw_reap(struct mic_hw *hw);
+/* Collects the dead firmware: 0, or -EBUSY if it is not gone in time. */
+int mic_hw_reap(struct mic_hw *hw);
 /* The card's view of this slot inside the host process, exactly what
  * mic_hw_card_attach() maps in the card (for tests and benchmarks that
  * play both sides in one process). */

@@ -6,6 +6,7 @@
  * namespace's init) stops every process the card ever started.
  */
 #include <errno.h>
+#include <poll.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -15,14 +16,20 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/log.h"
 #include "lib/proc.h"
 #include "mic_hw.h"
 #include "sim_internal.h"
+
+/* How long power-off waits for the card's processes to be gone (normally
+ * milliseconds: they are killed, not asked). */
+#define MIC_HW_REAP_MS 5000
 
 static int region_create(struct mic_region *r, const char *card, const char *what, uint64_t size)
 {
@@ -260,35 +267,153 @@ static int hold_card_mount_ns(const struct mic_hw *hw, int *fds, int max)
 	return n;
 }
 
-void mic_hw_power_off(struct mic_hw *hw)
+int mic_hw_power_off(struct mic_hw *hw)
 {
 	if (hw->pid <= 0)
-		return;
+		return 0;
 	int ns[4];
 	int nns = hold_card_mount_ns(hw, ns, 4);
 	/* The firmware is init of the card's PID namespace: when it dies the
-	 * kernel kills and reaps every process of the card before waitpid()
-	 * returns, so nothing of the old card OS survives a reset. */
+	 * kernel kills and reaps every process of the card before the pidfd
+	 * turns readable, so nothing of the old card OS survives a reset. */
 	syscall(SYS_pidfd_send_signal, hw->pidfd, SIGKILL, NULL, 0);
-	mic_hw_reap(hw);
+	int rc = mic_hw_reap(hw);
 	for (int i = 0; i < nns; i++)
 		close(ns[i]);
+	return rc;
 }
 
-void mic_hw_reap(struct mic_hw *hw)
+/* Every process of the card: the firmware's descendants, by parent links. */
+static int card_pids(const struct mic_hw *hw, pid_t *pids, int max)
+{
+	enum { SCAN = 8192 };
+	pid_t *pid = calloc(SCAN, sizeof(*pid)), *ppid = calloc(SCAN, sizeof(*ppid));
+	int n = 0, found = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (pid && ppid && d && (e = readdir(d)) && n < SCAN) {
+		char path[64], stat[512];
+		snprintf(path, sizeof(path), "/proc/%.16s/stat", e->d_name);
+		int s = open(path, O_RDONLY | O_CLOEXEC);
+		if (s < 0)
+			continue;
+		ssize_t len = read(s, stat, sizeof(stat) - 1);
+		close(s);
+		stat[len > 0 ? len : 0] = 0;
+		const char *p = strrchr(stat, ')');
+		if (p && sscanf(p, ") %*c %d", &ppid[n]) == 1)
+			pid[n++] = (pid_t)atoi(e->d_name);
+	}
+	if (d)
+		closedir(d);
+	if (max > 0)
+		pids[found++] = hw->pid;
+	for (int grew = 1; grew;) { /* until no new child of a card process */
+		grew = 0;
+		for (int i = 0; i < n && found < max; i++) {
+			int in = 0, parent = 0;
+			for (int k = 0; k < found; k++) {
+				in |= pids[k] == pid[i];
+				parent |= pids[k] == ppid[i];
+			}
+			if (parent && !in) {
+				pids[found++] = pid[i];
+				grew = 1;
+			}
+		}
+	}
+	free(pid);
+	free(ppid);
+	return found;
+}
+
+/*
+ * Aborts the FUSE connections mounted in the card's mount namespaces, as an
+ * administrator would through fusectl.  A card process blocked on a request
+ * its own (dead or stuck) FUSE server will never answer cannot exit, and
+ * keeps the card's PID namespace, and a reset, waiting for ever; aborting
+ * the connection fails the request.  Only mounts the card's own processes
+ * see are touched: after pivot_root the card sees no mount of the host's.
+ * Returns how many connections were aborted.
+ */
+static int abort_card_fuse(const struct mic_hw *hw)
+{
+	static const char ctl[] = "/sys/fs/fuse/connections";
+	pid_t pids[256];
+	int n = card_pids(hw, pids, 256), aborted = 0;
+	for (int i = 0; i < n; i++) {
+		char path[96];
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)pids[i]);
+		DIR *d = opendir(path);
+		struct dirent *t;
+		/* per thread: a zombie leader has no mountinfo, its stuck
+		 * thread does */
+		while (d && (t = readdir(d))) {
+			if (t->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/task/%.16s/mountinfo", (int)pids[i],
+				 t->d_name);
+			FILE *f = fopen(path, "re");
+			char line[1024];
+			while (f && fgets(line, sizeof(line), f)) {
+				unsigned ma, mi;
+				char *dash = strstr(line, " - ");
+				if (!dash || strncmp(dash + 3, "fuse", 4) ||
+				    sscanf(line, "%*d %*d %u:%u", &ma, &mi) != 2 || ma != 0)
+					continue;
+				char ab[96];
+				snprintf(ab, sizeof(ab), "%s/%u/abort", ctl, mi);
+				int fd = open(ab, O_WRONLY | O_CLOEXEC);
+				if (fd < 0 && errno == ENOENT) { /* fusectl not mounted yet */
+					mount("fusectl", ctl, "fusectl", 0, NULL);
+					fd = open(ab, O_WRONLY | O_CLOEXEC);
+				}
+				if (fd >= 0 && write(fd, "1", 1) == 1)
+					aborted++;
+				if (fd >= 0)
+					close(fd);
+			}
+			if (f)
+				fclose(f);
+		}
+		if (d)
+			closedir(d);
+	}
+	return aborted;
+}
+
+int mic_hw_reap(struct mic_hw *hw)
 {
 	if (hw->pid <= 0)
-		return;
+		return 0;
+	/* Bounded: the daemon serves every other card from the thread that
+	 * waits here. */
+	struct pollfd p = { .fd = hw->pidfd, .events = POLLIN };
+	int r;
+	while ((r = poll(&p, 1, MIC_HW_REAP_MS)) < 0 && errno == EINTR)
+		;
+	int aborted = r == 0 ? abort_card_fuse(hw) : 0;
+	if (aborted) {
+		log_warn("%s: card processes stuck in the kernel: aborted %d FUSE connection%s of "
+			 "the card", hw->name, aborted, aborted == 1 ? "" : "s");
+		while ((r = poll(&p, 1, MIC_HW_REAP_MS)) < 0 && errno == EINTR)
+			;
+	}
+	if (r == 0)
+		return -EBUSY;
 	while (waitpid(hw->pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	close(hw->pidfd);
 	hw->pid = -1;
 	hw->pidfd = -1;
+	return 0;
 }
 
 int mic_hw_reset(struct mic_hw *hw)
 {
-	mic_hw_power_off(hw);
+	int rc = mic_hw_power_off(hw);
+	if (rc)
+		return rc;
 	sim_dma_reset(hw);
 	memset(hw->host.mmio.va, 0, hw->host.mmio.size);
 	memset(hw->host.io.va, 0, MIC_IO_SIZE);

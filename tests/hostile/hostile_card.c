@@ -9,10 +9,16 @@
  *
  * MODE: idx (avail index jumps past the ring), loop (descriptor loop), oob
  * (buffer outside card memory), huge (4 GiB length), page (device page
- * rewritten under the host).
+ * rewritten under the host), fusehang (the card OS wedges itself in the
+ * kernel, so that killing it cannot finish: see fuse_hang).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
 #include <linux/virtio_ids.h>
+#include <pthread.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <linux/virtio_ring.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +42,46 @@ static void publish(struct vring *vr, uint16_t head)
 	vr->avail->ring[idx % vr->num] = head;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	vr->avail->idx = (uint16_t)(idx + 1);
+}
+
+static void *lookup(void *path)
+{
+	struct stat st;
+	stat(path, &st); /* never answered */
+	return NULL;
+}
+
+/*
+ * A FUSE server that answers INIT, then reads a LOOKUP one of its own
+ * threads made and never answers it.  When the card is killed, that thread
+ * waits for the answer uninterruptibly (the request was already read), and
+ * keeps the process, its /dev/fuse fd and so the connection alive: nothing
+ * can answer, the process never exits, nor the card's PID namespace.
+ */
+static void fuse_hang(void)
+{
+	static char buf[FUSE_MIN_READ_BUFFER + 4096];
+	mkdir("/tmp/hang", 0700);
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	char opts[128];
+	snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=0,group_id=0", fd);
+	if (fd < 0 || mount("hang", "/tmp/hang", "fuse", 0, opts) < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof(buf));
+	struct fuse_in_header *in = (struct fuse_in_header *)buf;
+	if (n < (ssize_t)sizeof(*in) || in->opcode != FUSE_INIT)
+		return;
+	struct {
+		struct fuse_out_header h;
+		struct fuse_init_out i;
+	} out = { .h = { sizeof(out), 0, in->unique },
+		  .i = { .major = FUSE_KERNEL_VERSION, .minor = FUSE_KERNEL_MINOR_VERSION,
+			 .max_write = 4096 } };
+	if (write(fd, &out, sizeof(out)) != sizeof(out))
+		return;
+	pthread_t t;
+	pthread_create(&t, NULL, lookup, "/tmp/hang/x");
+	if (read(fd, buf, sizeof(buf)) < 0) { /* the LOOKUP, read and left */ }
 }
 
 int main(void)
@@ -80,6 +126,8 @@ int main(void)
 	} else if (!strcmp(mode, "huge")) {
 		vr->desc[0] = (struct vring_desc){ buf, 0xffffffffu, 0, 0 };
 		publish(vr, 0);
+	} else if (!strcmp(mode, "fusehang")) {
+		fuse_hang();
 	} else if (!strcmp(mode, "page")) {
 		uint64_t dp = (uint64_t)mic_spad_read(&v, MIC_SPAD_DP_HI) << 32 |
 			      mic_spad_read(&v, MIC_SPAD_DP_LO);
