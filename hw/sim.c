@@ -219,6 +219,25 @@ int mic_hw_power_on(struct mic_hw *hw)
  * namespace is torn down, here in micd, where the writeback fails fast, as
  * it would when a real card loses power.
  */
+/* Parent of process `name` (a /proc entry): 0, or -1 if it is none. */
+static int proc_ppid(const char *name, pid_t *ppid)
+{
+	char path[64], stat[512];
+	int v;
+	snprintf(path, sizeof(path), "/proc/%.16s/stat", name);
+	int s = open(path, O_RDONLY | O_CLOEXEC);
+	if (s < 0)
+		return -1;
+	ssize_t len = read(s, stat, sizeof(stat) - 1);
+	close(s);
+	stat[len > 0 ? len : 0] = 0;
+	const char *p = strrchr(stat, ')'); /* the command may hold spaces */
+	if (!p || sscanf(p, ") %*c %d", &v) != 1)
+		return -1;
+	*ppid = v;
+	return 0;
+}
+
 /* The firmware's children as "pid pid ...": from /proc/PID/task/PID/children,
  * or, on kernels without it, by scanning every process's parent. */
 static void firmware_children(const struct mic_hw *hw, char *buf, size_t size)
@@ -237,17 +256,8 @@ static void firmware_children(const struct mic_hw *hw, char *buf, size_t size)
 	struct dirent *e;
 	size_t n = 0;
 	while (d && (e = readdir(d)) && n + 16 < size) {
-		char stat[512];
-		int ppid = 0;
-		snprintf(path, sizeof(path), "/proc/%.16s/stat", e->d_name);
-		int s = open(path, O_RDONLY | O_CLOEXEC);
-		if (s < 0)
-			continue;
-		ssize_t len = read(s, stat, sizeof(stat) - 1);
-		close(s);
-		stat[len > 0 ? len : 0] = 0;
-		const char *p = strrchr(stat, ')'); /* the command may hold spaces */
-		if (p && sscanf(p, ") %*c %d", &ppid) == 1 && ppid == hw->pid)
+		pid_t ppid;
+		if (proc_ppid(e->d_name, &ppid) == 0 && ppid == hw->pid)
 			n += (size_t)snprintf(buf + n, size - n, "%s ", e->d_name);
 	}
 	if (d)
@@ -292,16 +302,7 @@ static int card_pids(const struct mic_hw *hw, pid_t *pids, int max)
 	DIR *d = opendir("/proc");
 	struct dirent *e;
 	while (pid && ppid && d && (e = readdir(d)) && n < SCAN) {
-		char path[64], stat[512];
-		snprintf(path, sizeof(path), "/proc/%.16s/stat", e->d_name);
-		int s = open(path, O_RDONLY | O_CLOEXEC);
-		if (s < 0)
-			continue;
-		ssize_t len = read(s, stat, sizeof(stat) - 1);
-		close(s);
-		stat[len > 0 ? len : 0] = 0;
-		const char *p = strrchr(stat, ')');
-		if (p && sscanf(p, ") %*c %d", &ppid[n]) == 1)
+		if (proc_ppid(e->d_name, &ppid[n]) == 0)
 			pid[n++] = (pid_t)atoi(e->d_name);
 	}
 	if (d)
