@@ -8,7 +8,7 @@
  * it for free.  Host channels are kicked in-process: a counter bump, plus an
  * eventfd write only when the worker sleeps.  Card channels are kicked
  * through their eventfd from the card's process.  After running, a worker
- * looks for the next kick for a few microseconds before it sleeps: a driver
+ * looks for the next kick for up to 50 µs before it sleeps: a driver
  * streaming small transfers kicks again within that time, and a sleep and
  * wakeup per transfer would cost more than the copy.  It looks for kicks,
  * never at HEAD itself: "a HEAD write is a kick that makes the engine look"
@@ -52,7 +52,7 @@ struct dma_chan {
 	_Atomic uint64_t events;
 	_Atomic bool sleeping;
 	/* Host channels: the registers as the host wrote them, and as the
-	 * engine wrote them (the host reads both from here, see hw_reg). */
+	 * engine wrote them (the host reads both from here, see reg_read). */
 	_Atomic uint32_t shadow[MIC_DMA_NUM_REGS];
 	_Atomic uint32_t hwreg[MIC_DMA_NUM_REGS];
 
