@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -119,14 +118,30 @@ static void rprintf(struct reply *r, const char *fmt, ...)
 	}
 }
 
+/* Replies are written from the main loop: a client that reads slowly (or
+ * not at all) gets at most this much of the daemon's time per write, then
+ * its reply is cut short. */
+#define MICD_REPLY_MS 1000
+
 static void send_all(int fd, const char *p, size_t len)
 {
+	uint64_t deadline = now_ns() + (uint64_t)MICD_REPLY_MS * 1000000u;
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n <= 0)
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || errno != EAGAIN)
 			return; /* client went away; nothing to do */
-		p += n;
-		len -= (size_t)n;
+		uint64_t now = now_ns();
+		if (now >= deadline)
+			return;
+		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+		poll(&pf, 1, (int)((deadline - now) / 1000000u) + 1);
 	}
 }
 
@@ -563,9 +578,6 @@ static void on_client_data(struct micd *d, struct client *cl)
 	int whole = memchr(cl->buf, '\n', cl->len) != NULL;
 	memcpy(line, cl->buf, cl->len + 1);
 	client_drop(d, cl);
-	/* Replies are written in one go: blocking, bounded by SO_SNDTIMEO. */
-	int flags = 0;
-	ioctl(fd, FIONBIO, &flags);
 	if (!whole)
 		return answer(fd, 2, "request longer than %d bytes", MICD_REQUEST_MAX - 2);
 	handle_request(d, fd, line);
@@ -577,8 +589,6 @@ static void on_client(struct micd *d)
 		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			return;
-		struct timeval tv = { .tv_sec = 1 };
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		struct client *cl = d->nclients < MICD_MAX_CLIENTS ? calloc(1, sizeof(*cl)) : NULL;
 		if (!cl) {
 			answer(fd, 1, "too many connections; try again later");
@@ -608,8 +618,6 @@ static void clients_expire(struct micd *d)
 			continue;
 		int fd = cl->fd;
 		client_drop(d, cl);
-		int flags = 0;
-		ioctl(fd, FIONBIO, &flags);
 		answer(fd, 2, "incomplete request (no newline within %d ms)", MICD_REQUEST_MS);
 	}
 }
