@@ -12,15 +12,19 @@ start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
 micctl wait mic1 ready --timeout 2 >/dev/null
 micctl boot mic1 >/dev/null
 dev_state() { micctl status mic0 --json | python3 -c 'import json,sys; d=json.load(sys.stdin)["cards"][0]["devices"][0]; print(d["state"], d["reason"])'; }
-for mode in idx:"avail idx" loop:"loop" oob:"outside card memory" huge:"longer than" page:"page"; do
-    m=${mode%%:*}; why=${mode#*:}
-    sed -i "s/^cmdline.*//; s/^\[mic0\]/[mic0]\ncmdline = mic.hostile=$m/" "$RUNDIR/micd.conf"
-    # the cmdline is read at start: restart the daemon for each mode
+# boot_hostile MODE: both cards online, mic0's card OS hostile in MODE (the
+# cmdline is read at start: the daemon restarts for each mode)
+boot_hostile() {
+    sed -i "s/^cmdline.*//; s/^\[mic0\]/[mic0]\ncmdline = mic.hostile=$1/" "$RUNDIR/micd.conf"
     stop_micd >/dev/null
     start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
     micctl wait mic0 ready --timeout 2 >/dev/null; micctl wait mic1 ready --timeout 2 >/dev/null
     micctl boot mic1 >/dev/null
     micctl boot mic0 >/dev/null
+}
+for mode in idx:"avail idx" loop:"loop" oob:"outside card memory" huge:"longer than" page:"page"; do
+    m=${mode%%:*}; why=${mode#*:}
+    boot_hostile "$m"
     for _ in $(seq 50); do dev_state | grep -q ^broken && break; sleep 0.05; done
     st=$(dev_state)
     check "$m: device marked broken ($st)" sh -c "echo '$st' | grep -q '^broken'"
@@ -37,12 +41,7 @@ done
 # server, stuck on it) cannot be killed to the end by signals: the reset
 # aborts the card's FUSE connections after a bound, and the card resets;
 # the daemon never hangs and keeps serving the other card.
-sed -i "s/^cmdline.*//; s/^\[mic0\]/[mic0]\ncmdline = mic.hostile=fusehang/" "$RUNDIR/micd.conf"
-stop_micd >/dev/null
-start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
-micctl wait mic0 ready --timeout 2 >/dev/null; micctl wait mic1 ready --timeout 2 >/dev/null
-micctl boot mic1 >/dev/null
-micctl boot mic0 >/dev/null
+boot_hostile fusehang
 sleep 0.5
 t0=$(date +%s)
 out=$(micctl reset mic0 2>&1); rc=$?
