@@ -70,21 +70,18 @@ xfer() {
 # tapstat FIELD: mic0's counter from /proc/net/dev (1 rx bytes, 2 rx packets,
 # 9 tx bytes, 10 tx packets)
 tapstat() { hostns awk -v f="$1" '$1 == "mic0:" { print $(f + 1) }' /proc/net/dev; }
-rx0=$(tapstat 1)
-rxp0=$(tapstat 2)
+# mark BYTES PACKETS, then avg_since: mean frame size counted since the mark
+mark() { m_b=$1 m_p=$2 b0=$(tapstat "$1") p0=$(tapstat "$2"); }
+avg_since() { echo $(( ($(tapstat $m_b) - b0) / ($(tapstat $m_p) - p0 + 1) )); }
+mark 1 2
 xfer hostns cardns "$HOST_IP" 5001 c2h
 check "20 MiB card -> host over TCP, byte for byte" cmp -s "$RUNDIR/data" "$RUNDIR/c2h"
-rx1=$(tapstat 1)
-rxp1=$(tapstat 2)
-avg=$(( (rx1 - rx0) / (rxp1 - rxp0 + 1) ))
+avg=$(avg_since)
 check "card -> host TCP went as GSO frames larger than the MTU (avg $avg bytes)" [ "$avg" -gt 3000 ]
-tx0=$(tapstat 9)
-txp0=$(tapstat 10)
+mark 9 10
 xfer cardns hostns "$CARD_IP" 5002 h2c
 check "20 MiB host -> card over TCP, byte for byte" cmp -s "$RUNDIR/data" "$RUNDIR/h2c"
-tx1=$(tapstat 9)
-txp1=$(tapstat 10)
-avg=$(( (tx1 - tx0) / (txp1 - txp0 + 1) ))
+avg=$(avg_since)
 check "host -> card TCP went as GSO frames larger than the MTU (avg $avg bytes)" [ "$avg" -gt 3000 ]
 check "net device still ready after the transfers" sh -c "micctl status mic0 --json | grep -q '\"type\":\"net\",\"state\":\"ready\"'"
 
