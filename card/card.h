@@ -23,6 +23,7 @@ typedef void (*card_exit_fn)(struct card_os *c, void *ctx, pid_t pid, int status
 
 struct card_watch {
 	int fd;
+	uint32_t events; /* as last given to epoll */
 	card_fd_fn fn; /* NULL once unwatched; freed after the current batch */
 	void *ctx;
 	struct card_watch *next;
@@ -42,6 +43,7 @@ struct card_os {
 	int epfd;
 	int sigfd;
 	int halting;
+	uint64_t keepalive_ms; /* last card_halting_keepalive announcement */
 	int ignore_shutdown; /* cmdline mic.ignore_shutdown */
 	struct card_watch *watches;
 	struct card_child *children;
@@ -62,7 +64,8 @@ void card_unwatch(struct card_os *c, int fd);
 /* Calls fn when child pid exits (the runtime reaps every child). */
 int card_on_exit(struct card_os *c, pid_t pid, card_exit_fn fn, void *ctx);
 /* Re-announces "halting" to the host: a driver still flushing data to it
- * asks for more time (the host extends its shutdown timeout, within a cap). */
+ * asks for more time (the host extends its shutdown timeout, within a cap).
+ * Call it as often as convenient: it announces at most once a second. */
 void card_halting_keepalive(struct card_os *c);
 /* Forgets pid's exit callback (its owner goes away first). */
 void card_on_exit_cancel(struct card_os *c, pid_t pid);

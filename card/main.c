@@ -30,7 +30,8 @@ int card_watch(struct card_os *c, int fd, uint32_t events, card_fd_fn fn, void *
 	struct card_watch *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	*w = (struct card_watch){ .fd = fd, .fn = fn, .ctx = ctx, .next = c->watches };
+	*w = (struct card_watch){ .fd = fd, .events = events, .fn = fn, .ctx = ctx,
+				  .next = c->watches };
 	struct epoll_event ev = { .events = events, .data.ptr = w };
 	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		free(w);
@@ -53,8 +54,13 @@ int card_watch_mod(struct card_os *c, int fd, uint32_t events)
 	struct card_watch *w = find_watch(c, fd);
 	if (!w)
 		return -ENOENT;
+	if (events == w->events)
+		return 0; /* drivers call this after every batch: no syscall */
 	struct epoll_event ev = { .events = events, .data.ptr = w };
-	return epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	w->events = events;
+	return 0;
 }
 
 void card_unwatch(struct card_os *c, int fd)
@@ -109,8 +115,10 @@ static void fw_state(struct card_os *c, enum mic_fw_state s)
 
 void card_halting_keepalive(struct card_os *c)
 {
-	if (c->halting)
-		fw_state(c, MIC_FW_HALTING);
+	if (!c->halting || now_ms() - c->keepalive_ms < 1000)
+		return;
+	c->keepalive_ms = now_ms();
+	fw_state(c, MIC_FW_HALTING);
 }
 
 static void halt(struct card_os *c, const char *why)
@@ -119,6 +127,7 @@ static void halt(struct card_os *c, const char *why)
 		return;
 	cardlog(&c->log, "%s: halting", why);
 	c->halting = 1;
+	c->keepalive_ms = now_ms();
 	fw_state(c, MIC_FW_HALTING);
 }
 
@@ -157,7 +166,7 @@ static void stop_processes(struct card_os *c)
 	kill(-1, SIGTERM);
 	kill(-1, SIGHUP);
 	kill(-1, SIGCONT);
-	uint64_t deadline = now_ms() + 2000, alive = now_ms();
+	uint64_t deadline = now_ms() + 2000;
 	int killed = 0;
 	while (others_left()) {
 		if (now_ms() >= deadline) {
@@ -169,10 +178,7 @@ static void stop_processes(struct card_os *c)
 			killed = 1;
 			deadline = now_ms() + 2000;
 		}
-		if (now_ms() - alive >= 1000) {
-			card_halting_keepalive(c);
-			alive = now_ms();
-		}
+		card_halting_keepalive(c);
 		run_once(c, 20);
 	}
 }

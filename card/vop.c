@@ -6,6 +6,7 @@
  * (new devices, removed devices) on the config doorbell.
  */
 #include <errno.h>
+#include <linux/virtio_ids.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -26,9 +27,9 @@ struct card_vop {
 static const char *type_name(int8_t t)
 {
 	switch (t) {
-	case 1: return "virtio-net";
-	case 2: return "virtio-block";
-	case 3: return "virtio-console";
+	case VIRTIO_ID_NET: return "virtio-net";
+	case VIRTIO_ID_BLOCK: return "virtio-block";
+	case VIRTIO_ID_CONSOLE: return "virtio-console";
 	default: return "virtio";
 	}
 }

@@ -508,7 +508,6 @@ static void loop_forget(struct vblk *v)
 	v->loop_path[0] = 0;
 }
 
-/* Child: opens the FUSE file and binds it to the loop device. */
 /* In a forked helper: keep only the loop device (and stdio).  Above all not
  * the FUSE device: if we die while the helper is blocked on the disk, the
  * kernel must see the FUSE server gone and fail the helper's I/O, or both
@@ -520,6 +519,7 @@ static void child_keep_only(int fd)
 	close_range((unsigned)fd + 1, ~0u, 0);
 }
 
+/* Child: opens the FUSE file and binds it to the loop device. */
 static int attach_child(struct vblk *v)
 {
 	child_keep_only(v->loop_fd);
@@ -623,8 +623,7 @@ static void on_attach_exit(struct card_os *c, void *ctx, pid_t pid, int status)
 
 /* Child: syncs and unmounts every mount of our disk in the card's mount
  * namespace, flushes the device (which sends FLUSH to the host), detaches
- * the loop.  Returns the number of mounts it had to detach lazily. */
-/* Exit status: 0, or DETACH_LAZY (some mount was busy and was detached
+ * the loop.  Exit status: 0, or DETACH_LAZY (some mount was busy and was detached
  * lazily), plus DETACH_UNSYNCED when a flush failed: data may be lost. */
 enum { DETACH_LAZY = 1, DETACH_UNSYNCED = 2 };
 
@@ -687,17 +686,14 @@ static int detach_child(struct vblk *v)
  * child is done and no request is in flight, or the time is up. */
 static int serve_until(struct vblk *v, pid_t child, int *child_status)
 {
-	uint64_t deadline = now_ms() + REMOVE_TIMEOUT_MS, alive = now_ms();
+	uint64_t deadline = now_ms() + REMOVE_TIMEOUT_MS;
 	uint64_t seen = v->completed;
 	while (now_ms() < deadline) {
 		if (v->completed != seen) {
 			seen = v->completed;
 			deadline = now_ms() + REMOVE_TIMEOUT_MS;
 		}
-		if (now_ms() - alive >= 1000) {
-			card_halting_keepalive(v->os); /* still flushing: do not reset us */
-			alive = now_ms();
-		}
+		card_halting_keepalive(v->os); /* still flushing: do not reset us */
 		if (child > 0 && waitpid(child, child_status, WNOHANG) == child)
 			child = 0;
 		if (child <= 0 && v->nfree == NSLOT)

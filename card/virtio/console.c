@@ -42,7 +42,6 @@ struct vcon {
 	int master;
 	char pts[64];
 	pid_t shell;
-	unsigned respawns;
 	struct cbuf rxb[NBUF], txb[NBUF];
 	int tx_free[NBUF];
 	int ntx_free;
@@ -159,7 +158,6 @@ static void on_shell_exit(struct card_os *c, void *ctx, pid_t pid, int status)
 	v->shell = 0;
 	if (c->halting)
 		return;
-	v->respawns++;
 	spawn_shell(v);
 }
 

@@ -51,7 +51,6 @@ struct vnet {
 	unsigned line;
 	int line_fd;
 	int tap;
-	int tap_reading;
 	uint64_t features;
 	struct nbuf rxb[NBUF], txb[NBUF];
 	int nalloc_rx, nalloc_tx;
@@ -68,9 +67,7 @@ static void post_rx(struct vnet *v, int i)
 
 static void update_events(struct vnet *v)
 {
-	int want = v->ntx_free > 0;
-	if (want != v->tap_reading && card_watch_mod(v->os, v->tap, want ? EPOLLIN : 0) == 0)
-		v->tap_reading = want;
+	card_watch_mod(v->os, v->tap, v->ntx_free ? EPOLLIN : 0);
 }
 
 /* Card kernel -> host: one frame per transmit buffer, kick once. */
@@ -288,7 +285,6 @@ static int vnet_probe(struct mbus_device *dev)
 		card_unwatch(os, v->line_fd);
 		goto fail;
 	}
-	v->tap_reading = 1;
 	mic_vop_vq_kick(v->rx);
 	cardlog(&os->log, "bus: probe virtio-net: %s, %s (features %#llx)", IFNAME, addr,
 		(unsigned long long)v->features);
