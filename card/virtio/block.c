@@ -782,10 +782,6 @@ static void free_slots(struct vblk *v)
 static void vblk_free(struct vblk *v)
 {
 	fuse_stop(v);
-	if (v->line_fd >= 0) {
-		card_unwatch(v->os, v->line_fd);
-		mbus_free_irq(&v->vd->mdev, v->line);
-	}
 	free_slots(v);
 	v->vd->mdev.priv = NULL;
 	free(v);
@@ -836,8 +832,11 @@ static int vblk_probe(struct mbus_device *dev)
 	if (rc) {
 		cardlog(&os->log, "bus: probe virtio-block failed: %s: %s", what, strerror(-rc));
 		loop_forget(v);
+		if (v->line_fd >= 0)
+			card_vdev_release(vd, v->line, v->line_fd);
+		else
+			mic_vop_cdev_reset(vd->cdev, 1000);
 		vblk_free(v);
-		mic_vop_cdev_reset(vd->cdev, 1000);
 		return rc;
 	}
 	cardlog(&os->log, "bus: probe virtio-block: %llu sectors%s (features %#llx)",
@@ -854,7 +853,6 @@ static void vblk_remove(struct mbus_device *dev)
 	/* answer what is still in flight before the session goes */
 	if (v->nfree != NSLOT && serve_until(v, 0, NULL))
 		cardlog(&os->log, "virtio-block: %d request(s) unanswered", NSLOT - v->nfree);
-	struct mic_vop_cdev *cdev = v->vd->cdev;
 	int busy = v->nfree != NSLOT;
 	if (busy) {
 		/* the host may still write into the slots: leak them rather than
@@ -862,9 +860,8 @@ static void vblk_remove(struct mbus_device *dev)
 		for (int i = 0; i < NSLOT; i++)
 			v->slot[i].hdr = NULL, v->slot[i].data = NULL;
 	}
+	card_vdev_release(v->vd, v->line, v->line_fd);
 	vblk_free(v);
-	if (mic_vop_cdev_reset(cdev, 1000))
-		cardlog(&os->log, "virtio-block: host did not acknowledge the reset");
 }
 
 void virtio_block_driver_init(struct mbus_driver *drv, struct card_os *os)
