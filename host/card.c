@@ -51,9 +51,10 @@ static void set_state(struct mic_card *c, enum card_state s, const char *why)
 		 why ? ": " : "", why ? why : "");
 	c->state = s;
 	c->state_since_ns = now_ns();
-	/* No card OS runs in these states: the devices lose their driver. */
-	if (s == CARD_READY || s == CARD_RESETTING || s == CARD_LOST || s == CARD_SUSPENDED ||
-	    s == CARD_RESET_FAILED)
+	/* No card OS runs in these states: the devices lose their driver.
+	 * (RESETTING and RESET_FAILED are entered only through card_reset(),
+	 * which did this already with the device threads held off.) */
+	if (s == CARD_READY || s == CARD_LOST || s == CARD_SUSPENDED)
 		for (int i = 0; i < c->nvdev; i++)
 			vdev_card_gone(c->vdev[i]);
 	if (c->on_change)

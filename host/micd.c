@@ -673,7 +673,6 @@ static int open_control_socket(struct micd *d)
  */
 static void begin_stop(struct micd *d)
 {
-	char err[256];
 	if (d->stopping) {
 		d->quit = 1;
 		return;
@@ -684,10 +683,7 @@ static void begin_stop(struct micd *d)
 	 * state machine bounds each phase itself; this is the backstop. */
 	d->stop_deadline_ns = now_ns() + (uint64_t)(card_shutdown_limit_ms(&d->cfg) +
 						    d->cfg.boot_timeout_ms + 500) * 1000000u;
-	log_info("stopping: shutting the online cards down");
-	for (int i = 0; i < d->ncards; i++)
-		if (d->cards[i].state == CARD_ONLINE)
-			card_shutdown(&d->cards[i], err, sizeof(err));
+	log_info("stopping: shutting the online cards down"); /* by stop_step */
 }
 
 /* While stopping: shuts down cards that came online meanwhile; returns 1
@@ -754,13 +750,8 @@ int main(int argc, char **argv)
 		log_err("%s", err);
 		return 1;
 	}
-	if (ncards) {
-		if (ncards < 1 || ncards > MICD_MAX_CARDS) {
-			log_err("--cards must be 1..%d", MICD_MAX_CARDS);
-			return 2;
-		}
+	if (ncards) /* 1..MICD_MAX_CARDS, checked by the option parser */
 		micd_cfg_set_cards(&d.cfg, ncards);
-	}
 	if (rundir)
 		snprintf(d.cfg.rundir, sizeof(d.cfg.rundir), "%s", rundir);
 	if (image)

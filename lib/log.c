@@ -35,10 +35,3 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "%s\n", buf);
 }
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}

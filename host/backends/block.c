@@ -46,7 +46,7 @@ struct block {
 	uint8_t *bounce;
 	int bounce_malloced;
 	char id[VIRTIO_BLK_ID_BYTES];
-	uint64_t reqs, errs, io_errs;
+	uint64_t io_errs;
 	struct mic_vop_chain chain;
 };
 
@@ -101,8 +101,6 @@ static void finish(struct block *b, struct mic_vop_chain *c, uint8_t status)
 	}
 	struct iovec iov = { &status, 1 };
 	mic_vop_host_chain_push(dev, c, &iov, 1);
-	if (status != VIRTIO_BLK_S_OK)
-		b->errs++;
 }
 
 /* Checks [sector, sector + len/512) against the capacity without a sum
@@ -179,7 +177,6 @@ static void block_serve(struct vdev *vd)
 		}
 		if (mic_vop_host_vq_get(vd->dev, VQ_REQ, c) != 1)
 			break;
-		b->reqs++;
 		finish(b, c, do_request(b, c));
 		if (mic_vop_host_vq_put(vd->dev, c) < 0)
 			break;

@@ -468,8 +468,6 @@ static void start_net(struct fz *z)
 		if (bind(z->pkt, (struct sockaddr *)&a, sizeof(a)) < 0) {
 			close(z->pkt);
 			z->pkt = -1;
-	for (unsigned i = 0; i < sizeof(z->pattern); i++)
-		z->pattern[i] = (uint8_t)(i * 7);
 		}
 	}
 }

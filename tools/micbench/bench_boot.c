@@ -26,19 +26,13 @@
 #include "bench_daemon.h"
 #include "micbench.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 struct stats {
 	double median, min, p90, max;
 };
 
 static struct stats stats_of(double *v, int n)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	micbench_sort(v, (size_t)n);
 	return (struct stats){ v[n / 2], v[0], v[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1], v[n - 1] };
 }
 

@@ -64,17 +64,10 @@ static double throughput(int fd)
 	return got >= TP_BYTES ? TP_BYTES / s / 1e6 : 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Median and p99 of LAT_KEYS key echoes, in microseconds. */
 static void latency(int fd, double *med, double *p99)
 {
 	static double v[LAT_KEYS];
-	char c;
 	quiet(fd);
 	for (int i = 0; i < LAT_KEYS; i++) {
 		uint64_t t0 = now_ns();
@@ -88,8 +81,7 @@ static void latency(int fd, double *med, double *p99)
 	}
 	if (write(fd, "\025", 1) == 1)
 		quiet(fd);
-	(void)c;
-	qsort(v, LAT_KEYS, sizeof(double), cmp_double);
+	micbench_sort(v, LAT_KEYS);
 	*med = v[LAT_KEYS / 2];
 	*p99 = v[LAT_KEYS * 99 / 100];
 }
@@ -109,10 +101,8 @@ static int plain_pty(pid_t *child)
 		dup2(s, 0);
 		dup2(s, 1);
 		dup2(s, 2);
-		char *const argv[] = { "-sh", NULL };
 		char *const envp[] = { "PS1=host# ", "TERM=linux", "PATH=/bin:/usr/bin", NULL };
 		execve("/bin/busybox", (char *const[]){ "sh", "-i", NULL }, envp);
-		(void)argv;
 		_exit(127);
 	}
 	return m;

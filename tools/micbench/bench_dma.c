@@ -128,12 +128,6 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void latency(struct bench *b, enum mic_dma_wait_mode mode, unsigned n, double *med,
 		    double *p99, int *err)
 {
@@ -162,7 +156,7 @@ static void latency(struct bench *b, enum mic_dma_wait_mode mode, unsigned n, do
 
 static double median(double *v, int n)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp_dbl);
+	micbench_sort(v, (size_t)n);
 	return v[n / 2];
 }
 

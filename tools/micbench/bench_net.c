@@ -200,12 +200,6 @@ static double echo_serve(int report, const void *arg)
 	return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Client, in the caller's namespace: median and p99 round trip in us. */
 static int echo_client(const char *addr, int port, double *med, double *p99)
 {
@@ -225,7 +219,7 @@ static int echo_client(const char *addr, int port, double *med, double *p99)
 		v[i] = (double)(now_ns() - t0) / 1e3;
 	}
 	close(s);
-	qsort(v, LAT_ROUNDS, sizeof(double), cmp_double);
+	micbench_sort(v, LAT_ROUNDS);
 	*med = v[LAT_ROUNDS / 2];
 	*p99 = v[LAT_ROUNDS * 99 / 100];
 	return 0;

@@ -8,6 +8,7 @@
 #ifndef MIC_MICBENCH_H
 #define MIC_MICBENCH_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 struct micbench_cmd {
@@ -16,6 +17,9 @@ struct micbench_cmd {
 	/* argv[0] is the subcommand's name; out is stdout or --out FILE. */
 	int (*run)(int argc, char **argv, FILE *out);
 };
+
+/* Sorts n doubles ascending (for medians and percentiles). */
+void micbench_sort(double *v, size_t n);
 
 int micbench_dma(int argc, char **argv, FILE *out);
 int micbench_boot(int argc, char **argv, FILE *out);
