@@ -29,8 +29,6 @@ start_micd --config "$RUNDIR/micd.conf"
 micctl wait mic0 ready --timeout 3 >/dev/null
 micctl wait mic1 ready --timeout 3 >/dev/null
 
-# card_sh CARD CMD: runs a busybox command in the card's mount namespace
-card_sh() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -m -- /bin/busybox "$@"; }
 wait_vda() {
     for _ in $(seq 1 100); do card_sh "$1" test -b /dev/vda 2>/dev/null && return 0; sleep 0.05; done
     return 1

@@ -3,15 +3,12 @@
 . "$(dirname "$0")/lib.sh"
 start_micd
 micctl wait mic0 ready --timeout 2 >/dev/null
-res() {
-    echo "$(ls /proc/$MICD_PID/fd | wc -l) $(awk '/^Threads/{print $2}' /proc/$MICD_PID/status) $(awk '/^VmRSS/{print $2}' /proc/$MICD_PID/status)"
-}
 cycle() { micctl boot mic0 >/dev/null && micctl shutdown mic0 >/dev/null; }
 for i in 1 2 3 4 5; do cycle; done   # warm up: lazy allocations settle
-set -- $(res); fd0=$1; th0=$2; rss0=$3
+set -- $(micd_res); fd0=$1; th0=$2; rss0=$3
 bad=0
 for i in $(seq 1 50); do cycle || bad=$((bad + 1)); done
-set -- $(res); fd1=$1; th1=$2; rss1=$3
+set -- $(micd_res); fd1=$1; th1=$2; rss1=$3
 say "before: fds=$fd0 threads=$th0 rss=${rss0}kB; after: fds=$fd1 threads=$th1 rss=${rss1}kB"
 check "50 cycles all succeeded" [ "$bad" -eq 0 ]
 check "no fd growth" [ "$fd1" -le "$fd0" ]

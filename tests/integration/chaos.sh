@@ -14,13 +14,10 @@ IMG=$RUNDIR/disk.img
 truncate -s 32M "$IMG"
 printf '[mic0]\nnet = 1\ndisk = %s\ncmdline = mic.ip=%s/24\n' "$IMG" "$CARD_IP" > "$RUNDIR/micd.conf"
 start_micd --config "$RUNDIR/micd.conf"
-hostns() { nsenter -t "$MICD_PID" -n "$@"; }
-card_sh() { nsenter -t "$(card_os_pid mic0)" -m -- /bin/busybox "$@"; }
 hostns ip addr add "$HOST_IP/24" dev mic0
 micctl wait mic0 ready --timeout 5 >/dev/null
-res() { echo "$(ls /proc/$MICD_PID/fd | wc -l) $(awk '/^Threads/{print $2}' /proc/$MICD_PID/status)"; }
 micctl boot mic0 >/dev/null && micctl shutdown mic0 >/dev/null # lazy allocations settle
-set -- $(res); fd0=$1; th0=$2
+set -- $(micd_res); fd0=$1; th0=$2
 
 # Background load for about a second and a half on every device.
 load() {
@@ -62,15 +59,15 @@ micctl boot mic0 >/dev/null
 check "devices ready" sh -c "for _ in \$(seq 50); do [ \$(micctl status mic0 --json | grep -o '\"state\":\"ready\"' | wc -l) -eq 3 ] && exit 0; sleep 0.05; done; exit 1"
 check "network: ping card" hostns ping -c 2 -i 0.2 -W 2 "$CARD_IP"
 head -c 1048576 /dev/urandom > "$RUNDIR/pat"
-card_sh dd of=/dev/vda bs=64k seek=16 conv=fsync < "$RUNDIR/pat" 2>/dev/null
-card_sh dd if=/dev/vda bs=64k skip=16 count=16 iflag=direct 2>/dev/null > "$RUNDIR/got"
+card_sh mic0 dd of=/dev/vda bs=64k seek=16 conv=fsync < "$RUNDIR/pat" 2>/dev/null
+card_sh mic0 dd if=/dev/vda bs=64k skip=16 count=16 iflag=direct 2>/dev/null > "$RUNDIR/got"
 check "disk: the card reads back what it wrote" cmp -s "$RUNDIR/pat" "$RUNDIR/got"
 out=$(micctl console mic0 <<< 'echo still-$((6*7))' | tr -d '\r')
 check "console: the shell answers" sh -c "echo '$out' | grep -qx still-42"
 micctl shutdown mic0 >/dev/null
 check "image holds the card's write after shutdown" \
     sh -c "dd if='$IMG' bs=64k skip=16 count=16 2>/dev/null | cmp -s - '$RUNDIR/pat'"
-set -- $(res); fd1=$1; th1=$2
+set -- $(micd_res); fd1=$1; th1=$2
 say "before: fds=$fd0 threads=$th0; after: fds=$fd1 threads=$th1"
 check "no fd growth" [ "$fd1" -le "$fd0" ]
 check "no thread growth" [ "$th1" -le "$th0" ]

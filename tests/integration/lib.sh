@@ -62,6 +62,14 @@ state_of() { micctl status "$1" --json | sed -E 's/^\{"cards":\[\{"name":"[^"]*"
 json_field() { micctl status "$1" --json | sed -E "s/.*\"$2\":([^,}]*).*/\\1/"; }
 # pid of the card OS init (child of the card's firmware)
 card_os_pid() { pgrep -P "$(json_field "$1" firmware_pid)" | head -1; }
+# hostns CMD...: CMD in micd's network namespace (where the TAPs are)
+hostns() { nsenter -t "$MICD_PID" -n "$@"; }
+# card_sh CARD CMD...: a busybox command in the card OS's mount namespace
+card_sh() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -m -- /bin/busybox "$@"; }
+# micd_res: micd's open fds, threads and RSS (kB)
+micd_res() {
+    echo "$(ls /proc/$MICD_PID/fd | wc -l) $(awk '/^Threads/{print $2}' /proc/$MICD_PID/status) $(awk '/^VmRSS/{print $2}' /proc/$MICD_PID/status)"
+}
 
 finish() {
     stop_micd

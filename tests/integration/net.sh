@@ -6,7 +6,6 @@ HOST_IP=10.99.0.1
 CARD_IP=10.99.0.2
 printf '[mic0]\nnet = 1\ncmdline = mic.ip=%s/24\n' "$CARD_IP" > "$RUNDIR/micd.conf"
 start_micd --config "$RUNDIR/micd.conf"
-hostns() { nsenter -t "$MICD_PID" -n "$@"; }
 cardns() { nsenter -t "$(card_os_pid mic0)" -n "$@"; }
 
 check "host TAP mic0 is up in micd's namespace" sh -c "nsenter -t $MICD_PID -n ip -o link show mic0 | grep -q ',UP'"
