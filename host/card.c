@@ -235,9 +235,8 @@ static void on_timer(struct mic_card *c)
  * matches its ID table. */
 static int probe(struct mic_card *c, char *err, size_t errlen)
 {
-	uint16_t vid, did;
-	memcpy(&vid, c->v->config + MIC_CFG_VENDOR_ID, 2);
-	memcpy(&did, c->v->config + MIC_CFG_DEVICE_ID, 2);
+	uint32_t ids = mic_cfg_read32(c->v, MIC_CFG_VENDOR_ID); /* device ID in the high half */
+	uint16_t vid = (uint16_t)ids, did = (uint16_t)(ids >> 16);
 	if (vid != MIC_PCI_VENDOR_INTEL || did < MIC_PCI_DEVICE_X100_MIN || did > MIC_PCI_DEVICE_X100_MAX) {
 		snprintf(err, errlen, "%s: %04x:%04x is not an X100 card", c->cfg.name, vid, did);
 		return -1;
@@ -258,20 +257,21 @@ static int probe(struct mic_card *c, char *err, size_t errlen)
 
 /* After power-on and every reset (which clears the register file): SMPT
  * entry 0 onto the card's host memory, the DMA controller, channel 0. */
+/* Channel 0 (image downloads) and 1..3 (the devices' large copies); the
+ * caller keeps the device threads out (their locks, or stopped). */
+static void release_dma_chans(struct mic_card *c)
+{
+	mic_dma_release_chan(&c->dma_dev, c->dma); /* NULL is fine */
+	c->dma = NULL;
+	for (int i = 0; i < c->nvdev; i++) {
+		mic_dma_release_chan(&c->dma_dev, c->vdev[i]->dma);
+		c->vdev[i]->dma = NULL;
+	}
+}
+
 static void setup_after_reset(struct mic_card *c)
 {
-	if (c->dma) {
-		mic_dma_release_chan(&c->dma_dev, c->dma);
-		c->dma = NULL;
-	}
-	/* Channels 1..3 serve the virtio devices' large copies; the caller
-	 * holds their locks. */
-	for (int i = 0; i < c->nvdev; i++) {
-		struct vdev *vd = c->vdev[i];
-		if (vd->dma)
-			mic_dma_release_chan(&c->dma_dev, vd->dma);
-		vd->dma = NULL;
-	}
+	release_dma_chans(c);
 	int rc = mic_dma_host_init(c->v);
 	for (int i = 0; !rc && i < c->nvdev && 1 + i < MIC_DMA_HOST_CHANS; i++) {
 		uint64_t off = CARD_POOL_DMA_OFF + (uint64_t)(1 + i) * CARD_DMA_RING_SPAN;
@@ -387,19 +387,15 @@ void card_fini(struct mic_card *c)
 	unwatch_fault(c);
 	if (c->hw)
 		mic_hw_power_off(c->hw); /* first: no card OS may touch the rings below */
-	for (int i = 0; i < c->nvdev; i++) {
+	for (int i = 0; i < c->nvdev; i++)
 		vdev_stop(c->vdev[i]);
-		if (c->vdev[i]->dma)
-			mic_dma_release_chan(&c->dma_dev, c->vdev[i]->dma);
+	release_dma_chans(c);
+	for (int i = 0; i < c->nvdev; i++)
 		c->vdev[i]->ops->destroy(c->vdev[i]);
-	}
 	c->nvdev = 0;
 	if (c->vop)
 		mic_vop_host_destroy(c->vop);
 	c->vop = NULL;
-	if (c->dma)
-		mic_dma_release_chan(&c->dma_dev, c->dma);
-	c->dma = NULL;
 	if (c->bus.name[0])
 		mbus_destroy(&c->bus);
 	if (c->timerfd >= 0 && c->timerfd != 0)

@@ -287,8 +287,10 @@ static int vcon_probe(struct mbus_device *dev)
 	return 0;
 fail:
 	cardlog(&os->log, "bus: probe virtio-console failed: %s", strerror(-rc));
-	if (v->line_fd >= 0)
+	if (v->line_fd >= 0) {
+		card_unwatch(os, v->line_fd); /* no-op unless it was watched */
 		mbus_free_irq(dev, v->line);
+	}
 	if (v->master >= 0)
 		close(v->master);
 	free(v);
