@@ -110,14 +110,15 @@ int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *vi
 	pthread_mutex_init(&vd->snap_lock, NULL);
 	vd->snap_state = "waiting";
 	vd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vd->stop_fd < 0)
-		return -errno;
-	int rc = mic_vop_host_add_device(vop, t, &vd->dev);
-	if (rc)
+	int rc = vd->stop_fd < 0 ? -errno : mic_vop_host_add_device(vop, t, &vd->dev);
+	if (!rc) {
+		mic_vop_host_dev_set_copy(vd->dev, vdev_dma_copy, vd);
+		rc = -pthread_create(&vd->thread, NULL, vdev_thread, vd);
+	}
+	if (rc) {
+		vdev_stop(vd); /* undoes what was done; the caller only destroys */
 		return rc;
-	mic_vop_host_dev_set_copy(vd->dev, vdev_dma_copy, vd);
-	if ((rc = pthread_create(&vd->thread, NULL, vdev_thread, vd)))
-		return -rc;
+	}
 	vd->thread_started = 1;
 	return 0;
 }

@@ -63,7 +63,9 @@ struct vdev {
 #define VDEV_BUDGET 64
 
 /* Adds the device described by t to the card's device page and starts its
- * thread.  vd->ops, priv and fd are set by the backend beforehand. */
+ * thread.  vd->ops, priv and fd are set by the backend beforehand.  On
+ * failure what it did is undone (vdev_stop): the backend only frees its
+ * own state. */
 int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *view,
 	       const char *card, const struct mic_vop_dev_template *t);
 /* Stops the thread; the owner then releases vd->dma and calls ops->destroy. */

@@ -223,7 +223,6 @@ int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 	b->vd.ops = &block_ops;
 	b->vd.priv = b;
 	b->vd.fd = -1;
-	b->vd.stop_fd = -1;
 	b->ro = cfg->disk_readonly;
 	b->fd = b->ro ? -1 : open(cfg->disk, O_RDWR | O_CLOEXEC);
 	if (b->fd < 0 && (b->ro || errno == EACCES || errno == EROFS || errno == EPERM)) {
@@ -286,7 +285,6 @@ int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 	};
 	rc = vdev_start(&b->vd, vop, view, cfg->name, &t);
 	if (rc) {
-		vdev_stop(&b->vd);
 		block_destroy(&b->vd);
 		return rc;
 	}

@@ -184,7 +184,6 @@ int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, co
 	c->vd.ops = &console_ops;
 	c->vd.priv = c;
 	c->vd.fd = -1;
-	c->vd.stop_fd = -1;
 	int rc = open_pty(c);
 	if (rc) {
 		console_destroy(&c->vd);
@@ -213,7 +212,6 @@ int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, co
 	};
 	rc = vdev_start(&c->vd, vop, view, card, &t);
 	if (rc) {
-		vdev_stop(&c->vd);
 		console_destroy(&c->vd);
 		return rc;
 	}

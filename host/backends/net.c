@@ -266,7 +266,6 @@ int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 	n->vd.ops = &net_ops;
 	n->vd.priv = n;
 	n->vd.fd = -1;
-	n->vd.stop_fd = -1;
 	int rc = alloc_bufs(n, view);
 	if (!rc)
 		rc = open_tap(n, cfg->tap);
@@ -292,7 +291,6 @@ int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 	};
 	rc = vdev_start(&n->vd, vop, view, cfg->name, &t);
 	if (rc) {
-		vdev_stop(&n->vd);
 		net_destroy(&n->vd);
 		return rc;
 	}
