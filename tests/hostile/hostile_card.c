@@ -10,7 +10,9 @@
  * MODE: idx (avail index jumps past the ring), loop (descriptor loop), oob
  * (buffer outside card memory), huge (4 GiB length), page (device page
  * rewritten under the host), fusehang (the card OS wedges itself in the
- * kernel, so that killing it cannot finish: see fuse_hang).
+ * kernel, so that killing it cannot finish: see fuse_hang), punch (the
+ * whole host memory pool punched out and the device page and rings
+ * overwritten with garbage, on one boot out of two: see punch_pool).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -84,6 +86,42 @@ static void fuse_hang(void)
 	if (read(fd, buf, sizeof(buf)) < 0) { /* the LOOKUP, read and left */ }
 }
 
+/* A reset keeps card memory (it clears the scratchpads, the boot count
+ * too), so a mark there tells the next boot what this one did. */
+#define PUNCH_MARK_ADDR 0x8000ull
+#define PUNCH_MARK      0x484354494e5550ull
+
+/* Everything the host keeps in the card's pool (device page, vrings, DMA
+ * rings, bounce buffers) is gone or garbage afterwards; only the host's
+ * private copy can rebuild it. */
+static void punch_pool(struct mic_hw_view *v, const struct vring *rx, const struct vring *tx)
+{
+	*(volatile uint64_t *)mic_cardmem(v, PUNCH_MARK_ADDR, 8) = PUNCH_MARK;
+	if (fallocate(v->hostmem.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+		      (off_t)v->hostmem.size) < 0)
+		perror("mic-hostile-card: punch");
+	uint64_t dp = (uint64_t)mic_spad_read(v, MIC_SPAD_DP_HI) << 32 | mic_spad_read(v, MIC_SPAD_DP_LO);
+	uint8_t *page = mic_sysmem(v, dp, MIC_DP_SIZE);
+	if (page)
+		memset(page, 0xa5, MIC_DP_SIZE);
+	memset(rx->desc, 0xa5, mic_vring_size(rx->num));
+	memset(tx->desc, 0xa5, mic_vring_size(tx->num));
+}
+
+/* The boot after a punch runs the real card OS (the image carries it as
+ * /sbin/mic-card), so a test sees whether the host rebuilt the pool; the
+ * mark is cleared, so the boot after that punches again. */
+static void punch_once(struct mic_hw_view *v)
+{
+	volatile uint64_t *mark = mic_cardmem(v, PUNCH_MARK_ADDR, 8);
+	if (*mark != PUNCH_MARK)
+		return;
+	*mark = 0;
+	execv("/sbin/mic-card", (char *[]){ "/sbin/mic-card", NULL });
+	perror("mic-hostile-card: /sbin/mic-card");
+	exit(4);
+}
+
 int main(void)
 {
 	struct mic_hw_view v;
@@ -94,6 +132,8 @@ int main(void)
 	char mode[16] = "idx";
 	if (m)
 		sscanf(m + 12, "%15s", mode);
+	if (!strcmp(mode, "punch"))
+		punch_once(&v);
 	fw_state(&v, MIC_FW_OS_START);
 
 	struct mic_vop_cma *cma;
@@ -135,6 +175,8 @@ int main(void)
 		struct mic_device_desc *desc = (struct mic_device_desc *)(page + MIC_DP_FIRST_DEV);
 		desc->num_vq = 4;
 		desc->type = VIRTIO_ID_BLOCK;
+	} else if (!strcmp(mode, "punch")) {
+		punch_pool(&v, mic_vop_vq_vring(rx), vr);
 	}
 	mic_vop_vq_notify(tx);
 	for (;;)

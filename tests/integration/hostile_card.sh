@@ -50,4 +50,29 @@ check "reset of a wedged card succeeds within 15 s ($((t1 - t0)) s, exit $rc): $
 check "micd says what it did" grep -q "mic0: card processes stuck in the kernel: aborted 1 FUSE connection" "$RUNDIR/micd.log"
 out=$(micctl console mic1 <<< hostname | tr -d '\r')
 check "the other card's console still works" sh -c "echo '$out' | grep -qx mic1"
+# A card OS that punches out its whole host memory pool and overwrites the
+# device page and rings with garbage breaks its devices; a reset must
+# rebuild all of it from the host's own state, with micd still running: the
+# next boot runs the real card OS (the hostile runtime execs it on the boot
+# after a punch) and gets a working console and devices.
+mkdir -p "$RUNDIR/punch/sbin"
+cp "$BIN/mic-hostile-card" "$RUNDIR/punch/sbin/"
+"$BIN/mic-mkimage" --default --init /sbin/mic-hostile-card -o "$RUNDIR/punch.img" "$RUNDIR/punch" >/dev/null
+sed -i "s|^image = .*|image = $RUNDIR/punch.img|" "$RUNDIR/micd.conf"
+boot_hostile punch
+micd_pid=$MICD_PID
+for _ in $(seq 50); do dev_state | grep -q ^broken && break; sleep 0.05; done
+st=$(dev_state)
+check "punch: device broken or waiting ($st)" sh -c "echo '$st' | grep -Eq '^(broken|waiting)'"
+check "punch: card reset" micctl reset mic0
+check "punch: card boots again" micctl boot mic0
+devs() { micctl status mic0 --json | python3 -c 'import json,sys; print(" ".join(d["state"] for d in json.load(sys.stdin)["cards"][0]["devices"]))'; }
+for _ in $(seq 100); do devs | grep -Eq 'broken|waiting' || break; sleep 0.05; done
+st=$(devs)
+check "punch: every device ready after reset and boot ($st)" sh -c "[ -n '$st' ] && ! echo '$st' | grep -Eq 'broken|waiting'"
+out=$(timeout 10 micctl console mic0 <<< hostname | tr -d '\r')
+check "punch: mic0's console works after reset and boot" sh -c "echo '$out' | grep -qx mic0"
+check "punch: the same micd all along" sh -c "[ '$micd_pid' = '$MICD_PID' ] && kill -0 $micd_pid"
+out=$(micctl console mic1 <<< hostname | tr -d '\r')
+check "punch: the other card's console still works" sh -c "echo '$out' | grep -qx mic1"
 finish
