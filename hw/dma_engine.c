@@ -7,7 +7,9 @@
  * Kick delivery is the part a simulation has to pay for, where silicon gets
  * it for free.  Host channels are kicked in-process: a counter bump, plus an
  * eventfd write only when the worker sleeps.  Card channels are kicked
- * through their eventfd from the card's process.  After running, a worker
+ * through their kick pipe from the card's process: the worker reads micd's
+ * own non-blocking description of it, never one the card holds, so the
+ * card cannot make that read block.  After running, a worker
  * looks for the next kick for up to 50 µs before it sleeps: a driver
  * streaming small transfers kicks again within that time, and a sleep and
  * wakeup per transfer would cost more than the copy.  It looks for kicks,
@@ -322,8 +324,7 @@ static void run(struct dma_chan *c)
 
 static void drain(int fd)
 {
-	uint64_t n;
-	if (read(fd, &n, sizeof(n)) < 0) { /* EAGAIN: nothing pending */ }
+	sim_line_take(fd, SIM_LINE_TAKE_MAX);
 }
 
 static void park(struct dma_chan *c)
@@ -337,11 +338,12 @@ static void park(struct dma_chan *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* A card-channel kick, consumed; a non-blocking eventfd read. */
+/* Card-channel kicks, consumed without waiting.  Bounded: kicks a
+ * flooding card writes meanwhile are left for the next look, which runs
+ * the channel once more (a kick only makes the engine look). */
 static bool take_kick(int fd)
 {
-	uint64_t n;
-	return read(fd, &n, sizeof(n)) == sizeof(n);
+	return sim_line_take(fd, SIM_LINE_TAKE_MAX) > 0;
 }
 
 /* Returns once something may need running: a kick or an engine event
@@ -386,7 +388,7 @@ static void *worker(void *arg)
 {
 	struct dma_chan *c = arg;
 	/* Host channels are kicked in-process (reg_hook), card channels
-	 * through their eventfd. */
+	 * through their kick pipe (micd's own end). */
 	int kick = host_chan(c->ch) ? -1 : c->dma->hw->kick_fd[c->ch];
 	/* Zero, not a load: kicks may come before this thread first runs. */
 	uint64_t seen = 0;
@@ -518,7 +520,8 @@ void sim_dma_reset(struct mic_hw *hw)
 			atomic_store(&c->shadow[r], 0);
 			hw_reg_set(c, r * 4, 0);
 		}
-		drain(hw->kick_fd[ch]);
+		/* micd's own end; the card is off, so this empties it */
+		sim_line_take(hw->kick_fd[ch], SIM_LINE_DRAIN_MAX);
 	}
 	for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++) {
 		struct dma_chan *c = &dma->chan[ch];

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The simulated PCIe slot: creates a card's address spaces as shared memory,
- * its interrupt lines as eventfds, and runs the card's firmware as a process
+ * its interrupt lines and DMA kicks as pipes, and runs the card's firmware as a process
  * in a PID namespace of its own, so that "power off" (killing that
  * namespace's init) stops every process the card ever started.
  */
@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -78,9 +77,42 @@ static void config_space_init(uint8_t *cfg, const struct mic_hw_config *c)
 	put16(cfg + MIC_CFG_SUBSYS_ID, (uint16_t)c->index);
 }
 
-static int efd(void)
+/* A new open file description of the pipe that fd is an end of: opening
+ * the /proc link of a pipe opens it like a FIFO, so its flags are its own. */
+static int pipe_reopen(int fd, int mode)
 {
-	return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, mode | O_NONBLOCK | O_CLOEXEC);
+}
+
+/*
+ * One line (or kick): a pipe, one byte per raise.  micd holds one read-write
+ * description of its own, non-blocking: it raises and consumes through it,
+ * and being both a reader and a writer it never sees EPIPE when the card is
+ * gone, nor POLLHUP for ever on a line whose card died.  The card gets a
+ * separate description (card_mode, or none for -1), so a card that changes
+ * the flags of the fd it holds (clears O_NONBLOCK) changes only its own.
+ * An eventfd cannot do this: it has only the one description.
+ */
+static int line_create(int *own, int *card, int card_mode)
+{
+	int p[2], rc = 0;
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -errno;
+	if ((*own = pipe_reopen(p[0], O_RDWR)) < 0 ||
+	    (card_mode >= 0 && (*card = pipe_reopen(p[0], card_mode)) < 0))
+		rc = -errno;
+	close(p[0]);
+	close(p[1]);
+	return rc;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
 }
 
 int mic_hw_create(const struct mic_hw_config *cfg, struct mic_hw **out)
@@ -97,9 +129,9 @@ int mic_hw_create(const struct mic_hw_config *cfg, struct mic_hw **out)
 	v->side = MIC_SIDE_HOST;
 	hw->config.fd = v->aperture.fd = v->mmio.fd = v->io.fd = v->hostmem.fd = -1;
 	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++)
-		v->irq_fd[i] = v->peer_irq_fd[i] = -1;
+		v->irq_fd[i] = v->peer_irq_fd[i] = hw->card.irq_fd[i] = hw->card.peer_irq_fd[i] = -1;
 	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
-		hw->kick_fd[i] = v->dma_kick_fd[i] = -1;
+		hw->kick_fd[i] = v->dma_kick_fd[i] = hw->card.dma_kick_fd[i] = -1;
 	snprintf(hw->name, sizeof(hw->name), "%s", cfg->name);
 	snprintf(hw->bootstrap, sizeof(hw->bootstrap), "%s", cfg->bootstrap);
 
@@ -114,17 +146,22 @@ int mic_hw_create(const struct mic_hw_config *cfg, struct mic_hw **out)
 	v->config = hw->config.va;
 	config_space_init(v->config, cfg);
 	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
-		if ((v->irq_fd[i] = efd()) < 0 || (v->peer_irq_fd[i] = efd()) < 0) {
-			rc = -errno;
+		/* Host lines: the card rings doorbells 0..7; the DMA lines are
+		 * raised by the engine in micd only, so the card gets no end.
+		 * Card lines: read-write for the card too, because unmasking a
+		 * pending line delivers it (mic_mmio_write32), from the card. */
+		if ((rc = line_create(&v->irq_fd[i], &hw->card.peer_irq_fd[i],
+				      i < MIC_NUM_DOORBELLS ? O_WRONLY : -1)) ||
+		    (rc = line_create(&v->peer_irq_fd[i], &hw->card.irq_fd[i], O_RDWR)))
 			goto fail;
-		}
 	}
 	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++) {
-		if ((hw->kick_fd[i] = efd()) < 0) {
-			rc = -errno;
+		/* Host channels are kicked in-process; the card kicks its own. */
+		bool host_chan = i < MIC_DMA_HOST_CHANS;
+		if ((rc = line_create(&hw->kick_fd[i], &hw->card.dma_kick_fd[i],
+				      host_chan ? -1 : O_WRONLY)))
 			goto fail;
-		}
-		if (i < MIC_DMA_HOST_CHANS)
+		if (host_chan)
 			v->dma_kick_fd[i] = hw->kick_fd[i];
 	}
 	if ((rc = sim_dma_create(hw)))
@@ -141,20 +178,42 @@ struct mic_hw_view *mic_hw_host_view(struct mic_hw *hw)
 	return &hw->host;
 }
 
-/* Format: "ap,mmio,io,hostmem;irq x16;peer x16;kick x8" as decimal fds. */
+/* Format: "ap,mmio,io,hostmem;irq x16;peer x16;kick x8" as decimal fds.
+ * The memory regions are micd's own descriptions, shared with the card on
+ * purpose: they are only mapped, and what the card can change on an open
+ * file description (status flags such as O_NONBLOCK or O_APPEND, the file
+ * offset) does not affect an existing mapping, while micd never read()s,
+ * write()s or locks them, and the seals that pin their size belong to the
+ * file, not the description.  The lines are the card's own ends. */
 static void build_env(const struct mic_hw *hw, char *buf, size_t len)
 {
 	const struct mic_hw_view *v = &hw->host;
+	const struct sim_card_ends *c = &hw->card;
 	size_t n = (size_t)snprintf(buf, len, "MIC_HW=%d,%d,%d,%d", v->aperture.fd, v->mmio.fd,
 				    v->io.fd, v->hostmem.fd);
-	/* The card's own lines are the host view's peer lines and vice versa. */
 	for (int i = 0; i < MIC_NUM_IRQ_LINES && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, ",%d", v->peer_irq_fd[i]);
+		n += (size_t)snprintf(buf + n, len - n, ",%d", c->irq_fd[i]);
 	for (int i = 0; i < MIC_NUM_IRQ_LINES && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, ",%d", v->irq_fd[i]);
+		n += (size_t)snprintf(buf + n, len - n, ",%d", c->peer_irq_fd[i]);
 	for (int i = 0; i < MIC_DMA_NUM_CHAN && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, ",%d",
-				      i < MIC_DMA_HOST_CHANS ? -1 : hw->kick_fd[i]);
+		n += (size_t)snprintf(buf + n, len - n, ",%d", c->dma_kick_fd[i]);
+}
+
+/* The card's ends outlive a card OS: the next one must find them as the
+ * hardware hands them out, whatever flags the last one set (F_SETFL
+ * replaces every status flag it can change). */
+static void card_ends_rearm(struct mic_hw *hw)
+{
+	struct sim_card_ends *c = &hw->card;
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		if (c->irq_fd[i] >= 0)
+			fcntl(c->irq_fd[i], F_SETFL, O_NONBLOCK);
+		if (c->peer_irq_fd[i] >= 0)
+			fcntl(c->peer_irq_fd[i], F_SETFL, O_NONBLOCK);
+	}
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		if (c->dma_kick_fd[i] >= 0)
+			fcntl(c->dma_kick_fd[i], F_SETFL, O_NONBLOCK);
 }
 
 static void keep_open(int fd)
@@ -168,6 +227,7 @@ int mic_hw_power_on(struct mic_hw *hw)
 	if (hw->pid > 0)
 		return 0;
 	char env_hw[512], env_name[64];
+	card_ends_rearm(hw);
 	build_env(hw, env_hw, sizeof(env_hw));
 	snprintf(env_name, sizeof(env_name), "MIC_CARD=%s", hw->name);
 	char *const argv[] = { hw->bootstrap, NULL };
@@ -179,12 +239,13 @@ int mic_hw_power_on(struct mic_hw *hw)
 	fds[nfd++] = v->mmio.fd;
 	fds[nfd++] = v->io.fd;
 	fds[nfd++] = v->hostmem.fd;
+	/* Only the card's ends: micd's own descriptions stay close-on-exec. */
 	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
-		fds[nfd++] = v->irq_fd[i];
-		fds[nfd++] = v->peer_irq_fd[i];
+		fds[nfd++] = hw->card.irq_fd[i];
+		fds[nfd++] = hw->card.peer_irq_fd[i];
 	}
 	for (int i = MIC_DMA_HOST_CHANS; i < MIC_DMA_NUM_CHAN; i++)
-		fds[nfd++] = hw->kick_fd[i];
+		fds[nfd++] = hw->card.dma_kick_fd[i];
 
 	int pidfd = -1;
 	pid_t pid = proc_clone(CLONE_NEWPID, &pidfd);
@@ -418,10 +479,11 @@ int mic_hw_reset(struct mic_hw *hw)
 	sim_dma_reset(hw);
 	memset(hw->host.mmio.va, 0, hw->host.mmio.size);
 	memset(hw->host.io.va, 0, MIC_IO_SIZE);
+	/* micd's own descriptions, non-blocking whatever the card did; the
+	 * card is gone, so nothing refills them and the bound is never met. */
 	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
-		uint64_t n;
-		if (read(hw->host.irq_fd[i], &n, sizeof(n)) < 0) { /* drain */ }
-		if (read(hw->host.peer_irq_fd[i], &n, sizeof(n)) < 0) { /* drain */ }
+		sim_line_take(hw->host.irq_fd[i], SIM_LINE_DRAIN_MAX);
+		sim_line_take(hw->host.peer_irq_fd[i], SIM_LINE_DRAIN_MAX);
 	}
 	return mic_hw_power_on(hw);
 }
@@ -432,10 +494,9 @@ void mic_hw_card_view(struct mic_hw *hw, struct mic_hw_view *c)
 	*c = *h;
 	c->side = MIC_SIDE_CARD;
 	c->config = NULL;
-	memcpy(c->irq_fd, h->peer_irq_fd, sizeof(c->irq_fd));
-	memcpy(c->peer_irq_fd, h->irq_fd, sizeof(c->peer_irq_fd));
-	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
-		c->dma_kick_fd[i] = i < MIC_DMA_HOST_CHANS ? -1 : hw->kick_fd[i];
+	memcpy(c->irq_fd, hw->card.irq_fd, sizeof(c->irq_fd));
+	memcpy(c->peer_irq_fd, hw->card.peer_irq_fd, sizeof(c->peer_irq_fd));
+	memcpy(c->dma_kick_fd, hw->card.dma_kick_fd, sizeof(c->dma_kick_fd));
 	c->dma_reg_hook = NULL;
 	c->dma_reg_read = NULL;
 	c->dma_reg_ctx = NULL;
@@ -459,14 +520,15 @@ void mic_hw_destroy(struct mic_hw *hw)
 	sim_dma_destroy(hw);
 	struct mic_hw_view *v = &hw->host;
 	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
-		if (v->irq_fd[i] >= 0)
-			close(v->irq_fd[i]);
-		if (v->peer_irq_fd[i] >= 0)
-			close(v->peer_irq_fd[i]);
+		close_fd(&v->irq_fd[i]);
+		close_fd(&v->peer_irq_fd[i]);
+		close_fd(&hw->card.irq_fd[i]);
+		close_fd(&hw->card.peer_irq_fd[i]);
 	}
-	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
-		if (hw->kick_fd[i] >= 0)
-			close(hw->kick_fd[i]);
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++) {
+		close_fd(&hw->kick_fd[i]);
+		close_fd(&hw->card.dma_kick_fd[i]);
+	}
 	region_destroy(&hw->config);
 	region_destroy(&v->aperture);
 	region_destroy(&v->mmio);

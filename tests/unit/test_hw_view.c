@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* The simulated register file: doorbells, ownership, SMPT translation. */
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "hw/mic_hw.h"
@@ -112,6 +115,68 @@ static void smpt_translation_is_bounded(void **state)
 	assert_non_null(mic_card_addr(&c, h->aperture.size - 1, 1));
 }
 
+static void set_blocking(int fd, int blocking)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fd >= 0 && fl >= 0)
+		fcntl(fd, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
+}
+
+static void card_ends_blocking(const struct mic_hw_view *c, int blocking)
+{
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		set_blocking(c->irq_fd[i], blocking);
+		set_blocking(c->peer_irq_fd[i], blocking);
+	}
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		set_blocking(c->dma_kick_fd[i], blocking);
+}
+
+static int nonblocking(int fd)
+{
+	return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
+}
+
+/* A card that clears O_NONBLOCK on every line fd it holds changes its own
+ * descriptions only: the host's ends stay non-blocking, so an ack of an
+ * empty line and a raise into a full one return at once. */
+static void card_cannot_make_host_lines_block(void **state)
+{
+	struct mic_hw_view *h = mic_hw_host_view(*state);
+	struct mic_hw_view c;
+	mic_hw_card_view(*state, &c);
+	alarm(10); /* a regression blocks: fail, do not hang */
+	card_ends_blocking(&c, 1);
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		assert_true(nonblocking(h->irq_fd[i]));
+		assert_true(nonblocking(h->peer_irq_fd[i]));
+		assert_int_equal(mic_irq_ack(h, (unsigned)i), 0); /* empty, at once */
+	}
+	for (int i = 0; i < MIC_DMA_HOST_CHANS; i++)
+		assert_true(nonblocking(h->dma_kick_fd[i]));
+	/* The card's doorbells still reach the host, and the card cannot
+	 * read (steal) the host's interrupts through the end it holds. */
+	assert_int_equal(mic_doorbell_ring(&c, 1), 0);
+	uint8_t b;
+	assert_int_equal(read(c.peer_irq_fd[1], &b, 1), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(mic_irq_ack(h, 1), 1);
+	/* Host DMA lines are raised by the engine only: the card has no end. */
+	assert_int_equal(c.peer_irq_fd[MIC_IRQ_DMA(0)], -1);
+	/* A card that never acks: its line fills, and the host's raises go on
+	 * returning (a full line is a pending line). */
+	for (int i = 0; i < 80000; i++)
+		assert_int_equal(mic_doorbell_ring(h, 4), 0);
+	mic_irq_raise_peer(h, MIC_IRQ_DMA(5));
+	card_ends_blocking(&c, 0);
+	uint64_t pending = 0, n;
+	while ((n = mic_irq_ack(&c, 4)))
+		pending += n;
+	assert_true(pending > 0 && pending <= 80000);
+	assert_int_equal(mic_irq_ack(&c, MIC_IRQ_DMA(5)), 1);
+	alarm(0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -120,6 +185,7 @@ int main(void)
 		cmocka_unit_test(register_ownership),
 		cmocka_unit_test(masked_lines_wait_for_unmask),
 		cmocka_unit_test(smpt_translation_is_bounded),
+		cmocka_unit_test(card_cannot_make_host_lines_block),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
