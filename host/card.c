@@ -289,8 +289,10 @@ static void setup_after_reset(struct mic_card *c)
 		log_warn("%s: no DMA channel (%s): image downloads use the CPU", c->cfg.name,
 			 strerror(-rc));
 	}
+	/* The card may have destroyed its pool (it holds the memfd): the page
+	 * and rings come back from micd's own copy, never from the pool. */
 	if (c->vop)
-		mic_vop_host_publish(c->vop);
+		mic_vop_host_reset(c->vop);
 }
 
 /* The card's virtio devices: console always, net unless disabled, block
@@ -540,6 +542,15 @@ int card_boot(struct mic_card *c, char *err, size_t errlen)
 	snprintf(bp.name, sizeof(bp.name), "%s", c->cfg.name);
 	snprintf(bp.cmdline, sizeof(bp.cmdline), "%s", c->cfg.cmdline);
 	mic_bootparam_seal(&bp);
+	/* A card OS that halted on its own may have trashed the device page
+	 * without a reset since: the new one must find it pristine too. */
+	for (int i = 0; i < c->nvdev; i++)
+		vdev_lock(c->vdev[i]);
+	mic_vop_host_reset(c->vop);
+	for (int i = 0; i < c->nvdev; i++) {
+		vdev_card_gone_locked(c->vdev[i]);
+		vdev_unlock(c->vdev[i]);
+	}
 	memcpy(mic_cardmem(c->v, MIC_BOOTPARAM_ADDR, sizeof(bp)), &bp, sizeof(bp));
 	c->last_error[0] = 0;
 	mic_spad_write(c->v, MIC_SPAD_HOST_CMD, MIC_CMD_NONE);

@@ -117,6 +117,18 @@ static void punch_once(struct mic_hw_view *v)
 	if (*mark != PUNCH_MARK)
 		return;
 	*mark = 0;
+	/* The real card OS attaches to the same hardware: whatever attach did
+	 * to keep the fds from children, it must inherit them. */
+	const struct mic_region *r[] = { &v->aperture, &v->mmio, &v->io, &v->hostmem };
+	for (unsigned i = 0; i < 4; i++)
+		fcntl(r[i]->fd, F_SETFD, 0);
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		fcntl(v->irq_fd[i], F_SETFD, 0);
+		fcntl(v->peer_irq_fd[i], F_SETFD, 0);
+	}
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		if (v->dma_kick_fd[i] >= 0)
+			fcntl(v->dma_kick_fd[i], F_SETFD, 0);
 	execv("/sbin/mic-card", (char *[]){ "/sbin/mic-card", NULL });
 	perror("mic-hostile-card: /sbin/mic-card");
 	exit(4);

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Device page: byte layout, building and parsing, config change, removal. */
+#include <fcntl.h>
+
 #include "vop_fixture.h"
 
 #include "vop/dp.h"
@@ -248,6 +250,81 @@ static void card_open_needs_page(void **state)
 	mic_vop_card_close(c);
 }
 
+/* A card holds its pool's memfd: it may punch the pool out or fill it with
+ * garbage.  A reset must rebuild the page and rings from the host's own
+ * copy alone, byte for byte, config space included. */
+static void reset_rebuilds_destroyed_pool(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *dp = mic_vop_host_dp(f->vh);
+	struct mic_vop_dev_template t = fx_console_tmpl();
+	uint8_t ccfg[12] = { 80, 0, 25, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	t.config = ccfg;
+	struct fx_dev x;
+	fx_bring_up(f, &t, ~0ull, 0, &x);
+	struct mic_vop_dev_template gone = fx_console_tmpl(), net = fx_console_tmpl();
+	gone.num_vq = 1;
+	struct mic_vop_host_dev *g, *n;
+	assert_int_equal(mic_vop_host_add_device(f->vh, &gone, &g), 0);
+	assert_int_equal(mic_vop_host_remove_device(f->vh, g, 0), 0);
+	uint8_t mac[6] = { 2, 0, 0x6d, 0x69, 0x63, 1 };
+	net.type = VIRTIO_ID_NET;
+	net.config_len = sizeof(mac);
+	net.config = mac;
+	assert_int_equal(mic_vop_host_add_device(f->vh, &net, &n), 0);
+	size_t noff = mic_vop_host_dev_offset(n), nsz = mic_dp_total_size(2, 8, sizeof(mac));
+	uint8_t net_fresh[256];
+	memcpy(net_fresh, dp + noff, nsz);
+	uint8_t size[4] = { 132, 0, 43, 0 }; /* the host's config moves on */
+	assert_int_equal(mic_vop_host_dev_config_change(x.hd, size, 4, 0), 0);
+	struct vring *vr = mic_vop_vq_vring(x.q[1]);
+	size_t ring_len = mic_vring_size(vr->num);
+	memset(vr->desc, 0x11, ring_len); /* the card's own use of the ring */
+
+	mic_vop_host_reset(f->vh);
+	static uint8_t pristine[MIC_DP_SIZE], zero[8192];
+	memcpy(pristine, dp, MIC_DP_SIZE);
+	assert_memory_equal(dp + noff, net_fresh, nsz);
+	assert_memory_equal((uint8_t *)vr->desc, zero, ring_len);
+
+	assert_int_equal(fallocate(f->h->hostmem.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+				   (off_t)f->h->hostmem.size), 0);
+	assert_int_equal(rd(dp, 4), 0);
+	memset((uint8_t *)f->h->hostmem.va + FX_POOL_OFF, 0xa5, FX_POOL_SIZE);
+	mic_vop_host_dev_poll(x.hd);
+	assert_true(mic_vop_host_dev_broken(x.hd, NULL));
+
+	mic_vop_host_reset(f->vh);
+	assert_memory_equal(dp, pristine, MIC_DP_SIZE);
+	assert_memory_equal((uint8_t *)vr->desc, zero, ring_len);
+	assert_false(mic_vop_host_dev_broken(x.hd, NULL));
+	assert_false(mic_vop_host_dev_ready(x.hd));
+	assert_int_equal(mic_spad_read(&f->c, MIC_SPAD_DP_LO), (uint32_t)mic_vop_host_dp_card_addr(f->vh));
+
+	/* What a booting card OS sees: the same devices, the host's config,
+	 * the removed block skipped, nothing after the last block. */
+	struct mic_vop_card *c;
+	assert_int_equal(mic_vop_card_open(&f->c, NULL, &c), 0);
+	assert_int_equal(mic_vop_card_scan(c), 2); /* the removed block is not counted */
+	struct mic_vop_cdev *cd = mic_vop_card_find(c, VIRTIO_ID_CONSOLE, 0);
+	struct mic_vop_cdev *nd = mic_vop_card_find(c, VIRTIO_ID_NET, 0);
+	assert_non_null(cd);
+	assert_non_null(nd);
+	uint8_t got[12];
+	memcpy(ccfg, size, sizeof(size));
+	assert_int_equal(mic_vop_cdev_read_config(cd, 0, got, 12), 0);
+	assert_memory_equal(got, ccfg, 12);
+	assert_int_equal(mic_vop_cdev_read_config(nd, 0, got, 6), 0);
+	assert_memory_equal(got, mac, 6);
+	struct mic_vop_vq *q[2];
+	assert_int_equal(mic_vop_cdev_negotiate(cd, ~0ull, NULL), 0);
+	assert_int_equal(mic_vop_cdev_setup_vq(cd, 0, 0, &q[0]), 0);
+	assert_int_equal(mic_vop_cdev_setup_vq(cd, 1, 0, &q[1]), 0);
+	assert_int_equal(mic_vop_cdev_driver_ok(cd), 0);
+	assert_true(mic_vop_host_dev_poll(x.hd) & MIC_VOP_EV_READY);
+	mic_vop_card_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +335,7 @@ int main(void)
 		cmocka_unit_test(parser_rejects),
 		cmocka_unit_test_setup_teardown(config_change_and_remove, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(card_open_needs_page, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(reset_rebuilds_destroyed_pool, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@ struct mic_vop_host_dev {
 	uint8_t num_vq, feature_len, config_len;
 	uint64_t host_features;
 	unsigned c2h_db;
+	uint8_t config[UINT8_MAX];  /* config space as the host last wrote it */
 	struct hvq vq[MIC_MAX_VRINGS];
 	/* Latched from the card at DRIVER_OK, after validation. */
 	bool ready;
@@ -137,6 +138,19 @@ static void pool_free(struct mic_vop_host *h, uint64_t off, size_t pages)
 
 /* --- per card --- */
 
+static void write_header(struct mic_vop_host *h)
+{
+	memset(h->dp, 0, MIC_DP_FIRST_DEV);
+	struct mic_dp_hdr *hdr = (void *)h->dp;
+	hdr->c2h_shutdown_db = -1;
+	hdr->h2c_shutdown_db = -1;
+	hdr->h2c_config_db = MIC_DB_CONFIG;
+	shm_st32(&hdr->magic, MIC_DP_MAGIC);
+}
+
+static void write_block(struct mic_vop_host_dev *d);
+static void reset_state(struct mic_vop_host_dev *d);
+
 int mic_vop_host_create(struct mic_hw_view *v, uint64_t pool_off, uint64_t pool_size,
 			struct mic_vop_host **out)
 {
@@ -158,12 +172,8 @@ int mic_vop_host_create(struct mic_hw_view *v, uint64_t pool_off, uint64_t pool_
 	h->page_used[0] = 1;
 	h->dp = (uint8_t *)v->hostmem.va + pool_off;
 	memset(h->dp, 0, MIC_DP_SIZE);
-	struct mic_dp_hdr *hdr = (void *)h->dp;
-	hdr->c2h_shutdown_db = -1;
-	hdr->h2c_shutdown_db = -1;
-	hdr->h2c_config_db = MIC_DB_CONFIG;
-	shm_st32(&hdr->magic, MIC_DP_MAGIC);
 	h->end = MIC_DP_FIRST_DEV;
+	write_header(h);
 	mic_vop_host_publish(h);
 	*out = h;
 	return 0;
@@ -187,6 +197,24 @@ void mic_vop_host_publish(struct mic_vop_host *h)
 	uint64_t a = mic_vop_host_dp_card_addr(h);
 	mic_spad_write(h->v, MIC_SPAD_DP_LO, (uint32_t)a);
 	mic_spad_write(h->v, MIC_SPAD_DP_HI, (uint32_t)(a >> 32));
+}
+
+void mic_vop_host_reset(struct mic_vop_host *h)
+{
+	write_header(h);
+	for (unsigned i = 0; i < h->ndev; i++) {
+		struct mic_vop_host_dev *d = h->dev[i];
+		if (d->live) {
+			reset_state(d);
+		} else {
+			/* The card's scan must still be able to step over it. */
+			write_block(d);
+			shm_st8(&ddesc(d)->type, (uint8_t)MIC_DP_TYPE_REMOVED);
+		}
+	}
+	/* A type-0 byte right after the last block ends the card's list. */
+	memset(h->dp + h->end, 0, MIC_DP_SIZE - h->end);
+	mic_vop_host_publish(h);
 }
 
 uint64_t mic_vop_host_dp_card_addr(const struct mic_vop_host *h)
@@ -230,6 +258,7 @@ static void write_block(struct mic_vop_host_dev *d)
 		vc->num = d->vq[i].num;
 	}
 	shm_features_put(b + mic_dp_host_feat_off(d->num_vq), d->feature_len, d->host_features);
+	memcpy(dconfig(d), d->config, d->config_len);
 	struct mic_device_ctrl *c = dctrl(d);
 	c->c2h_vdev_db = (int8_t)d->c2h_db;
 	c->h2c_vdev_db = -1;
@@ -307,9 +336,9 @@ int mic_vop_host_add_device(struct mic_vop_host *h, const struct mic_vop_dev_tem
 		}
 		vq_layout(d, i);
 	}
-	write_block(d);
 	if (t->config)
-		memcpy(dconfig(d), t->config, t->config_len);
+		memcpy(d->config, t->config, t->config_len);
+	write_block(d);
 	d->live = true;
 	/* The card may scan at any time: the block must be complete before it
 	 * can see a type that is not END/REMOVED. */
@@ -496,11 +525,9 @@ static void reset_state(struct mic_vop_host_dev *d)
 	d->h2c_db = -1;
 	d->broken = false;
 	d->reason[0] = 0;
-	/* The type byte is the host's; put everything else back. */
-	uint8_t cfg[256];
-	memcpy(cfg, dconfig(d), d->config_len);
+	/* From the host's copy only, config space included: whatever the card
+	 * left in the block (or the pool) may be garbage. */
 	write_block(d);
-	memcpy(dconfig(d), cfg, d->config_len);
 	shm_st8(&ddesc(d)->type, (uint8_t)d->type);
 }
 
@@ -544,6 +571,7 @@ int mic_vop_host_dev_config_change(struct mic_vop_host_dev *d, const void *cfg, 
 	if (!d->live || len > d->config_len)
 		return -EINVAL;
 	struct mic_device_ctrl *c = dctrl(d);
+	memcpy(d->config, cfg, len);
 	memcpy(dconfig(d), cfg, len);
 	shm_st8(&c->guest_ack, 0);
 	/* The card reads the config bytes once it sees config_change. */

@@ -112,6 +112,13 @@ void mic_vop_host_destroy(struct mic_vop_host *h);
  * address into MIC_SPAD_DP_LO/HI.  Call again after a function-level reset,
  * which clears the register file. */
 void mic_vop_host_publish(struct mic_vop_host *h);
+/* The card was reset: rebuilds the whole device page from the host's own
+ * copy (header, every block with its config space, the end of the list),
+ * zeroes every vring and forgets every device's driver state and "broken"
+ * (mic_vop_host_dev_reset for each), then publishes the page.  Nothing is
+ * read back from the pool, so a card that destroyed it finds it pristine
+ * at its next boot.  The caller keeps every device's thread out. */
+void mic_vop_host_reset(struct mic_vop_host *h);
 uint64_t mic_vop_host_dp_card_addr(const struct mic_vop_host *h);
 void *mic_vop_host_dp(const struct mic_vop_host *h);   /* the page, for inspection */
 
