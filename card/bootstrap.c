@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/capability.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "card/cardlog.h"
+#include "card/seccomp.h"
 #include "hw/mic_hw.h"
 #include "lib/image.h"
 #include "lib/proc.h"
@@ -115,46 +115,101 @@ static int extract(struct bootstrap *b)
 	return rc == ARCHIVE_EOF ? 0 : -1;
 }
 
-static void bind_dev(const char *name)
+/* The host device nodes a card may use, bound from the host's /dev into
+ * the firmware's root and from there into the card OS's /dev: tun and fuse
+ * let the card's drivers give it a network interface and a disk; nothing
+ * else of the host's /dev. */
+static const char *const card_devs[] = { "null", "zero", "full", "random", "urandom", "tty",
+					 "net/tun", "fuse" };
+
+static int bind_dev(const char *from, const char *to)
 {
-	char src[64], dst[64];
-	snprintf(src, sizeof(src), "/.oldroot/dev/%s", name);
-	snprintf(dst, sizeof(dst), "/dev/%s", name);
-	int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+	int fd = open(to, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
 	if (fd >= 0)
 		close(fd);
-	mount(src, dst, NULL, MS_BIND, NULL);
+	return mount(from, to, NULL, MS_BIND, NULL);
+}
+
+static int bind_devs(const char *from_dev, const char *to_dev)
+{
+	char src[96], dst[96];
+	snprintf(dst, sizeof(dst), "%s/net", to_dev);
+	mkdir(dst, 0755);
+	for (size_t i = 0; i < sizeof(card_devs) / sizeof(card_devs[0]); i++) {
+		snprintf(src, sizeof(src), "%s/%s", from_dev, card_devs[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", to_dev, card_devs[i]);
+		if (bind_dev(src, dst) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /*
- * The card OS keeps what a card's kernel and its drivers need (its own
- * network, mounts for FUSE and loop, device nodes in its /dev) but none of
- * the capabilities that reach the host machine itself.
+ * The firmware's own root: a small tmpfs with the device nodes above and
+ * the firmware's proc and sysfs, and nothing of the host's files.  The
+ * firmware starts in a copy of the host's mount namespace (owned by the
+ * card's user namespace, so it can mount here but not change the host's);
+ * after this, neither it nor the card OS it starts can name a host file.
+ * Its own proc and sysfs are there because the kernel lets a user namespace
+ * mount those only where a full instance is already visible.
  */
-static void drop_host_capabilities(void)
+static int firmware_root(struct bootstrap *b)
 {
-	static const int caps[] = {
-		CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_BOOT, CAP_SYS_TIME, CAP_DAC_READ_SEARCH,
-		CAP_SYSLOG, CAP_WAKE_ALARM, CAP_MAC_ADMIN, CAP_MAC_OVERRIDE, CAP_AUDIT_CONTROL,
-		CAP_LINUX_IMMUTABLE, CAP_SYS_PACCT, CAP_BLOCK_SUSPEND, CAP_BPF, CAP_PERFMON,
-		CAP_CHECKPOINT_RESTORE,
-	};
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-		prctl(PR_CAPBSET_DROP, caps[i], 0, 0, 0);
+	const char *at = access("/mnt", F_OK) == 0 ? "/mnt" : "/tmp";
+	char path[64];
+	const char *step = "private mounts";
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		goto fail;
+	step = "firmware tmpfs";
+	if (mount("firmware", at, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0 ||
+	    chdir(at) < 0)
+		goto fail;
+	mkdir("dev", 0755);
+	mkdir("proc", 0555);
+	mkdir("sys", 0555);
+	mkdir("mnt", 0755);
+	mkdir("old", 0700);
+	step = "device nodes";
+	snprintf(path, sizeof(path), "%s/dev", at);
+	if (bind_devs("/dev", path) < 0)
+		goto fail;
+	step = "proc";
+	if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		goto fail;
+	step = "sysfs";
+	if (mount("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0)
+		goto fail;
+	step = "pivot";
+	if (syscall(SYS_pivot_root, ".", "old") < 0 || chdir("/") < 0 ||
+	    umount2("/old", MNT_DETACH) < 0)
+		goto fail;
+	rmdir("/old");
+	return 0;
+fail:
+	cardlog(&b->log, "firmware root: %s: %s", step, strerror(errno));
+	return -1;
 }
 
 /* In the card OS's fresh namespaces: build its root and exec its init.
  * Returns only on failure. */
 static void card_os_child(struct bootstrap *b, int errfd)
 {
-	const char *mnt = access("/mnt", F_OK) == 0 ? "/mnt" : "/tmp";
+	/* The card's RAM bounds its tmpfs: the root (with /tmp) may use half,
+	 * as a kernel's default tmpfs does, and /dev/shm an eighth.  The
+	 * cgroup's memory limit is the wall; these make a full disk an
+	 * ENOSPC first, not an out-of-memory kill. */
+	char root_opts[64], shm_opts[64];
+	snprintf(root_opts, sizeof(root_opts), "mode=0755,size=%lluk",
+		 (unsigned long long)(b->hw.aperture.size / 2 >> 10));
+	snprintf(shm_opts, sizeof(shm_opts), "mode=01777,size=%lluk",
+		 (unsigned long long)(b->hw.aperture.size / 8 >> 10));
 	int step = 0;
 	if (sethostname(b->bp.name, strlen(b->bp.name)) < 0)
 		goto fail;
 	step++;
-	/* Nothing mounted from here on is seen by the host. */
+	/* Nothing mounted from here on is seen by the firmware. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("cardroot", mnt, "tmpfs", MS_NODEV, "mode=0755") < 0 || chdir(mnt) < 0)
+	    mount("cardroot", "/mnt", "tmpfs", MS_NODEV, root_opts) < 0 || chdir("/mnt") < 0)
 		goto fail;
 	step++;
 	if (extract(b) < 0)
@@ -169,18 +224,13 @@ static void card_os_child(struct bootstrap *b, int errfd)
 	mkdir("/dev", 0755);
 	mkdir("/tmp", 01777);
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
-	    mount("dev", "/dev", "tmpfs", MS_NOSUID, "mode=0755") < 0)
+	    mount("dev", "/dev", "tmpfs", MS_NOSUID, "mode=0755,size=256k") < 0 ||
+	    bind_devs("/.oldroot/dev", "/dev") < 0)
 		goto fail;
 	mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
-	/* tun, fuse and loop-control let the card's drivers give the card OS
-	 * a network interface and a disk; nothing else of the host's /dev. */
-	mkdir("/dev/net", 0755);
-	static const char *const devs[] = { "null", "zero", "full", "random", "urandom", "tty",
-					    "net/tun", "fuse", "loop-control" };
-	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
-		bind_dev(devs[i]);
 	mkdir("/dev/pts", 0755);
 	mkdir("/dev/shm", 01777);
+	mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, shm_opts);
 	mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
 	if (symlink("pts/ptmx", "/dev/ptmx") < 0) { /* already there */ }
 	umount2("/.oldroot", MNT_DETACH);
@@ -191,7 +241,13 @@ static void card_os_child(struct bootstrap *b, int errfd)
 	snprintf(env_hw, sizeof(env_hw), "MIC_HW=%s", getenv("MIC_HW"));
 	snprintf(env_card, sizeof(env_card), "MIC_CARD=%s", b->bp.name);
 	snprintf(env_cmdline, sizeof(env_cmdline), "MIC_CMDLINE=%s", b->bp.cmdline);
-	drop_host_capabilities();
+	/* The card OS gets the hardware and nothing else of the firmware's. */
+	if (mic_hw_card_pass_fds(&b->hw) < 0)
+		goto fail;
+	step++;
+	if (card_seccomp_load() < 0)
+		goto fail;
+	step++;
 	char *const argv[] = { b->img.init, NULL };
 	char *const envp[] = { env_hw, env_card, env_cmdline, "PATH=/bin:/sbin:/usr/bin:/usr/sbin",
 			       "HOME=/root", "TERM=linux", NULL };
@@ -206,7 +262,9 @@ fail:;
 static pid_t start_card_os(struct bootstrap *b)
 {
 	static const char *const steps[] = { "set hostname", "mount root", "unpack image",
-					     "pivot root", "mount filesystems", "exec init" };
+					     "pivot root", "mount filesystems", "hand over the hardware",
+					     "seccomp filter", "exec init" };
+	const int nsteps = (int)(sizeof(steps) / sizeof(steps[0]));
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -1;
@@ -229,7 +287,7 @@ static pid_t start_card_os(struct bootstrap *b)
 		return pid; /* exec closed the pipe */
 	if (n == sizeof(err))
 		cardlog(&b->log, "card OS start failed at '%s': %s",
-			steps[err[0] < 6 && err[0] >= 0 ? err[0] : 5], strerror(err[1]));
+			steps[err[0] < nsteps && err[0] >= 0 ? err[0] : nsteps - 1], strerror(err[1]));
 	waitpid(pid, NULL, 0);
 	return -1;
 }
@@ -243,6 +301,8 @@ int main(void)
 		return 1;
 	}
 	cardlog_open(&b.log, &b.hw, MIC_LOG_ADDR, MIC_LOG_SIZE, "bootstrap");
+	if (firmware_root(&b) < 0)
+		return 1;
 	mic_spad_write(&b.hw, MIC_SPAD_BOOT_COUNT, mic_spad_read(&b.hw, MIC_SPAD_BOOT_COUNT) + 1);
 	mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, MIC_BOOT_OK);
 	for (;;) {

@@ -34,6 +34,8 @@ static void card_defaults(struct card_cfg *k, int index)
 	k->net = 1;
 	tap_default(k);
 	k->hostmem_size = 64ull << 20;
+	k->pids_max = 1024;
+	k->cpu_weight = 100;
 }
 
 void micd_cfg_set_cards(struct micd_cfg *c, int n)
@@ -58,6 +60,10 @@ void micd_cfg_defaults(struct micd_cfg *c)
 	c->shutdown_timeout_ms = 5000;
 	c->reset_timeout_ms = 5000;
 	c->watchdog_ms = 5000;
+	/* Above any id a distribution hands out (Debian's subordinate ranges
+	 * start at 100000, with 65536 each); checked against /etc/subuid. */
+	c->idmap_base = 1u << 30;
+	c->idmap_size = 65536;
 	micd_cfg_set_cards(c, 1);
 }
 
@@ -145,6 +151,17 @@ static int on_key(void *user, const char *section, const char *key, const char *
 			return set_str(c->bootstrap, sizeof(c->bootstrap), val);
 		if (!strcmp(key, "image"))
 			return set_str(c->image, sizeof(c->image), val);
+		if (!strcmp(key, "idmap_base") || !strcmp(key, "idmap_size")) {
+			if (!parse_num(val, &n) || n < 1 || n > UINT32_MAX)
+				return 0;
+			if (key[6] == 'b')
+				c->idmap_base = (uint32_t)n;
+			else if (n >= 1024) /* room for the card's own users */
+				c->idmap_size = (uint32_t)n;
+			else
+				return 0;
+			return 1;
+		}
 		/* 0 would disarm the timer and leave a card stuck in a transition */
 		if (!parse_num(val, &n) || n < 100 || n > 600000)
 			return 0;
@@ -195,6 +212,14 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		k->aperture_size = n << 20;
 	else if (!strcmp(key, "hostmem_mb") && n >= 16 && n <= 65536)
 		k->hostmem_size = n << 20;
+	else if (!strcmp(key, "memory_mb") && n >= 64 && n <= (1u << 20))
+		k->memory_max = n << 20;
+	else if (!strcmp(key, "pids_max") && n >= 16 && n <= 1u << 22)
+		k->pids_max = (uint32_t)n;
+	else if (!strcmp(key, "cpu_weight") && n >= 1 && n <= 10000)
+		k->cpu_weight = (uint32_t)n;
+	else if (!strcmp(key, "idmap_base") && n >= 1 && n <= UINT32_MAX)
+		k->id_base = (uint32_t)n;
 	else
 		return 0;
 	return 1;
@@ -224,6 +249,56 @@ int micd_cfg_load(struct micd_cfg *c, const char *path, char *err, size_t errlen
 	if (c->ncards == 0) {
 		snprintf(err, errlen, "%s: no card configured", path);
 		return -1;
+	}
+	return 0;
+}
+
+/* Overlap of [a, a+n) with a "name:start:count" line of /etc/subuid. */
+static int sub_overlap(const char *file, uint64_t a, uint64_t n, char *who, size_t wlen)
+{
+	FILE *f = fopen(file, "re");
+	char line[256];
+	int hit = 0;
+	while (f && !hit && fgets(line, sizeof(line), f)) {
+		char name[128];
+		unsigned long long s, c;
+		if (sscanf(line, "%127[^:]:%llu:%llu", name, &s, &c) == 3 && s < a + n && a < s + c) {
+			snprintf(who, wlen, "%s (%s)", file, name);
+			hit = 1;
+		}
+	}
+	if (f)
+		fclose(f);
+	return hit;
+}
+
+int micd_cfg_finish(struct micd_cfg *c, char *err, size_t errlen)
+{
+	const uint64_t size = c->idmap_size;
+	for (int i = 0; i < c->ncards; i++) {
+		struct card_cfg *k = &c->cards[i];
+		uint64_t base = k->id_base ? k->id_base : (uint64_t)c->idmap_base + (uint64_t)i * size;
+		if (base + size > UINT32_MAX) {
+			snprintf(err, errlen, "%s: id range %llu+%llu does not fit in 32 bits", k->name,
+				 (unsigned long long)base, (unsigned long long)size);
+			return -1;
+		}
+		k->id_base = (uint32_t)base;
+		if (!k->memory_max)
+			k->memory_max = k->aperture_size;
+		char who[200];
+		if (sub_overlap("/etc/subuid", base, size, who, sizeof(who)) ||
+		    sub_overlap("/etc/subgid", base, size, who, sizeof(who))) {
+			snprintf(err, errlen, "%s: id range %llu-%llu overlaps %s; set idmap_base", k->name,
+				 (unsigned long long)base, (unsigned long long)(base + size - 1), who);
+			return -1;
+		}
+		for (int j = 0; j < i; j++)
+			if (c->cards[j].id_base < base + size && base < c->cards[j].id_base + size) {
+				snprintf(err, errlen, "%s and %s: id ranges overlap", c->cards[j].name,
+					 k->name);
+				return -1;
+			}
 	}
 	return 0;
 }

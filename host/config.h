@@ -23,6 +23,11 @@ struct card_cfg {
 	char tap[16];         /* host TAP name, default = card name */
 	char disk[PATH_MAX];  /* virtio-block backing file, "" = no disk */
 	int disk_readonly;
+	/* The card's sandbox (docs/architecture.md, "What a card can reach") */
+	uint32_t id_base;     /* host uid/gid of the card's root; 0 = from the daemon's range */
+	uint64_t memory_max;  /* cgroup memory limit; 0 = the aperture size (the card's RAM) */
+	uint32_t pids_max;
+	uint32_t cpu_weight;  /* 1..10000, 100 = an equal share */
 };
 
 struct micd_cfg {
@@ -34,6 +39,10 @@ struct micd_cfg {
 	unsigned shutdown_timeout_ms;
 	unsigned reset_timeout_ms;
 	unsigned watchdog_ms;    /* online card without heartbeat this long: lost */
+	/* Card i's ids are idmap_base + i * idmap_size .. + idmap_size - 1 on the
+	 * host, like a subordinate id range per card. */
+	uint32_t idmap_base;
+	uint32_t idmap_size;
 	int ncards;
 	struct card_cfg cards[MICD_MAX_CARDS];
 };
@@ -44,5 +53,9 @@ void micd_cfg_defaults(struct micd_cfg *c);
 int micd_cfg_load(struct micd_cfg *c, const char *path, char *err, size_t errlen);
 /* Makes n default cards mic0..mic(n-1) (for tests and benchmarks). */
 void micd_cfg_set_cards(struct micd_cfg *c, int n);
+/* Fills in each card's derived sandbox settings (id range, memory limit)
+ * and checks the id ranges: inside 32 bits, apart from each other and from
+ * /etc/subuid and /etc/subgid.  -1 with a message in err. */
+int micd_cfg_finish(struct micd_cfg *c, char *err, size_t errlen);
 
 #endif

@@ -713,6 +713,27 @@ static void usage(void)
 	exit(2);
 }
 
+/*
+ * A card's root is an unprivileged host user: it opens /dev/net/tun and
+ * /dev/fuse as "other".  Debian's udev rules make both 0666 (each guards
+ * itself: a TAP needs CAP_NET_ADMIN in the network namespace, a FUSE mount
+ * the mount namespace's owner); a host without udev may have 0600 nodes.
+ */
+static void card_devices_open_to_cards(void)
+{
+	static const char *const devs[] = { "/dev/net/tun", "/dev/fuse" };
+	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
+		struct stat st;
+		if (stat(devs[i], &st) < 0 || !S_ISCHR(st.st_mode) || (st.st_mode & 0666) == 0666)
+			continue;
+		if (chmod(devs[i], 0666) == 0)
+			log_info("%s: mode 0666, as Debian's udev rules set it, so cards can use it",
+				 devs[i]);
+		else
+			log_warn("%s: cannot make it usable by cards: %s", devs[i], strerror(errno));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -756,10 +777,15 @@ int main(int argc, char **argv)
 		snprintf(d.cfg.rundir, sizeof(d.cfg.rundir), "%s", rundir);
 	if (image)
 		snprintf(d.cfg.image, sizeof(d.cfg.image), "%s", image);
+	if (micd_cfg_finish(&d.cfg, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	if (geteuid() != 0) {
 		log_err("micd needs root (namespaces for the card OS)");
 		return 1;
 	}
+	card_devices_open_to_cards();
 
 	sigset_t set;
 	sigemptyset(&set);

@@ -8,21 +8,34 @@
 
 #include "proc.h"
 
-/* Layout of clone3's struct clone_args, version 0.  Declared here because
- * <linux/sched.h> clashes with glibc's <sched.h>. */
-struct clone_args_v0 {
+/* Layout of clone3's struct clone_args, version 2 (with the cgroup field).
+ * Declared here because <linux/sched.h> clashes with glibc's <sched.h>. */
+struct clone_args_v2 {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
 };
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
 
 pid_t proc_clone(unsigned long long flags, int *pidfd)
 {
-	struct clone_args_v0 a;
+	return proc_clone_into(flags, pidfd, -1);
+}
+
+pid_t proc_clone_into(unsigned long long flags, int *pidfd, int cgroup_fd)
+{
+	struct clone_args_v2 a;
 	memset(&a, 0, sizeof(a));
 	a.flags = flags;
+	if (cgroup_fd >= 0) {
+		a.flags |= CLONE_INTO_CGROUP;
+		a.cgroup = (uint64_t)cgroup_fd;
+	}
 	a.exit_signal = SIGCHLD;
 	if (pidfd) {
 		a.flags |= CLONE_PIDFD;
