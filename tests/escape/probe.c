@@ -884,7 +884,8 @@ static void check_swap(void)
  * (EPERM/ENOSYS) closes the syscall. */
 static void check_quotactl(void)
 {
-	long r = syscall(SYS_quotactl, QCMD(Q_SYNC, 99), NULL, 0, NULL);
+	/* QCMD in unsigned arithmetic: Q_SYNC << 8 does not fit an int */
+	long r = syscall(SYS_quotactl, (int)(((unsigned)Q_SYNC << SUBCMDSHIFT) | 99u), NULL, 0, NULL);
 	int e = errno;
 	route("quotactl", r == 0 || !refused(e), "Q_SYNC of an invalid type: %s",
 	      r == 0 ? "ok" : strerror(e));
