@@ -12,8 +12,11 @@
  * rewritten under the host), fusehang (the card OS wedges itself in the
  * kernel, so that killing it cannot finish: see fuse_hang), punch (the
  * whole host memory pool punched out and the device page and rings
- * overwritten with garbage, on one boot out of two: see punch_pool).
+ * overwritten with garbage, on one boot out of two: see punch_pool),
+ * nonblock (O_NONBLOCK cleared on every fd it holds, then its doorbells and
+ * DMA kicks flooded: see nonblock_flood).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hw/mic_hw.h"
@@ -134,6 +138,65 @@ static void punch_once(struct mic_hw_view *v)
 	exit(4);
 }
 
+/* How long nonblock_flood rings, in seconds. */
+#define FLOOD_S 8
+
+struct flood_line {
+	struct mic_hw_view *v;
+	unsigned db;  /* a card->host doorbell, or */
+	unsigned ch;  /* a card DMA channel when db is MIC_NUM_DOORBELLS */
+};
+
+static void *flood_line(void *arg)
+{
+	struct flood_line *l = arg;
+	time_t until = time(NULL) + FLOOD_S;
+	for (uint32_t i = 0;; i++) {
+		if (l->db < MIC_NUM_DOORBELLS)
+			mic_doorbell_ring(l->v, l->db);
+		else /* a HEAD write is a kick */
+			mic_mmio_write32(l->v, MIC_DMA_CHAN_REG(l->ch, MIC_DMA_REG_HEAD), i & 1);
+		if (i % 4096 == 0 && time(NULL) >= until)
+			return NULL;
+	}
+}
+
+/*
+ * Clears O_NONBLOCK on every fd the card holds, then rings every
+ * card->host doorbell and kicks every card DMA channel as fast as it can
+ * for FLOOD_S seconds.  The hardware must not let this reach the host: if
+ * the card shared an open file description with micd, micd's reads of its
+ * lines would now block.  One thread per line: a line the host never reads
+ * fills up and, blocking now, stops only its own thread.
+ */
+static void nonblock_flood(struct mic_hw_view *v)
+{
+	static struct flood_line lines[MIC_NUM_DOORBELLS + MIC_DMA_NUM_CHAN];
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int cleared = 0;
+	while (d && (e = readdir(d))) {
+		int fd = atoi(e->d_name), fl;
+		if (e->d_name[0] == '.' || fd == dirfd(d) || (fl = fcntl(fd, F_GETFL)) < 0)
+			continue;
+		if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0 && (fl & O_NONBLOCK))
+			cleared++;
+	}
+	if (d)
+		closedir(d);
+	fprintf(stderr, "mic-hostile-card: O_NONBLOCK cleared on %d fds\n", cleared);
+	unsigned n = 0;
+	for (unsigned db = 0; db < MIC_NUM_DOORBELLS; db++)
+		lines[n++] = (struct flood_line){ v, db, 0 };
+	for (unsigned ch = MIC_DMA_HOST_CHANS; ch < MIC_DMA_NUM_CHAN; ch++)
+		lines[n++] = (struct flood_line){ v, MIC_NUM_DOORBELLS, ch };
+	for (unsigned i = 0; i < n; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, flood_line, &lines[i]) == 0)
+			pthread_detach(t);
+	}
+}
+
 int main(void)
 {
 	struct mic_hw_view v;
@@ -189,6 +252,8 @@ int main(void)
 		desc->type = VIRTIO_ID_BLOCK;
 	} else if (!strcmp(mode, "punch")) {
 		punch_pool(&v, mic_vop_vq_vring(rx), vr);
+	} else if (!strcmp(mode, "nonblock")) {
+		nonblock_flood(&v);
 	}
 	mic_vop_vq_notify(tx);
 	for (;;)

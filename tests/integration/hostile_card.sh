@@ -50,6 +50,45 @@ check "reset of a wedged card succeeds within 15 s ($((t1 - t0)) s, exit $rc): $
 check "micd says what it did" grep -q "mic0: card processes stuck in the kernel: aborted 1 FUSE connection" "$RUNDIR/micd.log"
 out=$(micctl console mic1 <<< hostname | tr -d '\r')
 check "the other card's console still works" sh -c "echo '$out' | grep -qx mic1"
+# A card OS that clears O_NONBLOCK on every fd it holds and floods its
+# doorbells and DMA kicks: if it shared an open file description of a line
+# with micd, micd's reads of that line would block (a reset would wait for
+# ever for a DMA worker stuck in a read, SIGTERM would go unanswered).
+# micd must answer throughout, reset the card in seconds and keep serving
+# the other card.
+boot_hostile nonblock
+sleep 1 # flooding now (for 8 s from its start)
+(
+    for _ in $(seq 40); do
+        [ -e "$RUNDIR/nonblock.done" ] && break
+        t0=$(date +%s%N)
+        timeout 3 "$MICCTL" status >/dev/null 2>&1 || echo "no answer"
+        t1=$(date +%s%N)
+        [ $(((t1 - t0) / 1000000)) -le 2000 ] || echo "slow: $(((t1 - t0) / 1000000)) ms"
+        sleep 0.1
+    done
+) > "$RUNDIR/nonblock.answers" &
+pinger=$!
+t0=$(date +%s%N)
+timeout 3 "$MICCTL" status >/dev/null; rc=$?
+t1=$(date +%s%N)
+check "nonblock: status answers promptly under the flood ($(((t1 - t0) / 1000000)) ms, exit $rc)" sh -c "[ $rc -eq 0 ] && [ $(((t1 - t0) / 1000000)) -le 2000 ]"
+t0=$(date +%s%N)
+out=$(timeout 20 "$MICCTL" reset mic0 2>&1); rc=$?
+t1=$(date +%s%N)
+check "nonblock: reset returns within 5 s ($(((t1 - t0) / 1000000)) ms, exit $rc): $out" sh -c "[ $rc -eq 0 ] && [ $(((t1 - t0) / 1000000)) -le 5000 ]"
+touch "$RUNDIR/nonblock.done"
+wait $pinger
+check "nonblock: micd answered throughout ($(sort "$RUNDIR/nonblock.answers" | uniq -c | tr '\n' ' '))" sh -c "[ ! -s '$RUNDIR/nonblock.answers' ]"
+check "nonblock: mic0 ready after the reset" timeout 5 "$MICCTL" wait mic0 ready --timeout 3
+out=$(timeout 10 "$MICCTL" console mic1 <<< hostname | tr -d '\r')
+check "nonblock: the other card's console still works" sh -c "echo '$out' | grep -qx mic1"
+if ! timeout 3 "$MICCTL" status >/dev/null 2>&1; then
+    # wedged (the bug this checks for): SIGTERM would not be answered
+    fail "nonblock: micd wedged; killed"
+    kill -KILL "$MICD_PID"; wait "$MICD_PID" 2>/dev/null; MICD_PID=
+fi
+
 # A card OS that punches out its whole host memory pool and overwrites the
 # device page and rings with garbage breaks its devices; a reset must
 # rebuild all of it from the host's own state, with micd still running: the
