@@ -499,7 +499,11 @@ void sim_dma_reset(struct mic_hw *hw)
 	struct sim_dma *dma = hw->dma;
 	if (!dma)
 		return;
-	/* Quiesce: every worker finishes its current descriptor and parks. */
+	/* Quiesce: every worker finishes its current descriptor and parks.
+	 * The wait owes nothing to the card: a worker sleeps only in poll on
+	 * its wake eventfd (written by wake() here) and on micd's own
+	 * non-blocking kick end, and it looks at park_req between
+	 * descriptors, each of bounded length. */
 	for (unsigned ch = 0; ch < MIC_DMA_NUM_CHAN; ch++) {
 		struct dma_chan *c = &dma->chan[ch];
 		if (!c->started)
