@@ -55,6 +55,10 @@ struct card_os {
 	void (*dma_remove)(struct mbus_device *dev);
 	struct card_vop *vop;
 	struct mbus_driver console_drv, net_drv, block_drv;
+	/* a process the card OS must not stop before its devices go (the
+	 * filesystem server of a disk), as a driver tells: nonzero to spare */
+	int (*spare)(void *ctx, pid_t pid);
+	void *spare_ctx;
 };
 
 /* Calls fn(c, ctx, revents) when fd is ready for events (EPOLLIN...). */
@@ -107,5 +111,13 @@ int card_vdev_release(struct card_vdev *vd, unsigned line, int line_fd);
 void virtio_console_driver_init(struct mbus_driver *drv, struct card_os *os);
 void virtio_net_driver_init(struct mbus_driver *drv, struct card_os *os);
 void virtio_block_driver_init(struct mbus_driver *drv, struct card_os *os);
+
+/* mic-card as mount(8) and umount(8) of the card (card/mount.c): fuse2fs
+ * for a disk that is a file, busybox for everything else. */
+int card_mount_main(int argc, char **argv);
+int card_umount_main(int argc, char **argv);
+/* Whether pid is a fuse2fs with the file src open (serving a filesystem on it);
+ * src: the real path, as /proc/PID/fd names it. */
+int card_fuse2fs_of(pid_t pid, const char *src);
 
 #endif

@@ -5,6 +5,7 @@
  * DMA device, the virtio transport and drivers; reports "online", and runs
  * the card's event loop: host commands, interrupts, child processes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <net/if.h>
 #include <signal.h>
@@ -143,11 +144,32 @@ static void run_once(struct card_os *c, int timeout_ms)
 	free_dead_watches(c);
 }
 
-/* Whether any process other than us (init of the card's PID namespace) is
- * left; zombies count until the SIGCHLD handler reaps them. */
-static int others_left(void)
+/* Sends sig (0: none) to every process of the card OS but us (init of its
+ * PID namespace) and those a driver spares; returns how many there were.
+ * Zombies count until the SIGCHLD handler reaps them. */
+static int signal_others(struct card_os *c, int sig)
 {
-	return kill(-1, 0) == 0 || errno != ESRCH;
+	if (!c->spare) {
+		if (sig)
+			kill(-1, sig);
+		return kill(-1, 0) == 0 || errno != ESRCH;
+	}
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 1 || pid == getpid() || c->spare(c->spare_ctx, (pid_t)pid))
+			continue;
+		if (sig)
+			kill((pid_t)pid, sig);
+		n++;
+	}
+	closedir(d);
+	return n;
 }
 
 /*
@@ -155,26 +177,28 @@ static int others_left(void)
  * the devices go, above all before the disk is unmounted.  A writer still
  * holding a mount would make the unmount lazy, and what it had in flight
  * would meet a disk whose server is gone.  The event loop keeps running
- * meanwhile: a dying writer may need its last requests served.
+ * meanwhile: a dying writer may need its last requests served.  The
+ * filesystem servers the drivers spare (fuse2fs) go at the devices'
+ * removal, after their filesystem is unmounted.
  */
 static void stop_processes(struct card_os *c)
 {
-	if (!others_left())
+	if (!signal_others(c, 0))
 		return;
 	/* SIGHUP as a hang-up of their terminal: an interactive shell ignores
 	 * SIGTERM but not that; SIGCONT wakes the stopped ones. */
-	kill(-1, SIGTERM);
-	kill(-1, SIGHUP);
-	kill(-1, SIGCONT);
+	signal_others(c, SIGTERM);
+	signal_others(c, SIGHUP);
+	signal_others(c, SIGCONT);
 	uint64_t deadline = now_ms() + 2000;
 	int killed = 0;
-	while (others_left()) {
+	while (signal_others(c, 0)) {
 		if (now_ms() >= deadline) {
 			if (killed) {
 				cardlog(&c->log, "some processes did not stop");
 				return;
 			}
-			kill(-1, SIGKILL);
+			signal_others(c, SIGKILL);
 			killed = 1;
 			deadline = now_ms() + 2000;
 		}
@@ -319,9 +343,15 @@ static int loop_init(struct card_os *c)
 	return rc;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static struct card_os c; /* the card OS's one context */
+	const char *name = argc > 0 ? strrchr(argv[0], '/') : NULL;
+	name = name ? name + 1 : argc > 0 ? argv[0] : "";
+	if (!strcmp(name, "mount"))
+		return card_mount_main(argc, argv);
+	if (!strcmp(name, "umount"))
+		return card_umount_main(argc, argv);
 	if (mic_hw_card_attach(&c.hw) < 0) {
 		fprintf(stderr, "mic-card: no card hardware (MIC_HW)\n");
 		return 1;

@@ -8,8 +8,9 @@
  *   mic-mkimage --check card.img
  *
  * --default builds the standard image: busybox with its applet links, the
- * card runtime as init, and the shared libraries the runtime needs (found
- * with ldd, so a sanitizer build of the runtime carries its runtime too).
+ * card runtime as init (and as mount/umount), fuse2fs and e2fsprogs for the
+ * card's disk, and the shared libraries they need (found with ldd, so a
+ * sanitizer build of the runtime carries its runtime too).
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -272,6 +273,52 @@ static void exe_dir(char *buf, size_t len)
 		*s = 0;
 }
 
+/* fuse2fs mounts the card's disk in the card (its host kernel must never
+ * parse a filesystem the card controls); e2fsprogs make and check one.
+ * Missing on the build host: a warning, the image works without a disk. */
+static int add_disk_tools(struct builder *b)
+{
+	static const struct {
+		const char *const src[3];
+		const char *dst;
+		const char *const links[3];
+	} tools[] = {
+		{ { "/usr/bin/fuse2fs", "/bin/fuse2fs" }, "/usr/bin/fuse2fs", { NULL } },
+		{ { "/usr/sbin/e2fsck", "/sbin/e2fsck" }, "/usr/sbin/e2fsck",
+		  { "/usr/sbin/fsck.ext2", "/usr/sbin/fsck.ext3", "/usr/sbin/fsck.ext4" } },
+		{ { "/usr/sbin/mke2fs", "/sbin/mke2fs" }, "/usr/sbin/mkfs.ext4",
+		  { "/usr/sbin/mkfs.ext2", "/usr/sbin/mkfs.ext3" } },
+	};
+	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
+		const char *src = NULL;
+		for (size_t k = 0; k < 3 && tools[i].src[k] && !src; k++)
+			if (access(tools[i].src[k], X_OK) == 0)
+				src = tools[i].src[k];
+		if (!src) {
+			fprintf(stderr, "mic-mkimage: warning: %s not found: the card cannot %s\n",
+				tools[i].src[0], i == 0 ? "mount its disk" : "make or check filesystems");
+			continue;
+		}
+		if (add_file(b, src, tools[i].dst) || add_libs(b, src))
+			return -1;
+		for (size_t k = 0; k < 3 && tools[i].links[k]; k++)
+			if (add_entry(b, tools[i].links[k], S_IFLNK | 0777, tools[i].dst, NULL, 0))
+				return -1;
+	}
+	/* glibc loads it at run time (ldd cannot tell) for pthread_cancel,
+	 * which libfuse2 calls when fuse2fs ends: without it fuse2fs aborts
+	 * at unmount before writing what it holds */
+	static const char *const gcc_s[] = { "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+					     "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
+					     "/lib/aarch64-linux-gnu/libgcc_s.so.1", "/usr/lib64/libgcc_s.so.1",
+					     "/lib64/libgcc_s.so.1", "/usr/lib/libgcc_s.so.1" };
+	for (size_t k = 0; k < sizeof(gcc_s) / sizeof(gcc_s[0]); k++)
+		if (access(gcc_s[k], R_OK) == 0)
+			return add_parents(b, gcc_s[k]) || add_file(b, gcc_s[k], gcc_s[k]) ? -1 : 0;
+	fprintf(stderr, "mic-mkimage: warning: libgcc_s.so.1 not found: fuse2fs will abort at unmount\n");
+	return 0;
+}
+
 static int add_default_tree(struct builder *b, const char *runtime, const char *busybox)
 {
 	static const char *const dirs[] = { "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/etc",
@@ -281,6 +328,11 @@ static int add_default_tree(struct builder *b, const char *runtime, const char *
 		if (add_dir(b, dirs[i]))
 			return -1;
 	if (add_file(b, busybox, "/bin/busybox"))
+		return -1;
+	/* Before busybox's links, which would otherwise take these names: the
+	 * disk is a file, and busybox's mount would want a loop device for it. */
+	if (add_entry(b, "/bin/mount", S_IFLNK | 0777, "/sbin/mic-card", NULL, 0) ||
+	    add_entry(b, "/bin/umount", S_IFLNK | 0777, "/sbin/mic-card", NULL, 0))
 		return -1;
 	char applet[128];
 	pid_t pid;
@@ -306,9 +358,18 @@ static int add_default_tree(struct builder *b, const char *runtime, const char *
 	if (add_entry(b, "/etc/passwd", S_IFREG | 0644, NULL, passwd, sizeof(passwd) - 1) ||
 	    add_entry(b, "/etc/group", S_IFREG | 0644, NULL, group, sizeof(group) - 1))
 		return -1;
+	/* busybox's shell runs its own applets before anything in PATH: the
+	 * login shell (the console's) reaches the card's mount through these */
+	static const char profile[] =
+		"mount() { /bin/mount \"$@\"; }\n"
+		"umount() { /bin/umount \"$@\"; }\n";
+	if (add_entry(b, "/etc/profile", S_IFREG | 0644, NULL, profile, sizeof(profile) - 1))
+		return -1;
 	if (add_file(b, runtime, "/sbin/mic-card"))
 		return -1;
-	return add_libs(b, runtime);
+	if (add_libs(b, runtime))
+		return -1;
+	return add_disk_tools(b);
 }
 
 static int check_image(const char *path)

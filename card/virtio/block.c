@@ -1,26 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-block driver of the card.  The card OS is a process, so its
- * "kernel" is the host's: the driver makes the virtio disk a disk of that
+ * "kernel" is the host's: the driver makes the virtio disk a file of that
  * kernel, seen only inside the card's mount namespace:
  *
- *   /dev/vda (block node) -> loop device -> /run/virtio-blk/vda (FUSE file
- *   served here) -> virtio-block requests -> host backend -> disk image
+ *   /dev/vda -> /run/virtio-blk/vda (symlink to a FUSE file served here)
+ *   -> virtio-block requests -> host backend -> disk image
+ *
+ * The disk is a file, not a block device: the host kernel never parses a
+ * filesystem the card controls.  Filesystems on it are mounted by fuse2fs
+ * in the card (card/mount.c), whose I/O comes back here as FUSE requests.
  *
  * The FUSE session runs in the card's single-threaded event loop: a FUSE
- * read, write or fsync becomes one virtio request, and its reply is sent
- * when the host completes the request, so the loop never blocks.  Requests
- * are taken from /dev/fuse only while a request slot is free: FUSE itself
- * queues the rest (backpressure instead of buffering).
+ * read, write or fsync becomes one virtio request (a write of part of a
+ * sector two: read, then write), and its reply is sent when the host
+ * completes the request, so the loop never blocks.  Requests are taken
+ * from /dev/fuse only while a request slot is free: FUSE itself queues the
+ * rest (backpressure instead of buffering).
  *
- * Everything that makes the kernel do I/O on the FUSE file (opening it,
- * configuring the loop device, syncing and unmounting on removal) runs in
- * a short-lived child, since the kernel waits for this process to answer.
- *
- * Loop devices are global: the driver only touches the one it configured
- * (LO_FLAGS_AUTOCLEAR, so a card that dies leaves nothing behind once its
- * mount namespace is gone) and detaches it on removal, after every mount of
- * the disk in the card was synced and unmounted and the host has flushed.
+ * Everything that makes the kernel do I/O on the FUSE file or on a
+ * filesystem served from it (unmounting and flushing on removal) runs in a
+ * short-lived child, since the kernel waits for this process to answer.
  */
 #define FUSE_USE_VERSION 312
 #include <endian.h>
@@ -28,7 +28,6 @@
 #include <limits.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
-#include <linux/loop.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
 #include <poll.h>
@@ -37,10 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,16 +51,20 @@
 #define DATA_MAX (1u << 20)            /* FUSE max_write / largest read */
 #define SLOT_DATA (DATA_MAX + 4096u)   /* room to widen an unaligned read to sectors */
 #define MNT_DIR "/run/virtio-blk"
-#define FILE_NAME "vda"
+#define DISK_FILE MNT_DIR "/vda" /* mounted on itself: the FUSE root is the file */
+/* A symlink, not a second mount of the file: tools that refuse a device
+ * named as a mount point (busybox mke2fs) see a plain file. */
 #define DEV_NODE "/dev/vda"
-#define INO_FILE 2
-#define ATTACH_TRIES 8
 /* A flush may take long (much dirty data, a slow host disk: one FLUSH is a
  * host fdatasync) but must keep moving: give up only after this long
  * without a completed request.  Giving up loses what is not yet on the
  * host, so this is generous; the host bounds the whole shutdown anyway
  * (the keep-alive below extends its timer up to its own limit). */
 #define REMOVE_TIMEOUT_MS 30000
+/* Holders of the disk still open after the unmounts, with no request for
+ * this long: they are not flushing a filesystem (a fuse2fs that is writes
+ * without pause until it closes the disk). */
+#define CLOSE_QUIET_MS 2000
 
 struct slot {
 	uint64_t hdr_addr, data_addr;
@@ -73,6 +74,9 @@ struct slot {
 	uint32_t type;
 	uint32_t skew, len; /* IN: reply data + skew, len bytes; OUT: len written */
 	int expect;         /* self-test request (req == NULL): the status it must get */
+	/* write of part of a sector, in its read phase: the bytes to merge at
+	 * skew once the covering sectors are in (NULL otherwise) */
+	uint8_t *rmw;
 };
 
 struct vblk {
@@ -92,13 +96,7 @@ struct vblk {
 	struct fuse_buf fbuf;
 	int fuse_fd;
 	int mounted;
-	/* loop device */
-	int loop_nr, loop_fd;
-	dev_t loop_dev;
-	char loop_path[32];
-	pid_t attach_pid;
-	int attach_tries;
-	int attached;
+	int opens; /* open files of the disk: fuse2fs holds one until it has flushed */
 	int st_total, st_done, st_ok; /* self-test (cmdline mic.blk_selftest) */
 };
 
@@ -110,11 +108,11 @@ static uint64_t bytes(const struct vblk *v)
 /* --- virtio side --- */
 
 /* len: bytes moved by the device; skew, rlen: the part of a read that
- * goes back to FUSE (a read is widened to whole sectors). */
-static int submit(struct vblk *v, fuse_req_t req, uint32_t type, uint64_t sector, uint32_t len,
-		  const void *wdata, uint32_t skew, uint32_t rlen)
+ * goes back to FUSE (a read is widened to whole sectors).  Slot i is
+ * taken from the free list by the caller. */
+static int submit_slot(struct vblk *v, int i, fuse_req_t req, uint32_t type, uint64_t sector,
+		       uint32_t len, const void *wdata, uint32_t skew, uint32_t rlen)
 {
-	int i = v->free[--v->nfree];
 	struct slot *s = &v->slot[i];
 	s->req = req;
 	s->type = type;
@@ -136,12 +134,20 @@ static int submit(struct vblk *v, fuse_req_t req, uint32_t type, uint64_t sector
 	}
 	sg[out + in++] = (struct mic_vop_sg){ s->hdr_addr + sizeof(*s->hdr), 1 };
 	int rc = mic_vop_vq_add_sgs(v->vq, sg, out, in, (void *)(uintptr_t)(i + 1));
-	if (rc) {
-		v->free[v->nfree++] = i;
+	if (rc)
 		return rc;
-	}
 	v->added = 1;
 	return 0;
+}
+
+static int submit(struct vblk *v, fuse_req_t req, uint32_t type, uint64_t sector, uint32_t len,
+		  const void *wdata, uint32_t skew, uint32_t rlen)
+{
+	int i = v->free[--v->nfree];
+	int rc = submit_slot(v, i, req, type, sector, len, wdata, skew, rlen);
+	if (rc)
+		v->free[v->nfree++] = i;
+	return rc;
 }
 
 static void kick(struct vblk *v)
@@ -197,14 +203,44 @@ static void selftest_done(struct vblk *v, struct slot *s, uint8_t status)
 		cardlog(&v->os->log, "virtio-block selftest: %d/%d as expected", v->st_ok, v->st_total);
 }
 
+/* The read phase of a partial-sector write is in: merge the caller's
+ * bytes and write the covering sectors back from the same slot. */
+static void rmw_write(struct vblk *v, int i, uint8_t status)
+{
+	struct slot *s = &v->slot[i];
+	uint8_t *bytes_in = s->rmw;
+	uint32_t skew = s->skew, n = s->len;
+	uint64_t sector = le64toh(s->hdr->sector);
+	uint32_t len = (skew + n + SECTOR - 1) & ~(SECTOR - 1);
+	fuse_req_t req = s->req;
+	s->rmw = NULL;
+	if (status == VIRTIO_BLK_S_OK) {
+		memcpy(s->data + skew, bytes_in, n);
+		status = submit_slot(v, i, req, VIRTIO_BLK_T_OUT, sector, len, NULL, 0, 0) ?
+				 VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	}
+	free(bytes_in);
+	if (status == VIRTIO_BLK_S_OK) {
+		s->len = n; /* what the caller wrote, for the reply */
+		return;
+	}
+	s->req = NULL;
+	v->free[v->nfree++] = i;
+	fuse_reply_err(req, EIO);
+}
+
 static void complete(struct vblk *v, int i)
 {
 	struct slot *s = &v->slot[i];
 	uint8_t status = *(volatile uint8_t *)(s->hdr + 1);
+	v->completed++;
+	if (s->rmw) {
+		rmw_write(v, i, status);
+		return;
+	}
 	fuse_req_t req = s->req;
 	s->req = NULL;
 	v->free[v->nfree++] = i;
-	v->completed++;
 	if (!req) {
 		selftest_done(v, s, status);
 		return;
@@ -240,25 +276,21 @@ static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->line);
 	mic_vop_vq_drain(v->vq, used, v);
+	kick(v); /* second halves of partial-sector writes */
 	fuse_events(v);
 }
 
-/* --- FUSE side: one file, the disk --- */
+/* --- FUSE side: the mount's root is the disk, a file --- */
 
-static void file_attr(const struct vblk *v, fuse_ino_t ino, struct stat *st)
+static void file_attr(const struct vblk *v, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
-	if (ino == FUSE_ROOT_ID) {
-		st->st_mode = S_IFDIR | 0755;
-		st->st_nlink = 2;
-	} else {
-		st->st_mode = S_IFREG | (v->ro ? 0444 : 0644);
-		st->st_nlink = 1;
-		st->st_size = (off_t)bytes(v);
-		st->st_blksize = 4096;
-		st->st_blocks = (blkcnt_t)v->capacity;
-	}
+	st->st_ino = FUSE_ROOT_ID;
+	st->st_mode = S_IFREG | (v->ro ? 0444 : 0644);
+	st->st_nlink = 1;
+	st->st_size = (off_t)bytes(v);
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)v->capacity;
 }
 
 static void op_init(void *ud, struct fuse_conn_info *conn)
@@ -270,63 +302,51 @@ static void op_init(void *ud, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
 	/* write-through: a write is on the host before the card hears "done" */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
-}
-
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	struct vblk *v = fuse_req_userdata(req);
-	if (parent != FUSE_ROOT_ID || strcmp(name, FILE_NAME)) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	struct fuse_entry_param e;
-	memset(&e, 0, sizeof(e));
-	e.ino = INO_FILE;
-	e.attr_timeout = e.entry_timeout = 86400; /* the size never changes */
-	file_attr(v, INO_FILE, &e.attr);
-	fuse_reply_entry(req, &e);
+	/* With it the kernel would set the size to 0 itself on O_TRUNC (dd
+	 * without conv=notrunc); without it asks setattr, which keeps it. */
+	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vblk *v = fuse_req_userdata(req);
 	(void)fi;
-	if (ino != FUSE_ROOT_ID && ino != INO_FILE) {
+	if (ino != FUSE_ROOT_ID) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	struct stat st;
-	file_attr(v, ino, &st);
-	fuse_reply_attr(req, &st, 86400);
+	file_attr(v, &st);
+	fuse_reply_attr(req, &st, 86400); /* the size never changes */
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+/* A disk keeps its size, owner and mode, as a block device does: truncation
+ * (open with O_TRUNC, dd's ftruncate before a seek) is accepted and changes
+ * nothing, so that tools written for block devices work on the file. */
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
+	struct vblk *v = fuse_req_userdata(req);
+	(void)attr;
 	(void)fi;
 	if (ino != FUSE_ROOT_ID) {
-		fuse_reply_err(req, ENOTDIR);
+		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	static const char *const names[] = { ".", "..", FILE_NAME };
-	char buf[512];
-	size_t used = 0;
-	for (off_t i = off; i < 3; i++) {
-		struct stat st = { .st_ino = i == 2 ? INO_FILE : FUSE_ROOT_ID,
-				   .st_mode = i == 2 ? S_IFREG : S_IFDIR };
-		size_t n = fuse_add_direntry(req, buf + used, sizeof(buf) - used, names[i], &st, i + 1);
-		if (n > sizeof(buf) - used || used + n > size)
-			break;
-		used += n;
+	if ((to_set & FUSE_SET_ATTR_SIZE) && v->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
 	}
-	fuse_reply_buf(req, buf, used);
+	struct stat st;
+	file_attr(v, &st);
+	fuse_reply_attr(req, &st, 86400);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vblk *v = fuse_req_userdata(req);
-	if (ino != INO_FILE) {
-		fuse_reply_err(req, EISDIR);
+	if (ino != FUSE_ROOT_ID) {
+		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	if (v->ro && (fi->flags & O_ACCMODE) != O_RDONLY) {
@@ -334,7 +354,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->keep_cache = 1; /* only we change the disk */
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) == 0)
+		v->opens++;
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vblk *v = fuse_req_userdata(req);
+	(void)ino;
+	(void)fi;
+	if (v->opens > 0)
+		v->opens--;
+	fuse_reply_err(req, 0);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -368,10 +399,12 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	/* Loop devices write whole sectors; a partial sector would need a
-	 * read-modify-write nobody here asks for. */
-	if (off < 0 || off % SECTOR || size % SECTOR || size > DATA_MAX) {
+	if (off < 0 || size > DATA_MAX) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (size == 0) {
+		fuse_reply_write(req, 0);
 		return;
 	}
 	if ((uint64_t)off >= bytes(v)) {
@@ -380,8 +413,31 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	}
 	if (size > bytes(v) - (uint64_t)off)
 		size = (size_t)(bytes(v) - (uint64_t)off);
-	if (submit(v, req, VIRTIO_BLK_T_OUT, (uint64_t)off / SECTOR, (uint32_t)size, buf, 0, 0))
+	if (off % SECTOR == 0 && size % SECTOR == 0) {
+		if (submit(v, req, VIRTIO_BLK_T_OUT, (uint64_t)off / SECTOR, (uint32_t)size, buf, 0, 0))
+			fuse_reply_err(req, EIO);
+		return;
+	}
+	/* Part of a sector (libext2fs rewrites superblock fields by the byte):
+	 * read the covering sectors, merge, write them (rmw_write).  Writes to
+	 * one file come one at a time from the kernel, so no other write can
+	 * slip in between the two halves. */
+	uint8_t *copy = malloc(size);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(copy, buf, size);
+	uint64_t a = (uint64_t)off & ~(uint64_t)(SECTOR - 1);
+	uint64_t e = ((uint64_t)off + size + SECTOR - 1) & ~(uint64_t)(SECTOR - 1);
+	int slot = v->free[v->nfree - 1];
+	if (submit(v, req, VIRTIO_BLK_T_IN, a / SECTOR, (uint32_t)(e - a), NULL,
+		   (uint32_t)((uint64_t)off - a), (uint32_t)size)) {
+		free(copy);
 		fuse_reply_err(req, EIO);
+		return;
+	}
+	v->slot[slot].rmw = copy;
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -407,10 +463,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static const struct fuse_lowlevel_ops fuse_ops = {
 	.init = op_init,
-	.lookup = op_lookup,
 	.getattr = op_getattr,
-	.readdir = op_readdir,
+	.setattr = op_setattr,
 	.open = op_open,
+	.release = op_release,
 	.read = op_read,
 	.write = op_write,
 	.fsync = op_fsync,
@@ -445,15 +501,23 @@ static int fuse_start(struct vblk *v)
 {
 	char *argv[] = { "mic-card", "-o", "fsname=virtio-blk,subtype=virtio-blk", NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	/* the mount point: FUSE mounts a file on a file */
 	mkdir("/run", 0755);
 	mkdir(MNT_DIR, 0755);
+	int f = open(DISK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (f < 0)
+		return -errno;
+	close(f);
 	v->se = fuse_session_new(&args, &fuse_ops, sizeof(fuse_ops), v);
 	fuse_opt_free_args(&args); /* libfuse may have copied them */
 	if (!v->se)
 		return -ENOMEM;
-	if (fuse_session_mount(v->se, MNT_DIR) != 0)
+	if (fuse_session_mount(v->se, DISK_FILE) != 0)
 		return -ENODEV; /* libfuse printed why; /dev/fuse or mount refused */
 	v->mounted = 1;
+	unlink(DEV_NODE);
+	if (symlink(DISK_FILE, DEV_NODE) < 0)
+		return -errno;
 	v->fuse_fd = fuse_session_fd(v->se);
 	int fl = fcntl(v->fuse_fd, F_GETFL);
 	if (fl < 0 || fcntl(v->fuse_fd, F_SETFL, fl | O_NONBLOCK) < 0)
@@ -463,241 +527,132 @@ static int fuse_start(struct vblk *v)
 
 static void fuse_stop(struct vblk *v)
 {
-	if (!v->se)
-		return;
-	if (v->mounted)
-		card_unwatch(v->os, v->fuse_fd);
-	v->mounted = 0;
-	fuse_session_unmount(v->se);
-	fuse_session_destroy(v->se);
-	v->se = NULL;
-	free(v->fbuf.mem);
-	v->fbuf.mem = NULL;
+	if (v->se) {
+		if (v->mounted)
+			card_unwatch(v->os, v->fuse_fd);
+		v->mounted = 0;
+		fuse_session_unmount(v->se);
+		fuse_session_destroy(v->se);
+		v->se = NULL;
+		free(v->fbuf.mem);
+		v->fbuf.mem = NULL;
+	}
+	unlink(DEV_NODE);
+	unlink(DISK_FILE);
 	rmdir(MNT_DIR);
 }
 
-/* --- loop device --- */
+/* --- removal: unmount, let the filesystem servers flush, flush --- */
 
-static void on_attach_exit(struct card_os *c, void *ctx, pid_t pid, int status);
-
-/* The loop's device number as the kernel registered it (sysfs), or the
- * classic major 7 numbering. */
-static dev_t loop_devno(int nr)
+/* In a forked helper: no inherited fd but stdio.  Above all not the FUSE
+ * device: if we die while the helper is blocked on the disk, the kernel
+ * must see the FUSE server gone and fail the helper's I/O, or both stay
+ * stuck in the kernel for ever, and with them the card's teardown. */
+static void child_close_fds(void)
 {
-	char p[64];
-	unsigned ma = 7, mi = (unsigned)nr;
-	snprintf(p, sizeof(p), "/sys/block/loop%d/dev", nr);
-	FILE *f = fopen(p, "re");
-	if (f) {
-		if (fscanf(f, "%u:%u", &ma, &mi) != 2) {
-			ma = 7;
-			mi = (unsigned)nr;
+	close_range(3, ~0u, 0);
+}
+
+/* Undoes the kernel's octal escapes (\040...) of a mountinfo field, in place;
+ * returns the end of the field. */
+static char *mountinfo_field(char *p)
+{
+	char *w = p;
+	while (*p && *p != ' ' && *p != '\n') {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
+			*w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 4;
+		} else {
+			*w++ = *p++;
 		}
-		fclose(f);
 	}
-	return makedev(ma, mi);
+	char *end = *p ? p + 1 : p;
+	*w = 0;
+	return end;
 }
 
-static void loop_forget(struct vblk *v)
-{
-	if (v->loop_fd >= 0)
-		close(v->loop_fd);
-	v->loop_fd = -1;
-	if (v->loop_path[0])
-		unlink(v->loop_path);
-	v->loop_path[0] = 0;
-}
-
-/* In a forked helper: keep only the loop device (and stdio).  Above all not
- * the FUSE device: if we die while the helper is blocked on the disk, the
- * kernel must see the FUSE server gone and fail the helper's I/O, or both
- * stay stuck in the kernel for ever, and with them the card's teardown. */
-static void child_keep_only(int fd)
-{
-	if (fd > 3)
-		close_range(3, (unsigned)fd - 1, 0);
-	close_range((unsigned)fd + 1, ~0u, 0);
-}
-
-/* Child: opens the FUSE file and binds it to the loop device. */
-static int attach_child(struct vblk *v)
-{
-	child_keep_only(v->loop_fd);
-	int f = open(MNT_DIR "/" FILE_NAME, (v->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (f < 0)
-		return errno;
-	struct loop_config lc;
-	memset(&lc, 0, sizeof(lc));
-	lc.fd = (uint32_t)f;
-	lc.block_size = SECTOR;
-	/* direct I/O: one FUSE request per loop request, no second page cache */
-	lc.info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO | (v->ro ? LO_FLAGS_READ_ONLY : 0);
-	snprintf((char *)lc.info.lo_file_name, sizeof(lc.info.lo_file_name), "virtio-blk:%s",
-		 v->os->bp.name);
-	if (ioctl(v->loop_fd, LOOP_CONFIGURE, &lc) == 0)
-		return 0;
-	if (errno == EINVAL) {
-		lc.info.lo_flags &= ~(uint32_t)LO_FLAGS_DIRECT_IO;
-		if (ioctl(v->loop_fd, LOOP_CONFIGURE, &lc) == 0)
-			return 0;
-	}
-	if (errno != ENOTTY && errno != EINVAL)
-		return errno;
-	/* kernels before LOOP_CONFIGURE (5.8) */
-	if (ioctl(v->loop_fd, LOOP_SET_FD, f) < 0)
-		return errno;
-	if (ioctl(v->loop_fd, LOOP_SET_STATUS64, &lc.info) < 0) {
-		int e = errno;
-		ioctl(v->loop_fd, LOOP_CLR_FD, 0);
-		return e;
-	}
-	return 0;
-}
-
-static int start_attach(struct vblk *v)
-{
-	int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl < 0)
-		return -errno;
-	int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
-	int e = errno;
-	close(ctl);
-	if (nr < 0)
-		return -e;
-	v->loop_nr = nr;
-	v->loop_dev = loop_devno(nr);
-	snprintf(v->loop_path, sizeof(v->loop_path), "/dev/loop%d", nr);
-	unlink(v->loop_path);
-	if (mknod(v->loop_path, S_IFBLK | 0600, v->loop_dev) < 0) {
-		e = errno;
-		v->loop_path[0] = 0;
-		return -e;
-	}
-	v->loop_fd = open(v->loop_path, O_RDWR | O_CLOEXEC);
-	if (v->loop_fd < 0) {
-		e = errno;
-		loop_forget(v);
-		return -e;
-	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		e = errno;
-		loop_forget(v);
-		return -e;
-	}
-	if (pid == 0)
-		_exit(attach_child(v));
-	v->attach_pid = pid;
-	return card_on_exit(v->os, pid, on_attach_exit, v);
-}
-
-static void on_attach_exit(struct card_os *c, void *ctx, pid_t pid, int status)
-{
-	struct vblk *v = ctx;
-	(void)pid;
-	v->attach_pid = 0;
-	int err = WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
-	if (err == 0) {
-		v->attached = 1;
-		unlink(DEV_NODE);
-		if (mknod(DEV_NODE, S_IFBLK | 0660, v->loop_dev) < 0)
-			cardlog(&c->log, "virtio-block: mknod " DEV_NODE ": %s", strerror(errno));
-		else
-			cardlog(&c->log, "virtio-block: " DEV_NODE " (loop%d, %llu sectors%s)",
-				v->loop_nr, (unsigned long long)v->capacity, v->ro ? ", read-only" : "");
-		return;
-	}
-	loop_forget(v);
-	/* EBUSY: another user took the free loop device first */
-	if (err == EBUSY && !c->halting && ++v->attach_tries < ATTACH_TRIES) {
-		int rc = start_attach(v);
-		if (!rc)
-			return;
-		err = -rc;
-	}
-	cardlog(&c->log, "virtio-block: cannot attach a loop device: %s (disk only at " MNT_DIR "/" FILE_NAME ")",
-		strerror(err));
-}
-
-/* --- removal: flush, detach, unmount --- */
-
-/* Child: syncs and unmounts every mount of our disk in the card's mount
- * namespace, flushes the device (which sends FLUSH to the host), detaches
- * the loop.  Exit status: 0, or DETACH_LAZY (some mount was busy and was detached
- * lazily), plus DETACH_UNSYNCED when a flush failed: data may be lost. */
+/* Child: unmounts every filesystem mounted from the disk (fuse2fs mounts:
+ * type fuse.*, source /dev/vda), innermost first.  A real unmount ends the
+ * FUSE connection; fuse2fs then writes what it holds and exits, which the
+ * parent waits for.  Exit status: 0, or DETACH_LAZY when a mount was still
+ * busy and was detached lazily. */
 enum { DETACH_LAZY = 1, DETACH_UNSYNCED = 2 };
 
-static int detach_child(struct vblk *v)
+static int unmount_child(void)
 {
-	child_keep_only(v->loop_fd);
+	child_close_fds();
 	enum { MAXMNT = 64 };
 	char(*targets)[PATH_MAX] = calloc(MAXMNT, PATH_MAX);
-	int n = 0, lazy = 0, unsynced = 0;
+	int n = 0, lazy = 0;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[2 * PATH_MAX];
+	char line[3 * PATH_MAX];
 	while (f && targets && fgets(line, sizeof(line), f) && n < MAXMNT) {
-		unsigned ma, mi;
+		/* id parent maj:min root mountpoint options [optional...] - type source ... */
 		int off = 0;
-		if (sscanf(line, "%*d %*d %u:%u %*s %n", &ma, &mi, &off) != 2 || !off ||
-		    makedev(ma, mi) != v->loop_dev)
+		if (sscanf(line, "%*d %*d %*u:%*u %*s %n", &off) != 0 || !off)
 			continue;
-		/* the mount point, with the kernel's octal escapes (\040...) undone */
-		char *t = targets[n], *p = line + off;
-		size_t k = 0;
-		while (*p && *p != ' ' && k < PATH_MAX - 1) {
-			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
-				t[k++] = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-				p += 4;
-			} else {
-				t[k++] = *p++;
-			}
-		}
-		t[k] = 0;
-		n++;
+		char *dir = line + off, *sep = strstr(dir, " - ");
+		if (!sep)
+			continue;
+		*sep = 0;
+		char *type = sep + 3, *src = strchr(type, ' ');
+		if (!src)
+			continue;
+		*src++ = 0;
+		mountinfo_field(src);
+		mountinfo_field(dir);
+		if (strncmp(type, "fuse", 4) || (strcmp(src, DEV_NODE) && strcmp(src, DISK_FILE)))
+			continue;
+		snprintf(targets[n++], PATH_MAX, "%s", dir);
 	}
 	if (f)
 		fclose(f);
-	int failed = 0;
 	for (int i = n - 1; i >= 0; i--) {
-		int d = open(targets[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (d < 0 || syncfs(d) < 0) {
-			unsynced++;
-			failed |= d >= 0; /* the flush itself failed: I/O error */
-		}
-		if (d >= 0)
-			close(d);
-		if (umount2(targets[i], 0) < 0) {
-			/* still busy after the card's processes were stopped */
-			if (umount2(targets[i], MNT_DETACH) == 0)
-				lazy++;
-		}
+		if (umount2(targets[i], 0) < 0 && umount2(targets[i], MNT_DETACH) == 0)
+			lazy++; /* still busy after the card's processes were stopped */
 	}
-	int sync_all = unsynced || !targets;
 	free(targets);
-	if (sync_all)
-		sync(); /* a mount we could not reach by path: flush everything */
-	if (fsync(v->loop_fd) < 0)
-		failed = 1;
-	ioctl(v->loop_fd, LOOP_CLR_FD, 0);
-	return (lazy ? DETACH_LAZY : 0) | (failed ? DETACH_UNSYNCED : 0);
+	return lazy ? DETACH_LAZY : 0;
+}
+
+/* Child: the final flush (FUSE fsync, a FLUSH to the host). */
+static int flush_child(void)
+{
+	child_close_fds();
+	int fd = open(DISK_FILE, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return DETACH_UNSYNCED;
+	int rc = fsync(fd) < 0 ? DETACH_UNSYNCED : 0;
+	close(fd);
+	return rc;
 }
 
 /* The event loop has ended: serve FUSE and the virtqueue here until the
- * child is done and no request is in flight, or the time is up. */
-static int serve_until(struct vblk *v, pid_t child, int *child_status)
+ * child is done and no request is in flight (0), or the time is up.  With
+ * until_closed, also until nobody holds the disk open (0) or the holders
+ * have been idle for CLOSE_QUIET_MS: they are not flushing (1). */
+static int serve_until(struct vblk *v, pid_t child, int *child_status, int until_closed)
 {
-	uint64_t deadline = now_ms() + REMOVE_TIMEOUT_MS;
+	uint64_t deadline = now_ms() + REMOVE_TIMEOUT_MS, quiet = now_ms();
 	uint64_t seen = v->completed;
+	int opens = v->opens;
 	while (now_ms() < deadline) {
-		if (v->completed != seen) {
+		if (v->completed != seen || v->opens != opens || v->nfree != NSLOT) {
+			if (v->completed != seen || v->opens != opens)
+				deadline = now_ms() + REMOVE_TIMEOUT_MS;
 			seen = v->completed;
-			deadline = now_ms() + REMOVE_TIMEOUT_MS;
+			opens = v->opens;
+			quiet = now_ms();
 		}
 		card_halting_keepalive(v->os); /* still flushing: do not reset us */
 		if (child > 0 && waitpid(child, child_status, WNOHANG) == child)
 			child = 0;
-		if (child <= 0 && v->nfree == NSLOT)
-			return 0;
+		if (child <= 0 && v->nfree == NSLOT) {
+			if (!until_closed || !v->opens || !v->mounted)
+				return 0;
+			if (now_ms() - quiet >= CLOSE_QUIET_MS)
+				return 1;
+		}
 		struct pollfd p[2] = {
 			{ .fd = v->line_fd, .events = POLLIN },
 			{ .fd = v->mounted ? v->fuse_fd : -1, .events = v->nfree ? POLLIN : 0 },
@@ -712,44 +667,63 @@ static int serve_until(struct vblk *v, pid_t child, int *child_status)
 	return -ETIMEDOUT;
 }
 
+/* Runs fn in a child while serving the disk; its exit status, or -1. */
+static int run_served(struct vblk *v, int (*fn)(void))
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(fn());
+	if (pid < 0) {
+		cardlog(&v->os->log, "virtio-block: fork: %s", strerror(errno));
+		return -1;
+	}
+	int st = 0;
+	if (serve_until(v, pid, &st, 0)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		return -1;
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* As at a real disk's removal: every filesystem on it unmounted, its
+ * fuse2fs gone having written all it held (it keeps the disk open until
+ * then), then one FLUSH, so that all the card wrote is on the host's disk
+ * before the device goes. */
 static void detach(struct vblk *v)
 {
 	struct card_os *os = v->os;
-	if (v->attach_pid > 0) {
-		/* still attaching: let it finish so that we know what to undo */
-		int st;
-		card_on_exit_cancel(os, v->attach_pid);
-		if (serve_until(v, v->attach_pid, &st) == 0 && WIFEXITED(st) && !WEXITSTATUS(st))
-			v->attached = 1;
-		v->attach_pid = 0;
-	}
-	if (!v->attached) {
-		loop_forget(v);
+	if (!v->mounted)
 		return;
-	}
-	pid_t pid = fork();
-	if (pid == 0)
-		_exit(detach_child(v));
-	/* The child's copy of the loop fd is now the last one: its exit ends the
-	 * loop device while we still answer FUSE. */
-	close(v->loop_fd);
-	v->loop_fd = -1;
-	int st = 0;
-	if (pid < 0)
-		cardlog(&os->log, "virtio-block: cannot flush: %s", strerror(errno));
-	else if (serve_until(v, pid, &st))
-		cardlog(&os->log, "virtio-block: flush and detach timed out: data not yet on the "
-				  "host is lost");
-	else if (!WIFEXITED(st) || (WEXITSTATUS(st) & DETACH_UNSYNCED))
+	int um = run_served(v, unmount_child);
+	if (um < 0)
+		cardlog(&os->log, "virtio-block: unmounting timed out");
+	int left = um >= 0 && !(um & DETACH_LAZY) ? serve_until(v, 0, NULL, 1) : 0;
+	if (left < 0)
+		cardlog(&os->log, "virtio-block: the disk's users did not finish (%d open)", v->opens);
+	else if (left > 0)
+		cardlog(&os->log, "virtio-block: %d idle open file(s) of the disk left", v->opens);
+	int fl = run_served(v, flush_child);
+	if (fl < 0)
+		cardlog(&os->log, "virtio-block: flush timed out: data not yet on the host is lost");
+	else if (fl & DETACH_UNSYNCED)
 		cardlog(&os->log, "virtio-block: flushing the disk failed (I/O error): data may be "
 				  "lost");
-	else if (WEXITSTATUS(st) & DETACH_LAZY)
+	else if (um < 0 || left < 0)
+		cardlog(&os->log, "virtio-block: disk flushed, but a filesystem on it may not be");
+	else if (um & DETACH_LAZY)
 		cardlog(&os->log, "virtio-block: a mount was busy: synced, detached lazily");
 	else
-		cardlog(&os->log, "virtio-block: disk synced, unmounted, loop%d detached", v->loop_nr);
-	unlink(DEV_NODE);
-	loop_forget(v);
-	v->attached = 0;
+		cardlog(&os->log, "virtio-block: disk synced, unmounted");
+}
+
+/* The card OS stops its processes before its devices go, but not the
+ * fuse2fs serving a filesystem on this disk: the writers it serves must be
+ * able to finish, and the unmount at removal then makes it flush. */
+static int vblk_spare(void *ctx, pid_t pid)
+{
+	(void)ctx;
+	return card_fuse2fs_of(pid, DISK_FILE); /* the path its fd names */
 }
 
 /* --- probe / remove --- */
@@ -781,6 +755,8 @@ static void free_slots(struct vblk *v)
 
 static void vblk_free(struct vblk *v)
 {
+	if (v->os->spare_ctx == v)
+		v->os->spare = NULL, v->os->spare_ctx = NULL;
 	fuse_stop(v);
 	free_slots(v);
 	v->vd->mdev.priv = NULL;
@@ -796,7 +772,7 @@ static int vblk_probe(struct mbus_device *dev)
 		return -ENOMEM;
 	v->os = os;
 	v->vd = vd;
-	v->line_fd = v->loop_fd = v->fuse_fd = -1;
+	v->line_fd = v->fuse_fd = -1;
 	dev->priv = v;
 	const char *what = "negotiate";
 	uint64_t f = 0, cap = 0;
@@ -826,12 +802,9 @@ static int vblk_probe(struct mbus_device *dev)
 	if (!rc && strstr(os->bp.cmdline, "mic.blk_selftest"))
 		selftest_start(v);
 	if (!rc)
-		what = "FUSE (/dev/fuse, mount " MNT_DIR ")", rc = fuse_start(v);
-	if (!rc)
-		what = "loop device (/dev/loop-control)", rc = start_attach(v);
+		what = "FUSE (/dev/fuse, mount " DISK_FILE ")", rc = fuse_start(v);
 	if (rc) {
 		cardlog(&os->log, "bus: probe virtio-block failed: %s: %s", what, strerror(-rc));
-		loop_forget(v);
 		if (v->line_fd >= 0)
 			card_vdev_release(vd, v->line, v->line_fd);
 		else
@@ -841,6 +814,10 @@ static int vblk_probe(struct mbus_device *dev)
 	}
 	cardlog(&os->log, "bus: probe virtio-block: %llu sectors%s (features %#llx)",
 		(unsigned long long)v->capacity, v->ro ? ", read-only" : "", (unsigned long long)f);
+	os->spare = vblk_spare;
+	os->spare_ctx = v;
+	cardlog(&os->log, "virtio-block: " DEV_NODE " (file, %llu sectors%s)",
+		(unsigned long long)v->capacity, v->ro ? ", read-only" : "");
 	return 0;
 }
 
@@ -851,7 +828,7 @@ static void vblk_remove(struct mbus_device *dev)
 	cardlog(&os->log, "bus: remove virtio-block");
 	detach(v);
 	/* answer what is still in flight before the session goes */
-	if (v->nfree != NSLOT && serve_until(v, 0, NULL))
+	if (v->nfree != NSLOT && serve_until(v, 0, NULL, 0))
 		cardlog(&os->log, "virtio-block: %d request(s) unanswered", NSLOT - v->nfree);
 	int busy = v->nfree != NSLOT;
 	if (busy) {

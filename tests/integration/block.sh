@@ -1,13 +1,24 @@
 # virtio-block end to end: a host image file is the card's /dev/vda, which
 # the card reads, writes and mounts; the host checks the file afterwards.
 . "$(dirname "$0")/lib.sh"
-for t in mkfs.ext4 debugfs e2fsck losetup nsenter; do
+for t in mkfs.ext4 debugfs e2fsck nsenter; do
     command -v $t >/dev/null || { say "SKIP: $t missing"; rm -rf "$RUNDIR"; exit 0; }
 done
 IMG=$RUNDIR/disk.img
 RO=$RUNDIR/ro.img
-OURS="virtio-blk:mic0|virtio-blk:mic1|/run/virtio-blk/vda"
-loops_before=$(losetup -a | grep -cE "$OURS")
+# The card's FUSE mounts (the disk, fuse2fs) answer only processes of the
+# card's user namespace: enter it.  card_ush C ARGS: busybox ARGS in card C,
+# in its PID namespace too, as the console's shell is (a fuse2fs it starts
+# dies with the card).  card_lsh C CMD: a login shell, whose /etc/profile
+# routes mount and umount to the card's front end (fuse2fs for the disk).
+card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
+card_lsh() { card_ush "$1" sh -lc "$2"; }
+# The fuse2fs processes serving mounts in a card's mount namespace.
+card_fuse2fs() {
+    local ns; ns=$(readlink "/proc/$(card_os_pid "$1")/ns/mnt")
+    for p in $(pgrep -x fuse2fs); do [ "$(readlink /proc/$p/ns/mnt)" = "$ns" ] && echo $p; done
+}
+gone() { [ -n "$*" ] || return 1; for _ in $(seq 1 50); do kill -0 $* 2>/dev/null || return 0; sleep 0.1; done; return 1; }
 
 # 64 MiB image: a known pattern at 0 and at 1 MiB, written by the host
 truncate -s 64M "$IMG"
@@ -16,6 +27,8 @@ head -c 4096 /dev/urandom > "$RUNDIR/pat1"
 dd if="$RUNDIR/pat0" of="$IMG" conv=notrunc status=none
 dd if="$RUNDIR/pat1" of="$IMG" bs=1M seek=1 conv=notrunc status=none
 truncate -s 8M "$RO"
+mkfs.ext4 -F -q "$RO"
+# (the first KiB of an ext4 image is free for this)
 printf 'read-only-disk' | dd of="$RO" conv=notrunc status=none
 cat > "$RUNDIR/micd.conf" <<EOF
 [mic0]
@@ -30,23 +43,24 @@ micctl wait mic0 ready --timeout 3 >/dev/null
 micctl wait mic1 ready --timeout 3 >/dev/null
 
 wait_vda() {
-    for _ in $(seq 1 100); do card_sh "$1" test -b /dev/vda 2>/dev/null && return 0; sleep 0.05; done
+    for _ in $(seq 1 100); do card_ush "$1" test -s /dev/vda 2>/dev/null && return 0; sleep 0.05; done
     return 1
 }
 
 # (1) raw reads and writes
 micctl boot mic0 >/dev/null
 check "card has /dev/vda" wait_vda mic0
-check "card log names the disk" sh -c "micctl log mic0 | grep -q 'virtio-block: /dev/vda (loop'"
-card_sh mic0 dd if=/dev/vda bs=4096 count=16 2>/dev/null > "$RUNDIR/got0"
+check "the disk is a file (no loop or block device)" card_ush mic0 sh -c 'test -f /dev/vda && ! test -b /dev/vda && ! ls /dev/loop* 2>/dev/null'
+check "card log names the disk" sh -c "micctl log mic0 | grep -q 'virtio-block: /dev/vda (file'"
+card_ush mic0 dd if=/dev/vda bs=4096 count=16 2>/dev/null > "$RUNDIR/got0"
 check "card reads the host's pattern at 0" cmp -s "$RUNDIR/pat0" "$RUNDIR/got0"
-card_sh mic0 dd if=/dev/vda bs=4096 skip=256 count=1 2>/dev/null > "$RUNDIR/got1"
+card_ush mic0 dd if=/dev/vda bs=4096 skip=256 count=1 2>/dev/null > "$RUNDIR/got1"
 check "card reads the host's pattern at 1 MiB" cmp -s "$RUNDIR/pat1" "$RUNDIR/got1"
 head -c 3145728 /dev/urandom > "$RUNDIR/pat2"
-card_sh mic0 dd of=/dev/vda bs=1M seek=5 conv=fsync < "$RUNDIR/pat2" 2>/dev/null
+card_ush mic0 dd of=/dev/vda bs=1M seek=5 conv=fsync < "$RUNDIR/pat2" 2>/dev/null
 check "card writes 3 MiB at 5 MiB" [ $? -eq 0 ]
-card_sh mic0 dd of=/dev/vda bs=512 seek=20481 count=1 conv=fsync 2>/dev/null <<< "sector-20481"
-card_sh mic0 dd if=/dev/vda bs=1M skip=5 count=3 iflag=direct 2>/dev/null > "$RUNDIR/got2"
+card_ush mic0 dd of=/dev/vda bs=512 seek=20481 count=1 conv=fsync 2>/dev/null <<< "sector-20481"
+card_ush mic0 dd if=/dev/vda bs=1M skip=5 count=3 iflag=direct 2>/dev/null > "$RUNDIR/got2"
 check "card reads back what it wrote (direct I/O)" cmp -s "$RUNDIR/pat2" "$RUNDIR/got2"
 
 # (5) hostile requests: IOERR / UNSUPP, file untouched beyond its size
@@ -56,11 +70,10 @@ check "image size unchanged" [ "$(stat -c %s "$IMG")" -eq 67108864 ]
 check "block device not broken" sh -c "micctl status mic0 --json | grep -q '\"type\":\"block\",\"state\":\"ready\"'"
 
 micctl shutdown mic0 >/dev/null
-check "card synced and detached its disk on shutdown" sh -c "micctl log mic0 | grep -q 'disk synced, unmounted, loop[0-9]* detached'"
+check "card synced and detached its disk on shutdown" sh -c "micctl log mic0 | grep -q 'disk synced, unmounted'"
 check "host file has the card's 3 MiB byte for byte" sh -c "dd if='$IMG' bs=1M skip=5 count=3 status=none | cmp -s - '$RUNDIR/pat2'"
 check "host file has the card's sector write" sh -c "dd if='$IMG' bs=512 skip=20481 count=1 status=none | head -c 12 | grep -q sector-20481"
 check "host pattern at 0 intact" sh -c "head -c 65536 '$IMG' | cmp -s - '$RUNDIR/pat0'"
-check "no loop device left after shutdown" [ "$(losetup -a | grep -cE "$OURS")" -eq "$loops_before" ]
 
 # (2) filesystem: ext4 made on the host, mounted and written on the card
 mkfs.ext4 -F -q "$IMG"
@@ -69,14 +82,17 @@ debugfs -w -R "write $RUNDIR/hostfile hostfile" "$IMG" >/dev/null 2>&1
 head -c 1048576 /dev/urandom > "$RUNDIR/newfile"
 micctl boot mic0 >/dev/null
 wait_vda mic0
-check "card mounts /dev/vda on /mnt" card_sh mic0 mount -t ext4 /dev/vda /mnt
-check "card reads the host's file" sh -c "[ \"\$(nsenter -t $(card_os_pid mic0) -m -- /bin/busybox cat /mnt/hostfile)\" = 'written by the host' ]"
+check "card mounts /dev/vda on /mnt" card_lsh mic0 "mount -t ext4 /dev/vda /mnt"
+check "the mount is fuse2fs's, in the card" card_ush mic0 grep -q '^/dev/vda /mnt fuse.ext4 ' /proc/mounts
+f2fs=$(card_fuse2fs mic0)
+check "card reads the host's file" [ "$(card_ush mic0 cat /mnt/hostfile)" = 'written by the host' ]
 # conv=fsync, not sync(1): a global sync would also wait for every other
 # filesystem on this host
-card_sh mic0 dd of=/mnt/newfile bs=64K conv=fsync 2>/dev/null < "$RUNDIR/newfile"
-check "card sees its new file" sh -c "nsenter -t $(card_os_pid mic0) -m -- /bin/busybox md5sum /mnt/newfile | grep -q $(md5sum < "$RUNDIR/newfile" | cut -c1-32)"
+card_ush mic0 dd of=/mnt/newfile bs=64K conv=fsync 2>/dev/null < "$RUNDIR/newfile"
+check "card sees its new file" [ "$(card_ush mic0 md5sum /mnt/newfile | cut -c1-32)" = "$(md5sum < "$RUNDIR/newfile" | cut -c1-32)" ]
 micctl shutdown mic0 >/dev/null
 check "shutdown unmounted the card's mount" sh -c "micctl log mic0 | tail -8 | grep -q 'disk synced, unmounted'"
+check "the card's fuse2fs exited" gone $f2fs
 debugfs -R "cat /newfile" "$IMG" 2>/dev/null > "$RUNDIR/newfile.got"
 check "host reads the card's new file (debugfs)" cmp -s "$RUNDIR/newfile" "$RUNDIR/newfile.got"
 check "e2fsck -fn passes" e2fsck -fn "$IMG"
@@ -84,11 +100,13 @@ check "e2fsck -fn passes" e2fsck -fn "$IMG"
 # (3) read-only disk
 micctl boot mic1 >/dev/null
 check "read-only card has /dev/vda" wait_vda mic1
-check "read-only disk reads" sh -c "nsenter -t $(card_os_pid mic1) -m -- /bin/busybox dd if=/dev/vda bs=14 count=1 2>/dev/null | grep -q read-only-disk"
+check "read-only disk reads" [ "$(card_ush mic1 dd if=/dev/vda bs=14 count=1 2>/dev/null)" = read-only-disk ]
 md5_ro=$(md5sum < "$RO")
-card_sh mic1 dd of=/dev/vda bs=512 count=1 conv=fsync < /dev/zero 2>/dev/null
+card_ush mic1 dd of=/dev/vda bs=512 count=1 conv=fsync < /dev/zero 2>/dev/null
 check "read-only disk refuses writes" [ $? -ne 0 ]
 check "read-only card log says so" sh -c "micctl log mic1 | grep -q 'read-only'"
+check "read-only disk mounts read-only" card_lsh mic1 "mkdir -p /ro && mount /dev/vda /ro 2>&1 | grep -q write-protected && grep -q '^/dev/vda /ro fuse.ext4 ro' /proc/mounts"
+check "read-only mount refuses writes" card_lsh mic1 "! touch /ro/x 2>/dev/null"
 micctl shutdown mic1 >/dev/null
 check "read-only image unchanged" [ "$(md5sum < "$RO")" = "$md5_ro" ]
 
@@ -99,26 +117,29 @@ for i in 1 2 3; do
     micctl boot mic0 >/dev/null
     wait_vda mic0 || { fail "cycle $i: no /dev/vda"; break; }
     if [ $i -eq 2 ]; then micctl reset mic0 >/dev/null; micctl wait mic0 ready --timeout 5 >/dev/null; continue; fi
-    card_sh mic0 mount /dev/vda /mnt && card_sh mic0 sh -c "echo cycle-$i >> /mnt/cycles"
+    card_lsh mic0 "mount /dev/vda /mnt" && card_ush mic0 sh -c "echo cycle-$i >> /mnt/cycles"
     micctl shutdown mic0 >/dev/null
 done
 check "reboot cycles kept the device and the data" sh -c "debugfs -R 'cat /cycles' '$IMG' 2>/dev/null | tr '\n' ' ' | grep -q 'cycle-1 .*cycle-3'"
 check "e2fsck after cycles (one forced reset) is clean" e2fsck -fn "$IMG"
-check "no loop device left after a reset" sh -c "for _ in \$(seq 1 50); do [ \$(losetup -a | grep -cE '$OURS') -eq $loops_before ] && exit 0; sleep 0.1; done; exit 1"
 # (6) a forced reset while a read-write filesystem is mounted and being
 # written: like a power loss, it must not hang anything, and the disk must
 # be usable again after the next boot (the journal recovers it).
 micctl boot mic0 >/dev/null
 wait_vda mic0
-card_sh mic0 mount /dev/vda /mnt
-card_sh mic0 sh -c "dd if=/dev/zero of=/mnt/crash bs=1M count=8 2>/dev/null"
+card_lsh mic0 "mount /dev/vda /mnt"
+card_ush mic0 sh -c "dd if=/dev/zero of=/mnt/crash bs=1M count=8 2>/dev/null"
 old_os=$(card_os_pid mic0)
+f2fs=$(card_fuse2fs mic0)
 check "reset with the disk mounted returns promptly" timeout 20 micctl reset mic0
 check "every process of the old card OS is gone" sh -c "! kill -0 $old_os 2>/dev/null"
+check "its fuse2fs too" gone $f2fs
 micctl boot mic0 >/dev/null
 check "disk back after the forced reset" wait_vda mic0
-check "filesystem mounts again after the forced reset" card_sh mic0 mount /dev/vda /mnt
-card_sh mic0 umount /mnt
+check "filesystem mounts again after the forced reset (e2fsck -p first)" card_lsh mic0 "mount /dev/vda /mnt"
+f2fs=$(card_fuse2fs mic0)
+check "umount unmounts and waits for fuse2fs to flush and exit" card_lsh mic0 "umount /mnt && ! grep -q ' /mnt ' /proc/mounts"
+check "fuse2fs gone after umount" sh -c "[ -n '$f2fs' ] && ! kill -0 $f2fs 2>/dev/null"
 micctl shutdown mic0 >/dev/null
 check "daemon responsive" micctl status
 
@@ -127,21 +148,37 @@ check "daemon responsive" micctl status
 # unmount is a real one (not lazy) and the filesystem is clean
 micctl boot mic0 >/dev/null
 wait_vda mic0
-card_sh mic0 mount /dev/vda /mnt
-micctl console mic0 --linger 0.3 <<< 'cd /mnt && (while :; do echo busy >> /mnt/busy; done) &' >/dev/null
+micctl console mic0 --linger 0.5 <<< 'mount /dev/vda /mnt && cd /mnt && (while :; do echo busy >> /mnt/busy; done) &' >/dev/null
 sleep 0.5
-check "a writer is busy on the card's mount" sh -c "debugfs -R 'stat /busy' '$IMG' >/dev/null 2>&1 || card_sh mic0 test -s /mnt/busy"
+busy_seen() { debugfs -R 'stat /busy' "$IMG" >/dev/null 2>&1 || card_ush mic0 test -s /mnt/busy; }
+check "a writer is busy on the card's mount" busy_seen
 micctl shutdown mic0 >/dev/null
 check "busy mount: writers stopped, disk synced and unmounted (not lazily)" sh -c "micctl log mic0 | tail -8 | grep -q 'disk synced, unmounted'"
 check "filesystem clean after a shutdown with a writer" e2fsck -fn "$IMG"
+
+# (6c) the card makes its own filesystem on /dev/vda, mounts and fills it
+micctl boot mic0 >/dev/null
+wait_vda mic0
+check "card runs mkfs.ext4 /dev/vda" card_lsh mic0 "mkfs.ext4 -q -F -L cardmade /dev/vda"
+check "card's e2fsck is clean on it" card_lsh mic0 "e2fsck -fn /dev/vda >/dev/null 2>&1"
+card_lsh mic0 "mount /dev/vda /mnt && echo card-made > /mnt/own && umount /mnt"
+check "card mounts its own filesystem again" card_lsh mic0 "mount /dev/vda /mnt && grep -q card-made /mnt/own"
+micctl shutdown mic0 >/dev/null
+check "host sees the card's filesystem and file" sh -c "debugfs -R 'cat /own' '$IMG' 2>/dev/null | grep -q card-made && dumpe2fs -h '$IMG' 2>/dev/null | grep -q 'volume name:.*cardmade'"
+check "host e2fsck clean on the card's filesystem" e2fsck -fn "$IMG"
+micctl boot mic0 >/dev/null
+wait_vda mic0
+check "busybox mke2fs works on /dev/vda too" card_ush mic0 mke2fs -F -q /dev/vda
+micctl shutdown mic0 >/dev/null
+check "host e2fsck clean on busybox's filesystem" e2fsck -fn "$IMG"
 
 # (7) stopping micd (SIGTERM) shuts the card down cleanly first: data the
 # card wrote but never synced reaches the host file
 micctl boot mic0 >/dev/null
 wait_vda mic0
-card_sh mic0 mount /dev/vda /mnt
+card_lsh mic0 "mount /dev/vda /mnt"
 head -c 300000 /dev/urandom > "$RUNDIR/unsynced"
-card_sh mic0 dd of=/mnt/unsynced bs=4096 < "$RUNDIR/unsynced" 2>/dev/null
+card_ush mic0 dd of=/mnt/unsynced bs=4096 < "$RUNDIR/unsynced" 2>/dev/null
 stop_micd
 check "micd's stop flushed the card's unsynced file to the host" sh -c "debugfs -R 'cat /unsynced' '$IMG' 2>/dev/null | cmp -s - '$RUNDIR/unsynced'"
 check "filesystem clean after micd's stop" e2fsck -fn "$IMG"

@@ -19,11 +19,13 @@ micctl wait mic0 ready --timeout 5 >/dev/null
 micctl boot mic0 >/dev/null && micctl shutdown mic0 >/dev/null # lazy allocations settle
 set -- $(micd_res); fd0=$1; th0=$2
 
+card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -- /bin/busybox "$@"; }
 # Background load for about a second and a half on every device.
 load() {
     timeout -k 2 1.5 nsenter -t "$MICD_PID" -n ping -q -f -s 1400 -W 1 "$CARD_IP" >/dev/null 2>&1 &
     lp="$!"
-    timeout -k 2 1.5 nsenter -t "$(card_os_pid mic0)" -m -- /bin/busybox \
+    # (the disk is a FUSE file of the card: only its user namespace may use it)
+    timeout -k 2 1.5 nsenter -t "$(card_os_pid mic0)" -U -m -- /bin/busybox \
         dd if=/dev/zero of=/dev/vda bs=64k count=400 conv=fsync >/dev/null 2>&1 &
     lp="$lp $!"
     timeout -k 2 1.5 micctl console mic0 --linger 1 <<< 'yes chaos | head -c 3000000' >/dev/null 2>&1 &
@@ -59,8 +61,8 @@ micctl boot mic0 >/dev/null
 check "devices ready" sh -c "for _ in \$(seq 50); do [ \$(micctl status mic0 --json | grep -o '\"state\":\"ready\"' | wc -l) -eq 3 ] && exit 0; sleep 0.05; done; exit 1"
 check "network: ping card" hostns ping -c 2 -i 0.2 -W 2 "$CARD_IP"
 head -c 1048576 /dev/urandom > "$RUNDIR/pat"
-card_sh mic0 dd of=/dev/vda bs=64k seek=16 conv=fsync < "$RUNDIR/pat" 2>/dev/null
-card_sh mic0 dd if=/dev/vda bs=64k skip=16 count=16 iflag=direct 2>/dev/null > "$RUNDIR/got"
+card_ush mic0 dd of=/dev/vda bs=64k seek=16 conv=fsync < "$RUNDIR/pat" 2>/dev/null
+card_ush mic0 dd if=/dev/vda bs=64k skip=16 count=16 iflag=direct 2>/dev/null > "$RUNDIR/got"
 check "disk: the card reads back what it wrote" cmp -s "$RUNDIR/pat" "$RUNDIR/got"
 out=$(micctl console mic0 <<< 'echo still-$((6*7))' | tr -d '\r')
 check "console: the shell answers" sh -c "echo '$out' | grep -qx still-42"
