@@ -187,15 +187,22 @@ static void on_fault(struct mic_card *c)
 {
 	/* The event may be for a firmware a reset in this same epoll batch
 	 * already reaped: only act if the current one really exited. */
-	struct pollfd p = { .fd = c->fault_fd, .events = POLLIN };
-	if (c->fault_fd < 0 || poll(&p, 1, 0) != 1)
+	if (c->fault_fd < 0 || !mic_hw_fault_pending(c->hw))
 		return;
 	unwatch_fault(c);
 	mic_hw_reap(c->hw);
 	disarm_timer(c);
-	snprintf(c->last_error, sizeof(c->last_error), "card firmware stopped responding");
+	const char *why = mic_hw_fault_reason(c->hw);
+	snprintf(c->last_error, sizeof(c->last_error), "%s",
+		 why[0] ? why : "card firmware stopped responding");
 	if (c->state != CARD_LOST)
 		set_state(c, CARD_LOST, c->last_error);
+}
+
+/* The card's stdout and stderr, as a card's serial console. */
+static void on_uart(struct mic_card *c)
+{
+	mic_hw_uart_drain(c->hw);
 }
 
 static void on_timer(struct mic_card *c)
@@ -341,10 +348,13 @@ int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cf
 	c->src_irq = (struct card_src){ c, on_fw_event };
 	c->src_fault = (struct card_src){ c, on_fault };
 	c->src_timer = (struct card_src){ c, on_timer };
+	c->src_uart = (struct card_src){ c, on_uart };
 	struct mic_hw_config hc = {
 		.name = cfg->name, .index = cfg->index, .device_id = MIC_PCI_DEVICE_X100_MIN,
 		.aperture_size = cfg->aperture_size, .hostmem_size = cfg->hostmem_size,
 		.bootstrap = d->bootstrap,
+		.id_base = cfg->id_base, .id_count = d->idmap_size, .memory_max = cfg->memory_max,
+		.pids_max = cfg->pids_max, .cpu_weight = cfg->cpu_weight,
 	};
 	if (access(d->bootstrap, X_OK) < 0) {
 		snprintf(err, errlen, "%s: card bootstrap %s: %s", cfg->name, d->bootstrap, strerror(errno));
@@ -363,7 +373,8 @@ int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cf
 	mbus_device_init(&c->dma_dev, MBUS_DEV_DMA, "dma", c->v);
 	mbus_device_register(&c->bus, &c->dma_dev);
 	if (c->timerfd < 0 || probe(c, err, errlen) || start_devices(c, err, errlen) ||
-	    watch(c, c->v->irq_fd[MIC_DB_FW_STATE], &c->src_irq) || watch(c, c->timerfd, &c->src_timer)) {
+	    watch(c, c->v->irq_fd[MIC_DB_FW_STATE], &c->src_irq) || watch(c, c->timerfd, &c->src_timer) ||
+	    watch(c, mic_hw_uart_fd(c->hw), &c->src_uart)) {
 		if (!err[0])
 			snprintf(err, errlen, "%s: %s", cfg->name, strerror(errno));
 		card_fini(c);

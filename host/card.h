@@ -60,7 +60,7 @@ struct mic_card {
 	int epfd;
 	int timerfd;
 	int fault_fd; /* registered pidfd of the firmware, -1 if none */
-	struct card_src src_irq, src_fault, src_timer;
+	struct card_src src_irq, src_fault, src_timer, src_uart;
 	enum card_state state;
 	uint64_t state_since_ns;
 	uint64_t boot_cmd_ns;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Card side: map the resources the slot handed to the firmware. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -8,6 +9,8 @@
 #include <unistd.h>
 
 #include "mic_hw.h"
+
+static int set_cloexec(const struct mic_hw_view *v, int on);
 
 static int region_map(struct mic_region *r, int fd)
 {
@@ -53,7 +56,40 @@ int mic_hw_card_attach(struct mic_hw_view *v)
 	}
 	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
 		v->dma_kick_fd[i] = fd[4 + 2 * MIC_NUM_IRQ_LINES + i];
+	/* What the card starts (its shells, its helpers) holds no hardware
+	 * unless the card passes it on (mic_hw_card_pass_fds). */
+	return set_cloexec(v, 1);
+}
+
+/* Every fd of the view, to pass or to keep from children. */
+static int view_fds(const struct mic_hw_view *v, int *fd)
+{
+	int n = 0;
+	const struct mic_region *r[] = { &v->aperture, &v->mmio, &v->io, &v->hostmem };
+	for (unsigned i = 0; i < 4; i++)
+		fd[n++] = r[i]->fd;
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
+		fd[n++] = v->irq_fd[i];
+		fd[n++] = v->peer_irq_fd[i];
+	}
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		fd[n++] = v->dma_kick_fd[i];
+	return n;
+}
+
+static int set_cloexec(const struct mic_hw_view *v, int on)
+{
+	int fd[4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN];
+	int n = view_fds(v, fd);
+	for (int i = 0; i < n; i++)
+		if (fd[i] >= 0 && fcntl(fd[i], F_SETFD, on ? FD_CLOEXEC : 0) < 0)
+			return -errno;
 	return 0;
+}
+
+int mic_hw_card_pass_fds(const struct mic_hw_view *v)
+{
+	return set_cloexec(v, 0);
 }
 
 void mic_hw_card_detach(struct mic_hw_view *v)

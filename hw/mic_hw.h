@@ -103,6 +103,11 @@ struct mic_hw_config {
 	uint64_t aperture_size;  /* card memory */
 	uint64_t hostmem_size;   /* host memory registered for this card */
 	const char *bootstrap;   /* path of the card bootstrap executable */
+	/* The card's sandbox (hw/sandbox.h): its root is host uid/gid
+	 * id_base, its cgroup caps memory, processes and CPU share. */
+	uint32_t id_base, id_count;
+	uint64_t memory_max;
+	uint32_t pids_max, cpu_weight;
 };
 
 int mic_hw_create(const struct mic_hw_config *cfg, struct mic_hw **out);
@@ -119,11 +124,23 @@ int mic_hw_reset(struct mic_hw *hw);
  * only the card OS itself can arrange) gives -EBUSY instead of a hang; the
  * card then stays off, and a later power-off or reset tries again. */
 int mic_hw_power_off(struct mic_hw *hw);
-/* A pidfd that becomes readable when the card's firmware dies (hardware
- * fault in the simulation); -1 when off.  Call mic_hw_reap() then. */
+/* An fd that becomes readable when the card may have failed (its firmware
+ * died, or it ran out of memory); -1 when off.  Then ask
+ * mic_hw_fault_pending(), and call mic_hw_reap() if it says so. */
 int mic_hw_fault_fd(const struct mic_hw *hw);
-/* Collects the dead firmware: 0, or -EBUSY if it is not gone in time. */
+/* Collects the dead firmware: 0, or -EBUSY if it is not gone in time.  A
+ * card that ran out of memory is powered off here first. */
 int mic_hw_reap(struct mic_hw *hw);
+/* True if the card has failed: its firmware died, or the card ran out of
+ * memory (it is then killed; mic_hw_reap() collects it). */
+bool mic_hw_fault_pending(struct mic_hw *hw);
+/* Why the last fault happened, in words ("" if the firmware just died). */
+const char *mic_hw_fault_reason(const struct mic_hw *hw);
+/* The card's serial line: what its firmware and card OS write to stdout
+ * and stderr.  Readable fd; mic_hw_uart_drain() logs what arrived,
+ * bounded per call and rate-limited. */
+int mic_hw_uart_fd(const struct mic_hw *hw);
+void mic_hw_uart_drain(struct mic_hw *hw);
 /* The card's view of this slot inside the host process, exactly what
  * mic_hw_card_attach() maps in the card (for tests and benchmarks that
  * play both sides in one process). */
@@ -137,5 +154,8 @@ pid_t mic_hw_card_pid(const struct mic_hw *hw);
  * variable MIC_HW). */
 int mic_hw_card_attach(struct mic_hw_view *v);
 void mic_hw_card_detach(struct mic_hw_view *v);
+/* The attached fds are close-on-exec; this clears that, so the next exec
+ * (the firmware starting the card OS) hands the hardware over. */
+int mic_hw_card_pass_fds(const struct mic_hw_view *v);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -21,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/proc.h"
 #include "mic_hw.h"
@@ -134,8 +136,26 @@ int mic_hw_create(const struct mic_hw_config *cfg, struct mic_hw **out)
 		hw->kick_fd[i] = v->dma_kick_fd[i] = hw->card.dma_kick_fd[i] = -1;
 	snprintf(hw->name, sizeof(hw->name), "%s", cfg->name);
 	snprintf(hw->bootstrap, sizeof(hw->bootstrap), "%s", cfg->bootstrap);
-
 	int rc;
+	hw->cfg = *cfg;
+	hw->cfg.name = hw->name;
+	hw->cfg.bootstrap = hw->bootstrap;
+	hw->uart_tokens = 200;
+	hw->uart_last_ns = now_ns();
+	hw->bootstrap_fd = -1;
+	hw->uart[0] = hw->uart[1] = -1;
+	if ((hw->fault_ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || pipe2(hw->uart, O_CLOEXEC) < 0 ||
+	    fcntl(hw->uart[0], F_SETFL, O_NONBLOCK) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* A slot only mapped by a test needs no firmware. */
+	if (cfg->bootstrap && cfg->bootstrap[0] &&
+	    (hw->bootstrap_fd = open(cfg->bootstrap, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+
 	if ((rc = region_create(&hw->config, cfg->name, "config", MIC_CFG_SPACE_SIZE)) ||
 	    (rc = region_create(&v->aperture, cfg->name, "aperture", cfg->aperture_size)) ||
 	    (rc = region_create(&v->mmio, cfg->name, "mmio", MIC_MMIO_SIZE)) ||
@@ -178,27 +198,6 @@ struct mic_hw_view *mic_hw_host_view(struct mic_hw *hw)
 	return &hw->host;
 }
 
-/* Format: "ap,mmio,io,hostmem;irq x16;peer x16;kick x8" as decimal fds.
- * The memory regions are micd's own descriptions, shared with the card on
- * purpose: they are only mapped, and what the card can change on an open
- * file description (status flags such as O_NONBLOCK or O_APPEND, the file
- * offset) does not affect an existing mapping, while micd never read()s,
- * write()s or locks them, and the seals that pin their size belong to the
- * file, not the description.  The lines are the card's own ends. */
-static void build_env(const struct mic_hw *hw, char *buf, size_t len)
-{
-	const struct mic_hw_view *v = &hw->host;
-	const struct sim_card_ends *c = &hw->card;
-	size_t n = (size_t)snprintf(buf, len, "MIC_HW=%d,%d,%d,%d", v->aperture.fd, v->mmio.fd,
-				    v->io.fd, v->hostmem.fd);
-	for (int i = 0; i < MIC_NUM_IRQ_LINES && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, ",%d", c->irq_fd[i]);
-	for (int i = 0; i < MIC_NUM_IRQ_LINES && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, ",%d", c->peer_irq_fd[i]);
-	for (int i = 0; i < MIC_DMA_NUM_CHAN && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, ",%d", c->dma_kick_fd[i]);
-}
-
 /* The card's ends outlive a card OS: the next one must find them as the
  * hardware hands them out, whatever flags the last one set (F_SETFL
  * replaces every status flag it can change). */
@@ -216,57 +215,161 @@ static void card_ends_rearm(struct mic_hw *hw)
 			fcntl(c->dma_kick_fd[i], F_SETFL, O_NONBLOCK);
 }
 
-static void keep_open(int fd)
+/* Format: "ap,mmio,io,hostmem;irq x16;peer x16;kick x8" as decimal fds.
+ * The memory regions are micd's own descriptions, shared with the card on
+ * purpose: they are only mapped, and what the card can change on an open
+ * file description (status flags such as O_NONBLOCK or O_APPEND, the file
+ * offset) does not affect an existing mapping, while micd never read()s,
+ * write()s or locks them, and the seals that pin their size belong to the
+ * file, not the description.  The lines are the card's own ends. */
+static int card_fds(const struct mic_hw *hw, int *fds)
 {
-	if (fd >= 0)
-		fcntl(fd, F_SETFD, 0);
+	const struct mic_hw_view *v = &hw->host;
+	const struct sim_card_ends *c = &hw->card;
+	int n = 0;
+	fds[n++] = v->aperture.fd;
+	fds[n++] = v->mmio.fd;
+	fds[n++] = v->io.fd;
+	fds[n++] = v->hostmem.fd;
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++)
+		fds[n++] = c->irq_fd[i];
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++)
+		fds[n++] = c->peer_irq_fd[i];
+	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
+		fds[n++] = c->dma_kick_fd[i];
+	return n;
+}
+
+/* "MIC_HW=" and the card's fd numbers in card_fds' order: the sandbox
+ * gives the card fds[i] as fd 3+i. */
+static void build_env(const int *fds, int nfd, char *buf, size_t len)
+{
+	size_t n = (size_t)snprintf(buf, len, "MIC_HW=");
+	for (int i = 0; i < nfd && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%d", i ? "," : "", fds[i] >= 0 ? 3 + i : -1);
+}
+
+/* The card's sandbox is made at its first power-on, so that tests and
+ * benchmarks that only map a slot make no cgroup. */
+static int sandbox_up(struct mic_hw *hw)
+{
+	if (hw->sb)
+		return 0;
+	struct sandbox_cfg sc = {
+		.name = hw->name, .id_base = hw->cfg.id_base, .id_count = hw->cfg.id_count,
+		.memory_max = hw->cfg.memory_max, .pids_max = hw->cfg.pids_max,
+		.cpu_weight = hw->cfg.cpu_weight,
+	};
+	if (!sc.id_count || !sc.memory_max || !sc.pids_max || !sc.cpu_weight)
+		return -EINVAL;
+	int rc = sandbox_create(&sc, &hw->sb);
+	if (rc)
+		return rc;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLPRI };
+	return epoll_ctl(hw->fault_ep, EPOLL_CTL_ADD, sandbox_oom_fd(hw->sb), &ev) < 0 ? -errno : 0;
 }
 
 int mic_hw_power_on(struct mic_hw *hw)
 {
 	if (hw->pid > 0)
 		return 0;
+	int rc = sandbox_up(hw);
+	if (rc)
+		return rc;
 	char env_hw[512], env_name[64];
+	int fds[4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN];
 	card_ends_rearm(hw);
-	build_env(hw, env_hw, sizeof(env_hw));
+	int nfd = card_fds(hw, fds);
+	build_env(fds, nfd, env_hw, sizeof(env_hw));
 	snprintf(env_name, sizeof(env_name), "MIC_CARD=%s", hw->name);
-	char *const argv[] = { hw->bootstrap, NULL };
 	char *const envp[] = { env_hw, env_name, "PATH=/bin:/sbin:/usr/bin:/usr/sbin", NULL };
-	/* Prepared before the fork: the child only does async-signal-safe work. */
-	int fds[4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN], nfd = 0;
-	struct mic_hw_view *v = &hw->host;
-	fds[nfd++] = v->aperture.fd;
-	fds[nfd++] = v->mmio.fd;
-	fds[nfd++] = v->io.fd;
-	fds[nfd++] = v->hostmem.fd;
-	/* Only the card's ends: micd's own descriptions stay close-on-exec. */
-	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
-		fds[nfd++] = hw->card.irq_fd[i];
-		fds[nfd++] = hw->card.peer_irq_fd[i];
-	}
-	for (int i = MIC_DMA_HOST_CHANS; i < MIC_DMA_NUM_CHAN; i++)
-		fds[nfd++] = hw->card.dma_kick_fd[i];
-
 	int pidfd = -1;
-	pid_t pid = proc_clone(CLONE_NEWPID, &pidfd);
+	pid_t pid = sandbox_spawn(hw->sb, hw->bootstrap_fd, envp, fds, nfd, hw->uart[1], &pidfd);
 	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		for (int i = 0; i < nfd; i++)
-			keep_open(fds[i]);
-		/* micd's blocked and ignored signals are not the card's. */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		/* The card dies with the daemon, as it loses power with the host. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execve(hw->bootstrap, argv, envp);
-		_exit(127);
+		return (int)pid;
+	struct epoll_event ev = { .events = EPOLLIN };
+	if (epoll_ctl(hw->fault_ep, EPOLL_CTL_ADD, pidfd, &ev) < 0) {
+		rc = -errno;
+		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		close(pidfd);
+		return rc;
 	}
+	hw->fault[0] = 0;
 	hw->pid = pid;
 	hw->pidfd = pidfd;
 	return 0;
+}
+
+bool mic_hw_fault_pending(struct mic_hw *hw)
+{
+	if (hw->pid <= 0)
+		return false;
+	if (hw->sb && sandbox_oom_check(hw->sb)) {
+		/* A real card's kernel would panic: the card is gone as a whole,
+		 * not left half-alive with its init killed. */
+		snprintf(hw->fault, sizeof(hw->fault),
+			 "card out of memory: its processes reached the %llu MiB limit",
+			 (unsigned long long)(sandbox_memory_max(hw->sb) >> 20));
+		log_warn("%s: %s; powering it off", hw->name, hw->fault);
+		syscall(SYS_pidfd_send_signal, hw->pidfd, SIGKILL, NULL, 0);
+		return true;
+	}
+	struct pollfd p = { .fd = hw->pidfd, .events = POLLIN };
+	return poll(&p, 1, 0) == 1;
+}
+
+const char *mic_hw_fault_reason(const struct mic_hw *hw)
+{
+	return hw->fault;
+}
+
+int mic_hw_uart_fd(const struct mic_hw *hw)
+{
+	return hw->uart[0];
+}
+
+/* At most this many lines a second reach micd's log; a card that writes
+ * more loses the rest, counted, as a serial line would drop characters. */
+#define UART_LINES_PER_S 50
+#define UART_BURST 200
+
+static void uart_line(struct mic_hw *hw, const char *line)
+{
+	uint64_t now = now_ns();
+	hw->uart_tokens += (double)(now - hw->uart_last_ns) * UART_LINES_PER_S / 1e9;
+	hw->uart_last_ns = now;
+	if (hw->uart_tokens > UART_BURST)
+		hw->uart_tokens = UART_BURST;
+	if (hw->uart_tokens < 1) {
+		hw->uart_dropped++;
+		return;
+	}
+	hw->uart_tokens -= 1;
+	if (hw->uart_dropped)
+		log_warn("%s: card: (%llu lines dropped)", hw->name,
+			 (unsigned long long)hw->uart_dropped);
+	hw->uart_dropped = 0;
+	log_info("%s: card: %s", hw->name, line);
+}
+
+void mic_hw_uart_drain(struct mic_hw *hw)
+{
+	char buf[16384];
+	ssize_t n = read(hw->uart[0], buf, sizeof(buf));
+	for (ssize_t i = 0; i < n; i++) {
+		char ch = buf[i];
+		if (ch == '\n' || hw->uart_len == sizeof(hw->uart_buf) - 1) {
+			hw->uart_buf[hw->uart_len] = 0;
+			uart_line(hw, hw->uart_buf);
+			hw->uart_len = 0;
+			if (ch == '\n')
+				continue;
+		}
+		/* what reaches the log is printable */
+		hw->uart_buf[hw->uart_len++] = (ch >= 0x20 && ch < 0x7f) || ch == '\t' ? ch : '?';
+	}
 }
 
 /*
@@ -465,6 +568,7 @@ int mic_hw_reap(struct mic_hw *hw)
 		return -EBUSY;
 	while (waitpid(hw->pid, NULL, 0) < 0 && errno == EINTR)
 		;
+	epoll_ctl(hw->fault_ep, EPOLL_CTL_DEL, hw->pidfd, NULL);
 	close(hw->pidfd);
 	hw->pid = -1;
 	hw->pidfd = -1;
@@ -504,7 +608,7 @@ void mic_hw_card_view(struct mic_hw *hw, struct mic_hw_view *c)
 
 int mic_hw_fault_fd(const struct mic_hw *hw)
 {
-	return hw->pidfd;
+	return hw->pid > 0 ? hw->fault_ep : -1;
 }
 
 pid_t mic_hw_card_pid(const struct mic_hw *hw)
@@ -534,5 +638,10 @@ void mic_hw_destroy(struct mic_hw *hw)
 	region_destroy(&v->mmio);
 	region_destroy(&v->io);
 	region_destroy(&v->hostmem);
+	sandbox_destroy(hw->sb);
+	int *fds[] = { &hw->fault_ep, &hw->uart[0], &hw->uart[1], &hw->bootstrap_fd };
+	for (unsigned i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (*fds[i] >= 0)
+			close(*fds[i]);
 	free(hw);
 }

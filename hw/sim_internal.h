@@ -4,6 +4,7 @@
 #define MIC_HW_SIM_INTERNAL_H
 
 #include "mic_hw.h"
+#include "sandbox.h"
 
 struct sim_dma; /* hw/dma_engine.c */
 
@@ -32,6 +33,17 @@ struct mic_hw {
 	pid_t pid;     /* card firmware, init of the card's PID namespace */
 	int pidfd;
 	struct sim_dma *dma;
+	struct mic_hw_config cfg;  /* its strings are not kept: see name, bootstrap */
+	struct sandbox *sb;        /* made at the first power-on */
+	int bootstrap_fd;          /* executed from micd's open file: the card's
+				    * ids need no path to it */
+	int fault_ep;              /* epoll: the firmware's pidfd, the cgroup's OOM */
+	char fault[128];           /* why the last fault, "" if no reason known */
+	int uart[2];               /* the card's stdout/stderr: micd reads [0] */
+	char uart_buf[256];
+	size_t uart_len;
+	double uart_tokens;
+	uint64_t uart_last_ns, uart_dropped;
 };
 
 /* Most a line read consumes per call: bounds the work a flooding card
