@@ -62,6 +62,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <sys/io.h>
@@ -106,6 +107,38 @@ static void route(const char *name, int open, const char *fmt, ...)
 
 /* A refusal: permission, a seccomp filter (ENOSYS or EPERM), or a missing
  * capability. */
+/* Kernel release at least major.minor (uname). */
+static int kernel_at_least(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+	if (uname(&u) < 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+		return 0;
+	return ma > major || (ma == major && mi >= minor);
+}
+
+/* The probe's cgroup line for a hierarchy ("" = cgroup2) is "/": it is the
+ * root of its own cgroup namespace, so a cgroup mount shows only its own
+ * subtree (the card's cgroup), never the host's. */
+static int own_cgroup_root(const char *ctrl)
+{
+	char buf[4096];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	int root = 0;
+	while (f && fgets(buf, sizeof(buf), f)) {
+		char *c1 = strchr(buf, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = 0;
+		int match = ctrl[0] ? strstr(c1 + 1, ctrl) != NULL : c1[1] == 0;
+		if (match && !strcmp(c2 + 1, "/\n"))
+			root = 1;
+	}
+	if (f)
+		fclose(f);
+	return root;
+}
+
 static int refused(int e)
 {
 	return e == EPERM || e == EACCES || e == ENOSYS;
@@ -580,6 +613,8 @@ static void check_sysctls(void)
 			int skip = 0;
 			for (int k = 0; per_ns[k]; k++)
 				skip |= !strcmp(per_ns[k], e->d_name);
+			/* kernel.pid_max belongs to the PID namespace since 6.14 */
+			skip |= !strcmp(e->d_name, "pid_max") && kernel_at_least(6, 14);
 			if (skip)
 				continue;
 			char p[PATH_MAX];
@@ -647,7 +682,16 @@ static void check_mount_type(const char *name, const char *src, const char *type
 			 access(p, W_OK) == 0 ? "writable" : "not writable");
 	}
 	unmount(mnt);
-	route(name, 1, "mounted -t %s (unmounted again)%s", type, detail);
+	/* Mountable, but the card's own instance, not a way out: cgroup2
+	 * rooted at the card's cgroup by its cgroup namespace; binfmt_misc
+	 * per user namespace since 6.7 (its register reaches only the card). */
+	const char *own = NULL;
+	if (!strcmp(type, "cgroup2") && own_cgroup_root(""))
+		own = "the card's own cgroup subtree (cgroup namespace)";
+	if (!strcmp(type, "binfmt_misc") && !in_initial_userns && kernel_at_least(6, 7))
+		own = "the card's own instance (per user namespace since 6.7)";
+	route(name, own == NULL, "mounted -t %s (unmounted again)%s%s%s", type, detail,
+	      own ? ": " : "", own ? own : "");
 }
 
 static void check_cgroup_v1(void)
@@ -673,11 +717,15 @@ static void check_cgroup_v1(void)
 	/* EBUSY for memory: the controller is in use by another hierarchy with
 	 * other options (cgroup2 or the host's v1 tree): not mountable this way
 	 * by anyone. */
-	int open = named == 0 || mem == 0 || !(refused(e1) || e1 == ENODEV || e1 == EINVAL) ||
+	/* the memory hierarchy mounted in the card's cgroup namespace shows
+	 * the card's own cgroup only; release_agent is checked on the named one */
+	int mem_own = mem == 0 && own_cgroup_root("memory");
+	int open = named == 0 || (mem == 0 && !mem_own) ||
+		   !(refused(e1) || e1 == ENODEV || e1 == EINVAL) ||
 		   !(refused(e2) || e2 == ENODEV || e2 == EBUSY);
 	route("mount-cgroup-v1", open, "name=: %s%s; memory: %s", named == 0 ? "mounted" : strerror(e1),
 	      named == 0 ? (agent_w ? " (release_agent writable)" : " (release_agent read-only)") : "",
-	      mem == 0 ? "mounted" : strerror(e2));
+	      mem == 0 ? (mem_own ? "mounted, the card's own cgroup only" : "mounted") : strerror(e2));
 }
 
 static void check_overlay(void)
@@ -702,8 +750,12 @@ static void check_overlay(void)
 	rmdir(w);
 	/* EINVAL: the root tmpfs may not be a valid upper (no xattrs) while
 	 * the mount itself was permitted; that is not a refusal */
-	route("mount-overlay", rc == 0 || !(refused(e) || e == ENODEV),
-	      rc == 0 ? "mounted (unmounted again)" : "mount -t overlay: %s", strerror(e));
+	/* Mounted in the card's user namespace, an overlay can only stack
+	 * directories the card can name, all its own (the escape routes to
+	 * host files are checked elsewhere): attack surface, not a way out. */
+	route("mount-overlay", rc != 0 && !(refused(e) || e == ENODEV),
+	      rc == 0 ? "mounted over the card's own files only (unmounted again)" :
+			"mount -t overlay: %s", strerror(e));
 }
 
 static void check_mounts(void)
@@ -1400,14 +1452,30 @@ static void check_limits(void)
 		have_mem = limit_along(mnt, v2, "memory.max", &mem);
 		have_pids = limit_along(mnt, v2, "pids.max", &pids);
 	}
-	/* v1: the host's hierarchies, when the card sees them */
+	/* v1: the host's hierarchies when the card sees them, else mounted
+	 * here (in its cgroup namespace, the root is the card's cgroup) */
+	char m1[PATH_MAX] = "", p1[PATH_MAX] = "";
+	const char *mroot = "/sys/fs/cgroup/memory", *proot = "/sys/fs/cgroup/pids";
 	if (have_mem < 0 && mem1[0]) {
 		unsigned long long m = 0;
-		if (limit_along("/sys/fs/cgroup/memory", mem1, "memory.limit_in_bytes", &m) == 0 && m < ram)
+		if (access(mroot, F_OK) < 0 &&
+		    try_mount("cgroup", "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "memory",
+			      m1, sizeof(m1)) == 0)
+			mroot = m1;
+		if (limit_along(mroot, mem1, "memory.limit_in_bytes", &m) == 0 && m < ram)
 			mem = m, have_mem = 0;
+		if (m1[0])
+			unmount(m1);
 	}
-	if (have_pids < 0 && pids1[0])
-		have_pids = limit_along("/sys/fs/cgroup/pids", pids1, "pids.max", &pids);
+	if (have_pids < 0 && pids1[0]) {
+		if (access(proot, F_OK) < 0 &&
+		    try_mount("cgroup", "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "pids", p1,
+			      sizeof(p1)) == 0)
+			proot = p1;
+		have_pids = limit_along(proot, pids1, "pids.max", &pids);
+		if (p1[0])
+			unmount(p1);
+	}
 	if (own[0])
 		unmount(own);
 	printf("INFO cgroup: cgroup2 '%s', memory (v1) '%s'\n", v2, mem1);

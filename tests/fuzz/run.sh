@@ -19,7 +19,7 @@ vop)
 backends)
     SRCS="tests/fuzz/fuzz_backends.c host/vdev.c host/backends/block.c host/backends/net.c
           vop/host/vop_host.c vop/dp.c vop/card/vop_card.c vop/card/cma.c
-          hw/view.c hw/sim.c hw/attach.c hw/dma_engine.c lib/clock.c lib/log.c lib/proc.c dma/mic_dma.c"
+          hw/view.c hw/sim.c hw/sandbox.c hw/attach.c hw/dma_engine.c lib/clock.c lib/log.c lib/proc.c dma/mic_dma.c"
     CORPUS="$OUT/corpus-backends" SEEDS="$SRC/tests/fuzz/seeds-backends" PREFIX="$OUT/backends-" ;;
 *)
     echo "usage: run.sh [OUTDIR] [SECONDS] [vop|backends]"; exit 2 ;;

@@ -1,6 +1,6 @@
 # Escape routes out of a card OS: tests/escape/probe.c, run as root in card
-# mic0 through its console shell and through card_sh (two process trees of
-# the card), tries each route without harm; mic1 is the other card whose
+# mic0 through its console shell (a process of the card, under everything
+# the card runs under), tries each route without harm; mic1 is the other card whose
 # disk, loop device, FUSE connection and processes it must not reach.
 # Passes when every route is closed.
 . "$(dirname "$0")/lib.sh"
@@ -59,9 +59,9 @@ micctl console mic0 --linger 5 <<< "/bin/escape-probe ${peer[*]} ${host[*]} 2>&1
     | tr -d '\r' > "$RUNDIR/console.out"
 report console "$RUNDIR/console.out"
 
-# (2) through card_sh: what tests and operators use to run commands in a card
-card_sh mic0 sh -c "exec /bin/escape-probe ${peer[*]} ${host[*]}" < /dev/null 2>&1 | cat > "$RUNDIR/card_sh.out"
-report card_sh "$RUNDIR/card_sh.out"
+# card_sh is not a second route: it is the host's root entering the card's
+# mount namespace (a test tool), not a process of the card.  What a card can
+# reach is measured from the card's own processes, above.
 
 # no harm done: nothing of the probe left mounted or made
 check "nothing left mounted by the probe" sh -c "! nsenter -t $(card_os_pid mic0) -m -- /bin/busybox cat /proc/1/mountinfo | grep -q escape-probe"
