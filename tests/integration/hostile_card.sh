@@ -18,7 +18,10 @@ boot_hostile() {
     sed -i "s/^cmdline.*//; s/^\[mic0\]/[mic0]\ncmdline = mic.hostile=$1/" "$RUNDIR/micd.conf"
     stop_micd >/dev/null
     start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
-    micctl wait mic0 ready --timeout 2 >/dev/null; micctl wait mic1 ready --timeout 2 >/dev/null
+    # generous: a card the last daemon left wedged in the kernel (fusehang)
+    # holds the kernel's mount lock until it is gone, and a new card's
+    # firmware starts in a mount namespace of its own
+    micctl wait mic0 ready --timeout 15 >/dev/null; micctl wait mic1 ready --timeout 15 >/dev/null
     micctl boot mic1 >/dev/null
     micctl boot mic0 >/dev/null
 }
