@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -383,8 +382,12 @@ child(int sync, int exec_fd, char *const envp[], const int *fds, int nfd, int in
 	if (read(sync, &go, 1) != 1)
 		_exit(127);
 	/* Become the card's root: host ids id_base.  Until now the process
-	 * still held micd's credentials (host root, its supplementary groups). */
-	if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+	 * still held micd's credentials (host root, its supplementary groups).
+	 * Raw syscalls: glibc's wrappers apply the change to every thread it
+	 * knows of, and after a raw clone it still counts micd's threads, so
+	 * it would wait for threads this process does not have. */
+	if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 ||
+	    syscall(SYS_setresuid, 0, 0, 0) < 0)
 		_exit(126);
 	/* Its cgroup, as the card sees it, is the root of its own tree. */
 	if (unshare(CLONE_NEWCGROUP) < 0)
