@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -192,7 +193,47 @@ fail:
 
 /* In the card OS's fresh namespaces: build its root and exec its init.
  * Returns only on failure. */
-static void card_os_child(struct bootstrap *b, int errfd)
+/* The seccomp listener travels from the card OS, which made the filter,
+ * to the firmware, which answers it. */
+static int send_fd(int sock, int fd)
+{
+	char c = 0;
+	struct iovec iov = { &c, 1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	return sendmsg(sock, &m, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+	char c;
+	struct iovec iov = { &c, 1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf) };
+	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	int fd = -1;
+	if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(h), sizeof(int));
+	return fd;
+}
+
+static void card_os_child(struct bootstrap *b, int errfd, int sock)
 {
 	/* The card's RAM bounds its tmpfs: the root (with /tmp) may use half,
 	 * as a kernel's default tmpfs does, and /dev/shm an eighth.  The
@@ -245,8 +286,12 @@ static void card_os_child(struct bootstrap *b, int errfd)
 	if (mic_hw_card_pass_fds(&b->hw) < 0)
 		goto fail;
 	step++;
-	if (card_seccomp_load() < 0)
+	int listener;
+	if (card_seccomp_load(&listener) < 0 || send_fd(sock, listener) < 0)
 		goto fail;
+	/* Only the firmware answers the card's mounts. */
+	close(listener);
+	close(sock);
 	step++;
 	char *const argv[] = { b->img.init, NULL };
 	char *const envp[] = { env_hw, env_card, env_cmdline, "PATH=/bin:/sbin:/usr/bin:/usr/sbin",
@@ -258,38 +303,74 @@ fail:;
 	_exit(1);
 }
 
-/* Starts the card OS; returns its pid or -1 (reason logged). */
-static pid_t start_card_os(struct bootstrap *b)
+/* Starts the card OS; returns its pid (its pidfd and the seccomp
+ * listener in *pidfd and *listener) or -1 (reason logged). */
+static pid_t start_card_os(struct bootstrap *b, int *pidfd, int *listener)
 {
 	static const char *const steps[] = { "set hostname", "mount root", "unpack image",
 					     "pivot root", "mount filesystems", "hand over the hardware",
 					     "seccomp filter", "exec init" };
 	const int nsteps = (int)(sizeof(steps) / sizeof(steps[0]));
-	int p[2];
+	int p[2], sv[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
 	pid_t pid = proc_clone(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWIPC,
-			       NULL);
+			       pidfd);
 	if (pid == 0) {
 		close(p[0]);
-		card_os_child(b, p[1]);
+		close(sv[0]);
+		card_os_child(b, p[1], sv[1]);
 	}
 	close(p[1]);
+	close(sv[1]);
 	if (pid < 0) {
 		cardlog(&b->log, "cannot create card OS namespaces: %s", strerror(errno));
 		close(p[0]);
+		close(sv[0]);
 		return -1;
 	}
+	*listener = recv_fd(sv[0]); /* -1 if the child failed before */
+	close(sv[0]);
 	int err[2];
 	ssize_t n = read(p[0], err, sizeof(err));
 	close(p[0]);
-	if (n == 0)
+	if (n == 0 && *listener >= 0)
 		return pid; /* exec closed the pipe */
 	if (n == sizeof(err))
 		cardlog(&b->log, "card OS start failed at '%s': %s",
 			steps[err[0] < nsteps && err[0] >= 0 ? err[0] : nsteps - 1], strerror(err[1]));
 	waitpid(pid, NULL, 0);
+	if (*listener >= 0)
+		close(*listener);
+	close(*pidfd);
 	return -1;
+}
+
+/* Runs while the card OS does: answers its mounts until it exits. */
+static int run_card_os(pid_t pid, int pidfd, int listener)
+{
+	struct pollfd pf[2] = { { .fd = pidfd, .events = POLLIN }, { .fd = listener, .events = POLLIN } };
+	for (;;) {
+		if (poll(pf, 2, -1) < 0)
+			continue;
+		if (pf[1].revents & POLLIN)
+			card_seccomp_answer(listener);
+		if (pf[1].revents & (POLLHUP | POLLERR | POLLNVAL))
+			pf[1].fd = -1; /* no filtered process left */
+		if (pf[0].revents)
+			break;
+	}
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	close(pidfd);
+	close(listener);
+	return status;
 }
 
 int main(void)
@@ -322,15 +403,14 @@ int main(void)
 		cardlog(&b.log, "image ok (%llu bytes), starting %s as %s",
 			(unsigned long long)b.img.payload_size, b.img.init, b.bp.name);
 		post(&b, 0x30);
-		pid_t pid = start_card_os(&b);
+		int pidfd = -1, listener = -1;
+		pid_t pid = start_card_os(&b, &pidfd, &listener);
 		if (pid < 0) {
 			mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, MIC_BOOT_ERR_START);
 			continue;
 		}
 		post(&b, 0x40);
-		int status;
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
+		int status = run_card_os(pid, pidfd, listener);
 		uint32_t st = mic_spad_read(&b.hw, MIC_SPAD_FW_STATE);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && st == MIC_FW_HALTING) {
 			cardlog(&b.log, "card OS halted");

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <seccomp.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "card/seccomp.h"
 
@@ -38,7 +43,64 @@ static const char *const denied[] = {
 	"create_module", "query_module", "nfsservctl", "lookup_dcookie", "uselib", "vhangup",
 };
 
-int card_seccomp_load(void)
+/*
+ * Filesystem types the card's drivers and users mount: its root and /tmp,
+ * proc, sysfs, its PTYs, POSIX queues, FUSE (its disk file, fuse2fs) and its
+ * own cgroup subtree.  The user namespace already refuses every type not
+ * meant for one; this also refuses those that are but that a card never
+ * needs (overlay, binfmt_misc, bpf, ramfs...), each one more of the host
+ * kernel's code a card could reach.
+ */
+static const char *const mount_types[] = { "tmpfs", "proc", "sysfs", "devpts", "mqueue",
+					    "fuse", "cgroup", "cgroup2" };
+
+/* Flags under which mount(2) ignores the type: binds, remounts, moves and
+ * propagation changes go on without the supervisor. */
+#define MOUNT_TYPELESS (MS_BIND | MS_REMOUNT | MS_MOVE | MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE)
+
+static int type_allowed(const char *t)
+{
+	for (size_t i = 0; i < sizeof(mount_types) / sizeof(mount_types[0]); i++)
+		if (!strcmp(t, mount_types[i]))
+			return 1;
+	return !strncmp(t, "fuse.", 5); /* fuse with a subtype: fuse.fuse2fs */
+}
+
+int card_seccomp_answer(int listener)
+{
+	struct seccomp_notif *req;
+	struct seccomp_notif_resp *resp;
+	if (seccomp_notify_alloc(&req, &resp) < 0)
+		return -1;
+	int rc = -1;
+	if (seccomp_notify_receive(listener, req) < 0)
+		goto out;
+	rc = 0;
+	/* The type string, read from the caller's memory.  A caller that
+	 * rewrites it from another thread between this read and the kernel's
+	 * own can get past this check; it then still meets the user
+	 * namespace's refusal (docs/architecture.md 3.14). */
+	char type[64] = "", path[64];
+	snprintf(path, sizeof(path), "/proc/%u/mem", req->pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 && req->data.args[2] ? pread(fd, type, sizeof(type) - 1, (off_t)req->data.args[2]) : -1;
+	if (fd >= 0)
+		close(fd);
+	type[n > 0 ? n : 0] = 0;
+	int ok = n > 0 && memchr(type, 0, (size_t)n) && type_allowed(type);
+	resp->id = req->id;
+	resp->val = 0;
+	resp->error = ok ? 0 : -EPERM;
+	resp->flags = ok ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0;
+	/* the caller may be gone meanwhile: nothing to answer then */
+	if (seccomp_notify_id_valid(listener, req->id) == 0)
+		seccomp_notify_respond(listener, resp);
+out:
+	seccomp_notify_free(req, resp);
+	return rc;
+}
+
+int card_seccomp_load(int *listener)
 {
 	scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
 	if (!f)
@@ -63,8 +125,14 @@ int card_seccomp_load(void)
 	if (!rc)
 		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
 				      SCMP_A0(SCMP_CMP_EQ, AF_VSOCK));
+	/* New mounts wait for the firmware's answer (card_seccomp_answer). */
+	if (!rc)
+		rc = seccomp_rule_add(f, SCMP_ACT_NOTIFY, SCMP_SYS(mount), 1,
+				      SCMP_A3(SCMP_CMP_MASKED_EQ, MOUNT_TYPELESS, 0));
 	if (!rc)
 		rc = seccomp_load(f);
+	if (!rc && (*listener = seccomp_notify_fd(f)) < 0)
+		rc = *listener;
 	seccomp_release(f);
 	if (rc)
 		errno = -rc;

@@ -9,7 +9,13 @@
 #define MIC_CARD_SECCOMP_H
 
 /* Loads the filter into the calling process (inherited by everything it
- * starts).  0, or -1 with errno set. */
-int card_seccomp_load(void);
+ * starts).  New mounts stop at the filter until a supervisor answers them
+ * through *listener (close-on-exec; the filtered process must not keep it,
+ * or it could answer for itself).  0, or -1 with errno set. */
+int card_seccomp_load(int *listener);
+/* The supervisor's side, in the firmware: answers one pending mount,
+ * letting it go on if its filesystem type is one the card uses, refusing it
+ * with EPERM otherwise.  0, or -1 when the listener has nothing to read. */
+int card_seccomp_answer(int listener);
 
 #endif

@@ -683,13 +683,10 @@ static void check_mount_type(const char *name, const char *src, const char *type
 	}
 	unmount(mnt);
 	/* Mountable, but the card's own instance, not a way out: cgroup2
-	 * rooted at the card's cgroup by its cgroup namespace; binfmt_misc
-	 * per user namespace since 6.7 (its register reaches only the card). */
+	 * rooted at the card's cgroup by its cgroup namespace. */
 	const char *own = NULL;
 	if (!strcmp(type, "cgroup2") && own_cgroup_root(""))
 		own = "the card's own cgroup subtree (cgroup namespace)";
-	if (!strcmp(type, "binfmt_misc") && !in_initial_userns && kernel_at_least(6, 7))
-		own = "the card's own instance (per user namespace since 6.7)";
 	route(name, own == NULL, "mounted -t %s (unmounted again)%s%s%s", type, detail,
 	      own ? ": " : "", own ? own : "");
 }
@@ -750,12 +747,8 @@ static void check_overlay(void)
 	rmdir(w);
 	/* EINVAL: the root tmpfs may not be a valid upper (no xattrs) while
 	 * the mount itself was permitted; that is not a refusal */
-	/* Mounted in the card's user namespace, an overlay can only stack
-	 * directories the card can name, all its own (the escape routes to
-	 * host files are checked elsewhere): attack surface, not a way out. */
-	route("mount-overlay", rc != 0 && !(refused(e) || e == ENODEV),
-	      rc == 0 ? "mounted over the card's own files only (unmounted again)" :
-			"mount -t overlay: %s", strerror(e));
+	route("mount-overlay", rc == 0 || !(refused(e) || e == ENODEV),
+	      rc == 0 ? "mounted (unmounted again)" : "mount -t overlay: %s", strerror(e));
 }
 
 static void check_mounts(void)

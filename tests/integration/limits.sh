@@ -28,7 +28,30 @@ cg_file() {
 con() { micctl console "$1" | tr -d '\r'; }
 other_card_works() { con mic1 <<< hostname | grep -qx mic1; }
 
-# (1) processes: the card's shell forks 300 sleepers; only pids_max exist
+# (1) memory: one process of the card asks for more than the card's RAM
+mem=$(cg_file mic0 memory memory.limit_in_bytes)
+[ -e "$mem" ] || mem=$(cg_file mic0 memory memory.max)
+limit=$(cat "$mem")
+check "the card has a memory limit of its RAM, 512 MiB ($limit)" [ "$limit" = $((512 << 20)) ]
+micd_rss0=$(awk '/^VmRSS/{print $2}' /proc/$MICD_PID/status)
+# (the shell keeps a command substitution's output in its own memory)
+con mic0 <<< 'x=$(head -c 700000000 /dev/zero | tr "\\0" a); echo done' >"$RUNDIR/hog" 2>&1 &
+hog=$!
+for _ in $(seq 100); do [ "$(state_of mic0)" = lost ] && break; sleep 0.1; done
+check "the card is lost" [ "$(state_of mic0)" = lost ] || sed 's/^/    /' "$RUNDIR/hog"
+check "status says it ran out of memory" sh -c "micctl status mic0 | grep -q 'out of memory'"
+peak=$(cat "$(dirname "$mem")/memory.max_usage_in_bytes" 2>/dev/null || cat "$(dirname "$mem")/memory.peak")
+check "the card's memory never passed its limit ($peak bytes)" [ "$peak" -le "$limit" ]
+micd_rss1=$(awk '/^VmRSS/{print $2}' /proc/$MICD_PID/status)
+check "micd's memory did not grow with it ($micd_rss0 -> $micd_rss1 kB)" [ "$micd_rss1" -lt $((micd_rss0 + 65536)) ]
+check "micd answers" micctl status
+check "the other card's console works" other_card_works
+wait $hog
+check "reset brings the card back" micctl reset mic0
+check "and it boots" micctl boot mic0
+check "its console works" sh -c "echo hostname | micctl console mic0 | tr -d '\\r' | grep -qx mic0"
+
+# (2) processes: the card's shell forks 300 sleepers; only pids_max exist
 # (short sleepers: with the card at its limit no kill could be forked)
 pids=$(cg_file mic0 pids pids.max)
 check "the card has a pids limit of 100 ($pids)" grep -qx 100 "$pids"
@@ -43,27 +66,5 @@ check "the other card's console works" other_card_works
 sleep 8
 con mic0 <<< 'echo reaped' >/dev/null
 for _ in $(seq 100); do [ "$(cat "$(dirname "$pids")/pids.current")" -lt 20 ] && break; sleep 0.1; done
-
-# (2) memory: one process of the card asks for more than the card's RAM
-mem=$(cg_file mic0 memory memory.limit_in_bytes)
-[ -e "$mem" ] || mem=$(cg_file mic0 memory memory.max)
-limit=$(cat "$mem")
-check "the card has a memory limit of its RAM, 512 MiB ($limit)" [ "$limit" = $((512 << 20)) ]
-micd_rss0=$(awk '/^VmRSS/{print $2}' /proc/$MICD_PID/status)
-# (the shell keeps a command substitution's output in its own memory)
-con mic0 <<< 'x=$(head -c 700000000 /dev/zero | tr "\\0" a); echo done' >/dev/null 2>&1 &
-hog=$!
-for _ in $(seq 100); do [ "$(state_of mic0)" = lost ] && break; sleep 0.1; done
-check "the card is lost" [ "$(state_of mic0)" = lost ]
-check "status says it ran out of memory" sh -c "micctl status mic0 | grep -q 'out of memory'"
-peak=$(cat "$(dirname "$mem")/memory.max_usage_in_bytes" 2>/dev/null || cat "$(dirname "$mem")/memory.peak")
-check "the card's memory never passed its limit ($peak bytes)" [ "$peak" -le "$limit" ]
-micd_rss1=$(awk '/^VmRSS/{print $2}' /proc/$MICD_PID/status)
-check "micd's memory did not grow with it ($micd_rss0 -> $micd_rss1 kB)" [ "$micd_rss1" -lt $((micd_rss0 + 65536)) ]
-check "micd answers" micctl status
-check "the other card's console works" other_card_works
-wait $hog
-check "reset brings the card back" micctl reset mic0
-check "and it boots" micctl boot mic0
-check "its console works" sh -c "echo hostname | micctl console mic0 | tr -d '\\r' | grep -qx mic0"
+check "the card's shell forks again once its processes are gone" sh -c "echo 'cat /proc/sys/kernel/hostname' | micctl console mic0 | tr -d '\\r' | grep -qx mic0"
 finish
