@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * micbench block: sequential throughput of a card's virtio-block disk
- * (card dd -> /dev/vda -> loop -> FUSE file -> virtqueues -> host backend
+ * (card dd -> /dev/vda, the FUSE file -> virtqueues -> host backend
  * -> image file), next to the same dd on a host file of the same size on
  * the same filesystem, measured in the same run.
  *
  * Both sides run the same program, busybox dd with 1 MiB blocks and direct
  * I/O (oflag=direct conv=fsync for writes, so the data is on the host's
  * disk when dd exits; iflag=direct for reads); the card's runs in the card
- * OS's mount and PID namespaces (nsenter).  Wall time is taken on the host
+ * OS's user, mount and PID namespaces (nsenter).  Wall time is taken on the host
  * around the whole command.  Before every read both files are flushed and
  * dropped from the host page cache (POSIX_FADV_DONTNEED), so reads come
  * from the disk on both sides (the host backend itself does buffered I/O,
@@ -77,7 +77,7 @@ static double dd(pid_t os, const char *dev, int write, int mib)
 	char *argv[16];
 	int n = 0;
 	if (os > 0) {
-		char *pre[] = { "nsenter", "-t", pid, "-m", "-p", "--" };
+		char *pre[] = { "nsenter", "-t", pid, "-U", "-m", "-p", "--" };
 		for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++)
 			argv[n++] = pre[i];
 	}
@@ -105,7 +105,7 @@ static int wait_vda(pid_t os)
 {
 	char pid[16];
 	snprintf(pid, sizeof(pid), "%d", (int)os);
-	char *const argv[] = { "nsenter", "-t", pid, "-m", "--", "/bin/busybox", "test", "-b",
+	char *const argv[] = { "nsenter", "-t", pid, "-U", "-m", "--", "/bin/busybox", "test", "-e",
 			       "/dev/vda", NULL };
 	for (int i = 0; i < 100; i++) {
 		if (timed_run(argv) >= 0)
