@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,16 +387,22 @@ int main(void)
 		return 1;
 	mic_spad_write(&b.hw, MIC_SPAD_BOOT_COUNT, mic_spad_read(&b.hw, MIC_SPAD_BOOT_COUNT) + 1);
 	mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, MIC_BOOT_OK);
+	bool refused = false;
 	for (;;) {
-		post(&b, 0x10);
-		cardlog(&b.log, "ready, waiting for the host");
-		fw_state(&b, MIC_FW_READY);
+		if (!refused) {
+			post(&b, 0x10);
+			cardlog(&b.log, "ready, waiting for the host");
+			fw_state(&b, MIC_FW_READY);
+		}
+		refused = false;
 		wait_boot_doorbell(&b);
 		post(&b, 0x20);
 		enum mic_boot_err e = validate(&b);
 		if (e) {
 			cardlog(&b.log, "boot refused: %s", mic_boot_strerror(e));
 			mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, e);
+			fw_state(&b, MIC_FW_REFUSED);
+			refused = true;
 			continue;
 		}
 		mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, MIC_BOOT_OK);
@@ -407,6 +414,8 @@ int main(void)
 		pid_t pid = start_card_os(&b, &pidfd, &listener);
 		if (pid < 0) {
 			mic_spad_write(&b.hw, MIC_SPAD_FW_ERROR, MIC_BOOT_ERR_START);
+			fw_state(&b, MIC_FW_REFUSED);
+			refused = true;
 			continue;
 		}
 		post(&b, 0x40);

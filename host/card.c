@@ -19,10 +19,6 @@
  * shutdown timeouts in all. */
 #define SHUTDOWN_EXTENSIONS 12
 
-/* FW_ERROR while a boot request is outstanding: lets the driver tell a
- * refusal of this boot from a stale "ready". */
-#define FW_ERROR_PENDING 0xffffffffu
-
 static const char *const state_names[CARD__NSTATES] = {
 	[CARD_RESETTING] = "resetting",       [CARD_READY] = "ready",
 	[CARD_BOOTING] = "booting",           [CARD_ONLINE] = "online",
@@ -135,16 +131,28 @@ static void on_fw_event(struct mic_card *c)
 			disarm_timer(c);
 			set_state(c, c->suspending ? CARD_SUSPENDED : CARD_READY, "firmware ready");
 			c->suspending = 0;
-		} else if (c->state == CARD_BOOTING && err != FW_ERROR_PENDING) {
-			disarm_timer(c);
-			snprintf(c->last_error, sizeof(c->last_error), "card refused the boot: %s",
-				 mic_boot_strerror(err));
-			set_state(c, CARD_READY, c->last_error);
 		} else if (c->state == CARD_SHUTTING_DOWN || c->state == CARD_ONLINE) {
 			disarm_timer(c);
 			set_state(c, c->suspending ? CARD_SUSPENDED : CARD_READY, "card OS halted");
 			c->suspending = 0;
 		}
+		break;
+	case MIC_FW_REFUSED:
+		if (c->state == CARD_BOOTING) {
+			disarm_timer(c);
+			snprintf(c->last_error, sizeof(c->last_error), "card refused the boot: %s",
+				 mic_boot_strerror(err));
+			set_state(c, CARD_READY, c->last_error);
+		}
+		break;
+	case MIC_FW_LOADING:
+	case MIC_FW_OS_START:
+		/* Progress only: the boot timer covers the whole boot. */
+		if (c->state == CARD_BOOTING)
+			log_info("%s: %s after %.1f ms", c->cfg.name,
+				 fw == MIC_FW_LOADING ? "image accepted, card OS loading" :
+							"card OS started, probing its devices",
+				 (double)(now_ns() - c->boot_cmd_ns) / 1e6);
 		break;
 	case MIC_FW_ONLINE:
 		if (c->state == CARD_BOOTING) {
@@ -565,7 +573,6 @@ int card_boot(struct mic_card *c, char *err, size_t errlen)
 	memcpy(mic_cardmem(c->v, MIC_BOOTPARAM_ADDR, sizeof(bp)), &bp, sizeof(bp));
 	c->last_error[0] = 0;
 	mic_spad_write(c->v, MIC_SPAD_HOST_CMD, MIC_CMD_NONE);
-	mic_spad_write(c->v, MIC_SPAD_FW_ERROR, FW_ERROR_PENDING);
 	mic_spad_write(c->v, MIC_SPAD_BOOTPARAM, (uint32_t)MIC_BOOTPARAM_ADDR);
 	arm_timer(c, c->dcfg->boot_timeout_ms);
 	set_state(c, CARD_BOOTING, NULL);

@@ -25,9 +25,13 @@ enum mic_fw_state {
 	MIC_FW_ONLINE    = 4, /* card OS completed its handshake */
 	MIC_FW_HALTING   = 5, /* card OS shuts down on host request */
 	MIC_FW_CRASHED   = 6, /* card OS died without a shutdown request */
+	/* The bootstrap did not start the card OS (reason in MIC_SPAD_FW_ERROR)
+	 * and waits for MIC_DB_BOOT again without passing through READY, so the
+	 * host cannot mistake a refusal for a stale READY. */
+	MIC_FW_REFUSED   = 7,
 };
 
-/* Why the bootstrap refused a boot, scratchpad MIC_SPAD_FW_ERROR. */
+/* Why the bootstrap refused a boot (MIC_FW_REFUSED), scratchpad MIC_SPAD_FW_ERROR. */
 enum mic_boot_err {
 	MIC_BOOT_OK = 0,
 	MIC_BOOT_ERR_PARAM_MAGIC,   /* boot parameters missing or corrupt */
