@@ -2,7 +2,7 @@
 # Installs the Debian packages micstack needs to build, test and demo.
 # Idempotent: does nothing (no apt-get update) when everything is present.
 set -e
-PKGS="cmake make gcc pkg-config libarchive-dev zlib1g-dev libcmocka-dev libinih-dev \
+PKGS="cmake make gcc pkg-config libarchive-dev libdeflate-dev libcmocka-dev libinih-dev \
 busybox-static iproute2 util-linux clang libclang-rt-14-dev python3 fuse2fs \
 libfuse3-dev fuse3 e2fsprogs iputils-ping systemd libseccomp-dev"
 missing=""
