@@ -9,7 +9,7 @@
  *
  * MODE: idx (avail index jumps past the ring), loop (descriptor loop), oob
  * (buffer outside card memory), huge (4 GiB length), page (device page
- * rewritten under the host), fusehang (the card OS wedges itself in the
+ * rewritten under the host), uart (a flood on its stdout and stderr), fusehang (the card OS wedges itself in the
  * kernel, so that killing it cannot finish: see fuse_hang), punch (the
  * whole host memory pool punched out and the device page and rings
  * overwritten with garbage, on one boot out of two: see punch_pool),
@@ -197,6 +197,36 @@ static void nonblock_flood(struct mic_hw_view *v)
 	}
 }
 
+/*
+ * Floods the card's serial line (its stdout and stderr, which micd reads):
+ * long lines with control characters, as fast as the pipe takes them, for
+ * ever.  micd must keep serving, log a bounded number of lines, and never
+ * wait on the pipe.
+ */
+static void *uart_line(void *arg)
+{
+	char line[600];
+	unsigned long n = 0;
+	(void)arg;
+	memset(line, 'A', sizeof(line));
+	line[5] = '\033';
+	line[6] = '\r';
+	line[sizeof(line) - 1] = '\n';
+	for (;;) {
+		snprintf(line + 10, 24, "uart flood %lu ", n++);
+		line[10 + strlen(line + 10)] = 'A';
+		if (write(n % 2 ? 1 : 2, line, sizeof(line)) < 0) { /* full: keep trying */ }
+	}
+	return NULL;
+}
+
+static void uart_flood(void)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, uart_line, NULL) == 0)
+		pthread_detach(t);
+}
+
 int main(void)
 {
 	struct mic_hw_view v;
@@ -254,6 +284,8 @@ int main(void)
 		punch_pool(&v, mic_vop_vq_vring(rx), vr);
 	} else if (!strcmp(mode, "nonblock")) {
 		nonblock_flood(&v);
+	} else if (!strcmp(mode, "uart")) {
+		uart_flood();
 	}
 	mic_vop_vq_notify(tx);
 	for (;;)

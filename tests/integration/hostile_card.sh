@@ -92,6 +92,28 @@ if ! timeout 3 "$MICCTL" status >/dev/null 2>&1; then
     kill -KILL "$MICD_PID"; wait "$MICD_PID" 2>/dev/null; MICD_PID=
 fi
 
+# A card OS that floods its serial line (stdout and stderr, drained by
+# micd): micd keeps answering, logs a bounded number of the card's lines
+# (50 a second after a burst of 200) and says it dropped the rest, and the
+# other card keeps working; a reset stops the flood.
+boot_hostile uart
+t0=$(date +%s%N)
+slow=0
+for _ in $(seq 10); do
+    s=$(date +%s%N); micctl status >/dev/null || slow=$((slow + 100))
+    [ $(( ($(date +%s%N) - s) / 1000000 )) -gt 1000 ] && slow=$((slow + 1))
+    sleep 0.2
+done
+check "uart: micd answers promptly under the flood ($slow slow)" [ "$slow" -eq 0 ]
+secs=$(( ($(date +%s%N) - t0) / 1000000000 + 2 ))
+n=$(grep -c "mic0: card: .*uart flood" "$RUNDIR/micd.log")
+check "uart: micd logged a bounded number of the card's lines ($n in ${secs} s)" [ "$n" -le $((200 + 50 * secs)) ]
+check "uart: micd says it dropped the rest" grep -q "mic0: card: (.* lines dropped)" "$RUNDIR/micd.log"
+check "uart: the lines logged are printable" sh -c "! grep 'uart flood' '$RUNDIR/micd.log' | grep -q \"\$(printf '\\033')\""
+out=$(micctl console mic1 <<< hostname | tr -d '\r')
+check "uart: the other card's console still works" sh -c "echo '$out' | grep -qx mic1"
+check "uart: reset stops it" timeout 10 micctl reset mic0
+
 # A card OS that punches out its whole host memory pool and overwrites the
 # device page and rings with garbage breaks its devices; a reset must
 # rebuild all of it from the host's own state, with micd still running: the
