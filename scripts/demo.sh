@@ -35,6 +35,12 @@ step "the card OS runs in namespaces of its own (pid $os on the host)"
 printf 'hostname inside the card: %s\n' "$(nsenter -t "$os" -u hostname)"
 printf 'card network interfaces: %s\n' "$(nsenter -t "$os" -n ip -o link | awk -F': ' '{print $2}' | xargs)"
 printf 'card root: %s\n' "$(nsenter -t "$os" -m -- /bin/busybox ls / | xargs)"
+step "the card is a sandbox: root inside, an unprivileged host user outside, with its own limits"
+printf 'card root is host uid: %s (uid_map: %s)\n' "$(awk '/^Uid:/{print $2}' /proc/$os/status)" "$(xargs < /proc/$os/uid_map)"
+printf 'capabilities in the host user namespace: none (CapEff inside its own: %s)\n' "$(awk '/^CapEff:/{print $2}' /proc/$os/status)"
+printf 'card fds: %s\n' "$(ls /proc/$os/fd | wc -l) (hardware, /dev/null, its serial line; nothing of micd's)"
+printf 'cgroup: %s\n' "$(grep -E ':memory:|^0::' /proc/$os/cgroup | head -1)"
+printf 'in the card: ' ; printf 'mount -t overlay o /mnt 2>&1 | tail -1\n' | micctl console mic0 2>/dev/null | tr -d '\r' | grep -i 'denied\|not permitted' | head -1
 step "the card's console: a shell inside the card, over virtio-console (micctl console mic0 attaches a terminal)"
 printf 'hostname\nuname -n; ls /\ngrep NSpid /proc/self/status\n' | micctl console mic0 | tr -d '\r'
 echo
