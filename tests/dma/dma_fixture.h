@@ -2,7 +2,7 @@
 /*
  * Test fixture: an unpowered simulated card with its DMA engine running,
  * the host view, and a card-side view built in-process as the card
- * firmware would map it (tests/unit/test_hw_view.c does the same).
+ * firmware would map it (tests/hw/test_hw_view.c does the same).
  */
 #ifndef MIC_TEST_DMA_FIXTURE_H
 #define MIC_TEST_DMA_FIXTURE_H
