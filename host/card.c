@@ -100,7 +100,7 @@ static void watchdog_tick(struct mic_card *c)
 	set_state(c, CARD_LOST, c->last_error);
 }
 
-static int watch(struct mic_card *c, int fd, struct card_src *src)
+static int watch(struct mic_card *c, int fd, struct host_watch *src)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = src };
 	return epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -120,8 +120,9 @@ static void unwatch_fault(struct mic_card *c)
 	c->fault_fd = -1;
 }
 
-static void on_fw_event(struct mic_card *c)
+static void on_fw_event(void *arg)
 {
+	struct mic_card *c = arg;
 	mic_irq_ack(c->v, MIC_DB_FW_STATE);
 	uint32_t fw = mic_spad_read(c->v, MIC_SPAD_FW_STATE);
 	uint32_t err = mic_spad_read(c->v, MIC_SPAD_FW_ERROR);
@@ -191,8 +192,9 @@ static void on_fw_event(struct mic_card *c)
 	}
 }
 
-static void on_fault(struct mic_card *c)
+static void on_fault(void *arg)
 {
+	struct mic_card *c = arg;
 	/* The event may be for a firmware a reset in this same epoll batch
 	 * already reaped: only act if the current one really exited. */
 	if (c->fault_fd < 0 || !mic_hw_fault_pending(c->hw))
@@ -208,13 +210,15 @@ static void on_fault(struct mic_card *c)
 }
 
 /* The card's stdout and stderr, as a card's serial console. */
-static void on_uart(struct mic_card *c)
+static void on_uart(void *arg)
 {
+	struct mic_card *c = arg;
 	mic_hw_uart_drain(c->hw);
 }
 
-static void on_timer(struct mic_card *c)
+static void on_timer(void *arg)
 {
+	struct mic_card *c = arg;
 	uint64_t n;
 	if (read(c->timerfd, &n, sizeof(n)) != sizeof(n))
 		return;
@@ -288,16 +292,17 @@ static void setup_after_reset(struct mic_card *c)
 {
 	release_dma_chans(c);
 	int rc = mic_dma_host_init(c->v);
+	uint64_t dma_off = host_pool_span(HOST_POOL_DMA).off;
 	for (int i = 0; !rc && i < c->nvdev && 1 + i < MIC_DMA_HOST_CHANS; i++) {
-		uint64_t off = CARD_POOL_DMA_OFF + (uint64_t)(1 + i) * CARD_DMA_RING_SPAN;
+		uint64_t off = dma_off + (uint64_t)(1 + i) * HOST_POOL_DMA_RING_SPAN;
 		if (mic_dma_request_chan(&c->dma_dev, 1 + (unsigned)i, mic_dma_pool_addr(off),
 					 (uint8_t *)c->v->hostmem.va + off, CARD_DMA_RING,
 					 &c->vdev[i]->dma))
 			c->vdev[i]->dma = NULL;
 	}
 	if (!rc)
-		rc = mic_dma_request_chan(&c->dma_dev, 0, mic_dma_pool_addr(CARD_POOL_DMA_OFF),
-					  (uint8_t *)c->v->hostmem.va + CARD_POOL_DMA_OFF, CARD_DMA_RING,
+		rc = mic_dma_request_chan(&c->dma_dev, 0, mic_dma_pool_addr(dma_off),
+					  (uint8_t *)c->v->hostmem.va + dma_off, CARD_DMA_RING,
 					  &c->dma);
 	if (rc) {
 		c->dma = NULL;
@@ -315,7 +320,8 @@ static void setup_after_reset(struct mic_card *c)
  * reboots; the card's driver finds them again at every boot. */
 static int start_devices(struct mic_card *c, char *err, size_t errlen)
 {
-	int rc = mic_vop_host_create(c->v, CARD_POOL_VOP_OFF, CARD_POOL_VOP_SIZE, &c->vop);
+	int rc = mic_vop_host_create(c->v, host_pool_span(HOST_POOL_VOP).off,
+				     host_pool_span(HOST_POOL_VOP).size, &c->vop);
 	const char *what = "device page";
 	if (!rc) {
 		what = "console";
@@ -353,10 +359,10 @@ int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cf
 	c->fault_fd = -1;
 	c->state = CARD_RESETTING;
 	c->state_since_ns = now_ns();
-	c->src_irq = (struct card_src){ c, on_fw_event };
-	c->src_fault = (struct card_src){ c, on_fault };
-	c->src_timer = (struct card_src){ c, on_timer };
-	c->src_uart = (struct card_src){ c, on_uart };
+	c->src_irq = (struct host_watch){ on_fw_event, c };
+	c->src_fault = (struct host_watch){ on_fault, c };
+	c->src_timer = (struct host_watch){ on_timer, c };
+	c->src_uart = (struct host_watch){ on_uart, c };
 	struct mic_hw_config hc = {
 		.name = cfg->name, .index = cfg->index, .device_id = MIC_PCI_DEVICE_X100_MIN,
 		.aperture_size = cfg->aperture_size, .hostmem_size = cfg->hostmem_size,
@@ -504,11 +510,10 @@ static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t 
 	 * write card memory faster than the engine).  Without: CPU copy
 	 * straight into the aperture. */
 	uint64_t t0 = now_ns();
-	uint64_t stage = c->v->hostmem.size > CARD_POOL_STAGE_OFF ? c->v->hostmem.size - CARD_POOL_STAGE_OFF : 0;
-	if (stage > CARD_POOL_STAGE_MAX)
-		stage = CARD_POOL_STAGE_MAX;
+	uint64_t stage = host_pool_avail(c->v, HOST_POOL_STAGE);
+	uint64_t stage_off = host_pool_span(HOST_POOL_STAGE).off;
 	int use_dma = c->dma && (uint64_t)st.st_size <= stage;
-	char *dst = use_dma ? (char *)c->v->hostmem.va + CARD_POOL_STAGE_OFF :
+	char *dst = use_dma ? (char *)c->v->hostmem.va + stage_off :
 			      mic_cardmem(c->v, MIC_IMAGE_ADDR, (uint64_t)st.st_size);
 	uint64_t done = 0;
 	while (done < (uint64_t)st.st_size) {
@@ -524,7 +529,7 @@ static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t 
 	close(fd);
 	if (use_dma) {
 		int rc = mic_dma_memcpy_sync(c->dma, MIC_IMAGE_ADDR,
-					     mic_dma_pool_addr(CARD_POOL_STAGE_OFF), done);
+					     mic_dma_pool_addr(stage_off), done);
 		if (rc) {
 			log_warn("%s: DMA download failed (%s, error %#x): copying by CPU", c->cfg.name,
 				 strerror(-rc), mic_dma_chan_error(c->dma));
@@ -634,4 +639,12 @@ unsigned card_post_code(const struct mic_card *c)
 pid_t card_firmware_pid(const struct mic_card *c)
 {
 	return mic_hw_card_pid(c->hw);
+}
+
+struct vdev *card_find_vdev(struct mic_card *c, int8_t type)
+{
+	for (int i = 0; i < c->nvdev; i++)
+		if (c->vdev[i]->dev && mic_vop_host_dev_type(c->vdev[i]->dev) == type)
+			return c->vdev[i];
+	return NULL;
 }

@@ -13,18 +13,12 @@
 
 #include "bus/mbus.h"
 #include "host/config.h"
+#include "host/pool.h"
+#include "host/watch.h"
 #include "host/vdev.h"
 #include "hw/mic_hw.h"
 
-/* The card's host memory pool (the only host memory it reaches). */
-#define CARD_POOL_VOP_OFF    0ull          /* device page + vrings */
-#define CARD_POOL_VOP_SIZE   (8ull << 20)
-#define CARD_POOL_DMA_OFF    (8ull << 20)  /* host DMA channel ring */
-#define CARD_DMA_RING        256
-#define CARD_DMA_RING_SPAN   (64ull << 10) /* per channel, 0..3 */
-#define CARD_POOL_STAGE_OFF  (16ull << 20) /* image staging for the DMA download */
-#define CARD_POOL_STAGE_MAX  (32ull << 20)
-#define CARD_POOL_BUF_OFF    (48ull << 20) /* backend buffers DMA can reach */
+#define CARD_DMA_RING        256           /* entries of each host DMA channel */
 #define CARD_MAX_VDEVS       4
 
 enum card_state {
@@ -47,10 +41,6 @@ struct mic_card;
 struct mic_dma_chan;
 
 /* An fd the card wants watched by the daemon's loop. */
-struct card_src {
-	struct mic_card *card;
-	void (*fn)(struct mic_card *card);
-};
 
 struct mic_card {
 	struct card_cfg cfg;
@@ -60,7 +50,7 @@ struct mic_card {
 	int epfd;
 	int timerfd;
 	int fault_fd; /* registered pidfd of the firmware, -1 if none */
-	struct card_src src_irq, src_fault, src_timer, src_uart;
+	struct host_watch src_irq, src_fault, src_timer, src_uart; /* epoll tags */
 	enum card_state state;
 	uint64_t state_since_ns;
 	uint64_t boot_cmd_ns;
@@ -107,6 +97,9 @@ unsigned card_shutdown_limit_ms(const struct micd_cfg *d);
 
 /* Copies the card OS log (oldest first) into buf; returns its length. */
 size_t card_read_log(const struct mic_card *c, char *buf, size_t len);
+/* The card's device of a VIRTIO_ID_* type, or NULL: which backends a card
+ * has, and in what order, is its configuration's business. */
+struct vdev *card_find_vdev(struct mic_card *c, int8_t type);
 /* POST code the firmware last wrote in I/O space. */
 unsigned card_post_code(const struct mic_card *c);
 pid_t card_firmware_pid(const struct mic_card *c);

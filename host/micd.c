@@ -23,6 +23,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <linux/virtio_ids.h>
+
 #include "host/backends/backends.h"
 #include "host/card.h"
 #include "host/config.h"
@@ -42,6 +44,8 @@
 
 /* A connection whose request line has not arrived yet. */
 struct client {
+	struct host_watch tag;  /* first: epoll's data.ptr */
+	struct micd *d;
 	struct client *next;
 	int fd;
 	size_t len;
@@ -67,6 +71,7 @@ struct micd {
 	int sig_fd;
 	struct mic_card cards[MICD_MAX_CARDS];
 	int ncards;
+	struct host_watch tag_listen, tag_signal;
 	struct waiter *waiters;
 	struct client *clients;
 	unsigned nclients;
@@ -76,11 +81,7 @@ struct micd {
 	uint64_t stop_deadline_ns;
 };
 
-/* epoll tags for the daemon's own fds (cards register struct card_src,
- * connections their struct client). */
-static char tag_listen, tag_signal;
-
-static int watch_ptr(struct micd *d, int fd, void *tag)
+static int watch_ptr(struct micd *d, int fd, struct host_watch *tag)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
 	return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -178,7 +179,7 @@ static void status_text(struct micd *d, struct mic_card *only, struct reply *r)
 			rprintf(r, ", last error: %s", c->last_error);
 		for (int k = 0; k < c->nvdev; k++) {
 			char why[160];
-			const char *st = vdev_state(c->vdev[k], why, sizeof(why));
+			const char *st = vdev_state_name(vdev_state(c->vdev[k], why, sizeof(why)));
 			rprintf(r, "%s%s %s%s%s", k ? ", " : "; ", c->vdev[k]->ops->name, st,
 				why[0] ? ": " : "", why);
 		}
@@ -224,7 +225,7 @@ static void status_json(struct micd *d, struct mic_card *only, struct reply *r)
 			c->last_download_dma ? "true" : "false");
 		for (int k = 0; k < c->nvdev; k++) {
 			char why[160];
-			const char *st = vdev_state(c->vdev[k], why, sizeof(why));
+			const char *st = vdev_state_name(vdev_state(c->vdev[k], why, sizeof(why)));
 			rprintf(r, "%s{\"type\":\"%s\",\"state\":\"%s\",\"reason\":", k ? "," : "",
 				c->vdev[k]->ops->name, st);
 			json_str(r, why);
@@ -435,102 +436,183 @@ static void do_resume(struct micd *d, int fd)
 	add_waiter(d, fd, W_RESUME, NULL, 0, d->cfg.boot_timeout_ms + 2000);
 }
 
+/* A request line, split. */
+struct request {
+	int argc;
+	char *argv[8];
+	struct mic_card *card; /* argv[1] if it names one */
+	int wait;              /* "... wait": answer when the action is done */
+};
+
+static void cmd_ping(struct micd *d, int fd, struct request *rq)
+{
+	(void)d;
+	(void)rq;
+	answer(fd, 0, "micd %d", (int)getpid());
+}
+
+static void send_status(struct micd *d, int fd, struct request *rq, int json)
+{
+	if (rq->argc > 1 && !rq->card)
+		return answer(fd, 4, "no card named '%s'", rq->argv[1]);
+	struct reply r = { 0 };
+	if (json)
+		status_json(d, rq->card, &r);
+	else
+		status_text(d, rq->card, &r);
+	send_all(fd, "OK\n", 3);
+	send_all(fd, r.buf ? r.buf : "", r.len);
+	free(r.buf);
+	close(fd);
+}
+
+static void cmd_status(struct micd *d, int fd, struct request *rq)
+{
+	send_status(d, fd, rq, 0);
+}
+
+static void cmd_status_json(struct micd *d, int fd, struct request *rq)
+{
+	send_status(d, fd, rq, 1);
+}
+
+static void cmd_suspend(struct micd *d, int fd, struct request *rq)
+{
+	(void)rq;
+	do_suspend(d, fd);
+}
+
+static void cmd_resume(struct micd *d, int fd, struct request *rq)
+{
+	(void)rq;
+	do_resume(d, fd);
+}
+
+static void cmd_boot(struct micd *d, int fd, struct request *rq)
+{
+	struct mic_card *c = rq->card;
+	char err[256] = "";
+	if (card_boot(c, err, sizeof(err)) < 0)
+		return answer(fd, 1, "%s", err);
+	if (!rq->wait)
+		return answer(fd, 0, "%s: booting", c->cfg.name);
+	add_waiter(d, fd, W_BOOT, c, 0, d->cfg.boot_timeout_ms + 1000);
+}
+
+static void cmd_shutdown(struct micd *d, int fd, struct request *rq)
+{
+	struct mic_card *c = rq->card;
+	char err[256] = "";
+	if (card_shutdown(c, err, sizeof(err)) < 0)
+		return answer(fd, 1, "%s", err);
+	if (!rq->wait)
+		return answer(fd, 0, "%s: shutting_down", c->cfg.name);
+	add_waiter(d, fd, W_SHUTDOWN, c, 0,
+		   card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 1000);
+}
+
+static void cmd_reset(struct micd *d, int fd, struct request *rq)
+{
+	struct mic_card *c = rq->card;
+	c->suspending = c->resume_boot = 0;
+	card_reset(c);
+	if (!rq->wait)
+		return answer(fd, 0, "%s: resetting", c->cfg.name);
+	add_waiter(d, fd, W_RESET, c, 0, d->cfg.reset_timeout_ms + 1000);
+}
+
+static void cmd_wait(struct micd *d, int fd, struct request *rq)
+{
+	(void)d;
+	int argc = rq->argc;
+	char **argv = rq->argv;
+	int st = argc > 2 ? card_state_parse(argv[2]) : -1;
+	if (st < 0)
+		return answer(fd, 2, "unknown state '%s'", argc > 2 ? argv[2] : "");
+	char *end = NULL;
+	errno = 0;
+	long ms = argc > 3 ? strtol(argv[3], &end, 10) : 10000;
+	if (argc > 3 && (errno || *end || ms < 0 || ms > MICD_MAX_WAIT_MS))
+		return answer(fd, 2, "wait timeout must be 0..%d ms", MICD_MAX_WAIT_MS);
+	add_waiter(d, fd, W_STATE, rq->card, (enum card_state)st, (unsigned)ms);
+}
+
+static void cmd_console_size(struct micd *d, int fd, struct request *rq)
+{
+	(void)d;
+	struct mic_card *c = rq->card;
+	long cols = rq->argc > 3 ? strtol(rq->argv[2], NULL, 10) : 0;
+	long rows = rq->argc > 3 ? strtol(rq->argv[3], NULL, 10) : 0;
+	if (cols < 1 || rows < 1 || cols > 65535 || rows > 65535)
+		return answer(fd, 2, "console-size needs COLS ROWS (1..65535)");
+	struct vdev *con = card_find_vdev(c, VIRTIO_ID_CONSOLE);
+	int rc = con ? console_backend_resize(con, (unsigned)cols, (unsigned)rows) : -ENODEV;
+	if (rc)
+		return answer(fd, 1, "%s: console size: %s", c->cfg.name, strerror(-rc));
+	answer(fd, 0, "%s: console %ldx%ld", c->cfg.name, cols, rows);
+}
+
+static void cmd_log(struct micd *d, int fd, struct request *rq)
+{
+	(void)d;
+	char *buf = malloc(MIC_LOG_SIZE);
+	size_t n = buf ? card_read_log(rq->card, buf, MIC_LOG_SIZE) : 0;
+	send_all(fd, "OK\n", 3);
+	send_all(fd, buf, n);
+	free(buf);
+	close(fd);
+}
+
+#define CMD_CARD  0x1 /* argv[1] must name a card */
+#define CMD_WAITS 0x2 /* always holds a waiter slot (others only with "wait") */
+
+static const struct command {
+	const char *verb;
+	unsigned flags;
+	void (*run)(struct micd *d, int fd, struct request *rq);
+} commands[] = {
+	{ "ping", 0, cmd_ping },
+	{ "status", 0, cmd_status },
+	{ "status-json", 0, cmd_status_json },
+	{ "suspend", CMD_WAITS, cmd_suspend },
+	{ "resume", CMD_WAITS, cmd_resume },
+	{ "boot", CMD_CARD, cmd_boot },
+	{ "shutdown", CMD_CARD, cmd_shutdown },
+	{ "reset", CMD_CARD, cmd_reset },
+	{ "wait", CMD_CARD | CMD_WAITS, cmd_wait },
+	{ "console-size", CMD_CARD, cmd_console_size },
+	{ "log", CMD_CARD, cmd_log },
+};
+
 static void handle_request(struct micd *d, int fd, char *line)
 {
 	if (d->stopping)
 		return answer(fd, 1, "micd is stopping");
-	char *argv[8];
-	int argc = 0;
-	for (char *s = strtok(line, " \t\r\n"); s && argc < 8; s = strtok(NULL, " \t\r\n"))
-		argv[argc++] = s;
-	if (argc == 0)
+	struct request rq = { 0 };
+	for (char *s = strtok(line, " \t\r\n"); s && rq.argc < 8; s = strtok(NULL, " \t\r\n"))
+		rq.argv[rq.argc++] = s;
+	if (rq.argc == 0)
 		return answer(fd, 2, "empty request");
-	const char *verb = argv[0];
-	struct mic_card *c = argc > 1 ? find_card(d, argv[1]) : NULL;
-	char err[256] = "";
-
-	if (!strcmp(verb, "ping"))
-		return answer(fd, 0, "micd %d", (int)getpid());
-	if (!strcmp(verb, "status") || !strcmp(verb, "status-json")) {
-		if (argc > 1 && !c)
-			return answer(fd, 4, "no card named '%s'", argv[1]);
-		struct reply r = { 0 };
-		if (verb[6])
-			status_json(d, c, &r);
-		else
-			status_text(d, c, &r);
-		send_all(fd, "OK\n", 3);
-		send_all(fd, r.buf ? r.buf : "", r.len);
-		free(r.buf);
-		close(fd);
-		return;
-	}
-	int wait = argc > 2 && !strcmp(argv[argc - 1], "wait");
-	int waits = wait || !strcmp(verb, "wait") || !strcmp(verb, "suspend") ||
-		    !strcmp(verb, "resume");
-	if (waits && !waiter_room(d))
+	const char *verb = rq.argv[0];
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]) && !cmd; i++)
+		if (!strcmp(verb, commands[i].verb))
+			cmd = &commands[i];
+	if (!cmd)
+		return answer(fd, 2, "unknown request '%s'", verb);
+	rq.card = rq.argc > 1 ? find_card(d, rq.argv[1]) : NULL;
+	/* status has no "wait" suffix: its second word is a card name. */
+	rq.wait = cmd->run != cmd_status && cmd->run != cmd_status_json && rq.argc > 2 &&
+		  !strcmp(rq.argv[rq.argc - 1], "wait");
+	if ((rq.wait || (cmd->flags & CMD_WAITS)) && !waiter_room(d))
 		return answer(fd, 1, "too many requests waiting; try again later");
-	if (!strcmp(verb, "suspend"))
-		return do_suspend(d, fd);
-	if (!strcmp(verb, "resume"))
-		return do_resume(d, fd);
-	if (argc < 2)
-		return answer(fd, 2, "%s needs a card name", verb);
-	if (!c)
-		return answer(fd, 4, "no card named '%s'", argv[1]);
-	if (!strcmp(verb, "boot")) {
-		if (card_boot(c, err, sizeof(err)) < 0)
-			return answer(fd, 1, "%s", err);
-		if (!wait)
-			return answer(fd, 0, "%s: booting", c->cfg.name);
-		return add_waiter(d, fd, W_BOOT, c, 0, d->cfg.boot_timeout_ms + 1000);
+	if (cmd->flags & CMD_CARD) {
+		if (rq.argc < 2)
+			return answer(fd, 2, "%s needs a card name", verb);
+		if (!rq.card)
+			return answer(fd, 4, "no card named '%s'", rq.argv[1]);
 	}
-	if (!strcmp(verb, "shutdown")) {
-		if (card_shutdown(c, err, sizeof(err)) < 0)
-			return answer(fd, 1, "%s", err);
-		if (!wait)
-			return answer(fd, 0, "%s: shutting_down", c->cfg.name);
-		return add_waiter(d, fd, W_SHUTDOWN, c, 0,
-				  card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 1000);
-	}
-	if (!strcmp(verb, "reset")) {
-		c->suspending = c->resume_boot = 0;
-		card_reset(c);
-		if (!wait)
-			return answer(fd, 0, "%s: resetting", c->cfg.name);
-		return add_waiter(d, fd, W_RESET, c, 0, d->cfg.reset_timeout_ms + 1000);
-	}
-	if (!strcmp(verb, "wait")) {
-		int st = argc > 2 ? card_state_parse(argv[2]) : -1;
-		if (st < 0)
-			return answer(fd, 2, "unknown state '%s'", argc > 2 ? argv[2] : "");
-		char *end = NULL;
-		errno = 0;
-		long ms = argc > 3 ? strtol(argv[3], &end, 10) : 10000;
-		if (argc > 3 && (errno || *end || ms < 0 || ms > MICD_MAX_WAIT_MS))
-			return answer(fd, 2, "wait timeout must be 0..%d ms", MICD_MAX_WAIT_MS);
-		return add_waiter(d, fd, W_STATE, c, (enum card_state)st, (unsigned)ms);
-	}
-	if (!strcmp(verb, "console-size")) {
-		long cols = argc > 3 ? strtol(argv[2], NULL, 10) : 0;
-		long rows = argc > 3 ? strtol(argv[3], NULL, 10) : 0;
-		if (cols < 1 || rows < 1 || cols > 65535 || rows > 65535)
-			return answer(fd, 2, "console-size needs COLS ROWS (1..65535)");
-		int rc = c->nvdev ? console_backend_resize(c->vdev[0], (unsigned)cols, (unsigned)rows) : -ENODEV;
-		if (rc)
-			return answer(fd, 1, "%s: console size: %s", c->cfg.name, strerror(-rc));
-		return answer(fd, 0, "%s: console %ldx%ld", c->cfg.name, cols, rows);
-	}
-	if (!strcmp(verb, "log")) {
-		char *buf = malloc(MIC_LOG_SIZE);
-		size_t n = buf ? card_read_log(c, buf, MIC_LOG_SIZE) : 0;
-		send_all(fd, "OK\n", 3);
-		send_all(fd, buf, n);
-		free(buf);
-		close(fd);
-		return;
-	}
-	answer(fd, 2, "unknown request '%s'", verb);
+	cmd->run(d, fd, &rq);
 }
 
 static void client_drop(struct micd *d, struct client *cl)
@@ -543,14 +625,6 @@ static void client_drop(struct micd *d, struct client *cl)
 	epoll_ctl(d->epfd, EPOLL_CTL_DEL, cl->fd, NULL);
 	d->nclients--;
 	free(cl);
-}
-
-static struct client *client_of(struct micd *d, void *tag)
-{
-	for (struct client *cl = d->clients; cl; cl = cl->next)
-		if (cl == tag)
-			return cl;
-	return NULL;
 }
 
 /* Reads what has arrived of a request; runs it once its line is whole.  A
@@ -583,8 +657,14 @@ static void on_client_data(struct micd *d, struct client *cl)
 	handle_request(d, fd, line);
 }
 
-static void on_client(struct micd *d)
+static void on_client_tag(void *cl)
 {
+	on_client_data(((struct client *)cl)->d, cl);
+}
+
+static void on_client(void *arg)
+{
+	struct micd *d = arg;
 	for (;;) {
 		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
@@ -594,9 +674,11 @@ static void on_client(struct micd *d)
 			answer(fd, 1, "too many connections; try again later");
 			continue;
 		}
+		cl->tag = (struct host_watch){ on_client_tag, cl };
+		cl->d = d;
 		cl->fd = fd;
 		cl->deadline_ns = now_ns() + (uint64_t)MICD_REQUEST_MS * 1000000u;
-		if (watch_ptr(d, fd, cl) < 0) {
+		if (watch_ptr(d, fd, &cl->tag) < 0) {
 			answer(fd, 1, "micd: %s", strerror(errno));
 			free(cl);
 			continue;
@@ -702,6 +784,14 @@ static int stop_step(struct micd *d)
 	return done;
 }
 
+static void on_signal(void *arg)
+{
+	struct micd *d = arg;
+	struct signalfd_siginfo si;
+	while (read(d->sig_fd, &si, sizeof(si)) == sizeof(si))
+		begin_stop(d);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: micd [--config FILE] [--rundir DIR] [--cards N] [--image FILE] [-v]\n"
@@ -798,8 +888,10 @@ int main(int argc, char **argv)
 	d.epfd = epoll_create1(EPOLL_CLOEXEC);
 	d.listen_fd = -1;
 	int rc = 1;
+	d.tag_listen = (struct host_watch){ on_client, &d };
+	d.tag_signal = (struct host_watch){ on_signal, &d };
 	if (d.sig_fd < 0 || d.epfd < 0 || open_control_socket(&d) < 0 ||
-	    watch_ptr(&d, d.listen_fd, &tag_listen) || watch_ptr(&d, d.sig_fd, &tag_signal))
+	    watch_ptr(&d, d.listen_fd, &d.tag_listen) || watch_ptr(&d, d.sig_fd, &d.tag_signal))
 		goto out;
 	for (int i = 0; i < d.cfg.ncards; i++) {
 		struct mic_card *c = &d.cards[i];
@@ -817,20 +909,11 @@ int main(int argc, char **argv)
 	while (!d.quit) {
 		struct epoll_event ev[16];
 		int n = epoll_wait(d.epfd, ev, 16, next_timeout_ms(&d));
+		/* A handler frees only its own tag (a client answered), never
+		 * another one of this batch, so every tag here is still live. */
 		for (int i = 0; i < n; i++) {
-			void *tag = ev[i].data.ptr;
-			if (tag == &tag_listen) {
-				on_client(&d);
-			} else if (tag == &tag_signal) {
-				struct signalfd_siginfo si;
-				while (read(d.sig_fd, &si, sizeof(si)) == sizeof(si))
-					begin_stop(&d);
-			} else if (client_of(&d, tag)) {
-				on_client_data(&d, tag);
-			} else {
-				struct card_src *s = tag;
-				s->fn(s->card);
-			}
+			struct host_watch *w = ev[i].data.ptr;
+			w->fn(w->ctx);
 		}
 		clients_expire(&d);
 		waiters_run(&d, 0);

@@ -23,18 +23,27 @@ static int is_broken(struct vdev *vd)
 	return 1;
 }
 
+const char *vdev_state_name(enum vdev_state s)
+{
+	static const char *const names[] = { [VDEV_WAITING] = "waiting", [VDEV_READY] = "ready",
+					      [VDEV_BROKEN] = "broken" };
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "invalid";
+}
+
 static void publish_state(struct vdev *vd)
 {
-	const char *why = NULL, *st = "waiting";
+	const char *why = NULL;
+	enum vdev_state st = VDEV_WAITING;
 	if (mic_vop_host_dev_broken(vd->dev, &why))
-		st = "broken";
+		st = VDEV_BROKEN;
 	else if (mic_vop_host_dev_ready(vd->dev))
-		st = "ready";
-	if (st == vd->snap_state && st[0] != 'b')
+		st = VDEV_READY;
+	/* Broken is republished: the first reason may arrive after the state. */
+	if (st == vd->snap_state && st != VDEV_BROKEN)
 		return; /* unchanged: the common case on every wake-up */
 	pthread_mutex_lock(&vd->snap_lock);
 	vd->snap_state = st;
-	snprintf(vd->snap_reason, sizeof(vd->snap_reason), "%s", st[0] == 'b' && why ? why : "");
+	snprintf(vd->snap_reason, sizeof(vd->snap_reason), "%s", st == VDEV_BROKEN && why ? why : "");
 	pthread_mutex_unlock(&vd->snap_lock);
 }
 
@@ -108,7 +117,7 @@ int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *vi
 	vd->view = view;
 	pthread_mutex_init(&vd->lock, NULL);
 	pthread_mutex_init(&vd->snap_lock, NULL);
-	vd->snap_state = "waiting";
+	vd->snap_state = VDEV_WAITING;
 	vd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int rc = vd->stop_fd < 0 ? -errno : mic_vop_host_add_device(vop, t, &vd->dev);
 	if (!rc) {
@@ -205,10 +214,10 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	return 0;
 }
 
-const char *vdev_state(struct vdev *vd, char *why, size_t len)
+enum vdev_state vdev_state(struct vdev *vd, char *why, size_t len)
 {
 	pthread_mutex_lock(&vd->snap_lock);
-	const char *st = vd->snap_state;
+	enum vdev_state st = vd->snap_state;
 	snprintf(why, len, "%s", vd->snap_reason);
 	pthread_mutex_unlock(&vd->snap_lock);
 	return st;

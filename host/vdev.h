@@ -19,6 +19,14 @@
 
 struct vdev;
 
+/* What micctl status shows for a device. */
+enum vdev_state {
+	VDEV_WAITING, /* no driver on the card yet */
+	VDEV_READY,   /* the card's driver runs it */
+	VDEV_BROKEN,  /* the card misbehaved; reason kept until it resets */
+};
+const char *vdev_state_name(enum vdev_state s);
+
 struct vdev_ops {
 	const char *name;
 	/* Serves the queues; called with vd->lock held while the card's driver
@@ -47,7 +55,7 @@ struct vdev {
 	/* What micctl status shows, published by the device thread so the
 	 * main thread never waits for vd->lock to report it. */
 	pthread_mutex_t snap_lock;
-	const char *snap_state;
+	enum vdev_state snap_state;
 	char snap_reason[128];
 	struct mic_dma_chan *dma; /* host channel for large copies, or NULL */
 	int dma_off;      /* a copy failed or timed out: CPU only until the card resets */
@@ -80,9 +88,9 @@ void vdev_card_gone_locked(struct vdev *vd);
 /* The copy hook behind VDEV_DMA_MIN (mic_vop_copy_fn), ctx = the vdev. */
 int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *card_ptr,
 		  void *host_buf, size_t len);
-/* "broken" (reason in why), "ready" (the card's driver runs it) or
- * "waiting" (no driver yet). */
-const char *vdev_state(struct vdev *vd, char *why, size_t len);
+/* The state as of the device thread's last wake-up; the reason (broken
+ * only, else empty) into why. */
+enum vdev_state vdev_state(struct vdev *vd, char *why, size_t len);
 /* Test hook (tests/fuzz/fuzz_backends.c): one wake-up of the device thread,
  * run synchronously by the caller: takes the lock, checks the device and
  * serves it if the card's driver is ready, exactly as the thread does.

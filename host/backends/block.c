@@ -32,9 +32,7 @@
 #define SECTOR 512u
 #define VQ_REQ 0
 #define VQ_NUM 128
-/* Bounce buffer: [BUF_OFF + 4 MiB, BUF_OFF + 8 MiB) of the pool (the lower
- * 4 MiB belong to other backends). */
-#define BOUNCE_OFF (CARD_POOL_BUF_OFF + (4ull << 20))
+/* Bounce buffer: all of HOST_POOL_BLOCK (so DMA reaches it), else heap. */
 #define BOUNCE_SIZE (4u << 20)
 #define SEG_MAX (MIC_VOP_MAX_SEGS - 2) /* data segments besides header and status */
 
@@ -249,9 +247,9 @@ int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 	if (size % SECTOR)
 		log_warn("%s: disk %s: %" PRIu64 " trailing bytes beyond the last sector are not used",
 			 cfg->name, cfg->disk, size % SECTOR);
-	if (view->hostmem.size >= BOUNCE_OFF + BOUNCE_SIZE) {
-		b->bounce = (uint8_t *)view->hostmem.va + BOUNCE_OFF;
-	} else {
+	_Static_assert(BOUNCE_SIZE == 4u << 20, "bounce buffer is HOST_POOL_BLOCK");
+	b->bounce = host_pool_va(view, HOST_POOL_BLOCK);
+	if (!b->bounce) {
 		b->bounce = malloc(BOUNCE_SIZE);
 		b->bounce_malloced = 1;
 		if (!b->bounce) {

@@ -40,7 +40,6 @@ enum { VQ_RX = 0, VQ_TX = 1 }; /* receiveq (to the card), transmitq (from the ca
 #define PKT_MAX (HDR_LEN + 65536u + 14u)
 #define BUF_SPAN ((PKT_MAX + 63u) & ~63u)
 #define CHAIN_MAX (1u << 20)
-#define POOL_NEED (CARD_POOL_BUF_OFF + (8ull << 20))
 /* Chains per direction and pass before the other direction gets a turn. */
 #define BUDGET 64
 #define NET_MTU 1500
@@ -61,16 +60,7 @@ struct net {
 /* Which offloads the TAP may hand us = what the card's driver accepts. */
 static void set_offload(struct net *n, uint64_t f)
 {
-	unsigned off = 0;
-	if (f & (1ull << VIRTIO_NET_F_GUEST_CSUM)) {
-		off |= TUN_F_CSUM;
-		if (f & (1ull << VIRTIO_NET_F_GUEST_TSO4))
-			off |= TUN_F_TSO4;
-		if (f & (1ull << VIRTIO_NET_F_GUEST_TSO6))
-			off |= TUN_F_TSO6;
-		if ((off & (TUN_F_TSO4 | TUN_F_TSO6)) && (f & (1ull << VIRTIO_NET_F_GUEST_ECN)))
-			off |= TUN_F_TSO_ECN;
-	}
+	unsigned off = mic_vnet_tap_offload(f, true);
 	if (ioctl(n->tap, TUNSETOFFLOAD, (unsigned long)off) < 0)
 		log_err("%s: net: TUNSETOFFLOAD %#x: %s", n->vd.card, off, strerror(errno));
 	n->offload_for = f | 1; /* never 0 once set */
@@ -245,8 +235,9 @@ static int open_tap(struct net *n, const char *name)
 
 static int alloc_bufs(struct net *n, struct mic_hw_view *view)
 {
-	if (view->hostmem.size >= POOL_NEED) {
-		n->rx_buf = (uint8_t *)view->hostmem.va + CARD_POOL_BUF_OFF;
+	_Static_assert(2 * BUF_SPAN <= (4u << 20), "net buffers outgrew HOST_POOL_NET");
+	n->rx_buf = host_pool_va(view, HOST_POOL_NET);
+	if (n->rx_buf) {
 		n->tx_buf = n->rx_buf + BUF_SPAN;
 		return 0;
 	}
