@@ -20,6 +20,11 @@
 struct rig {
 	struct mic_hw_view v;
 	struct mic_vop_chain chain;
+	/* A chain a backend keeps across wake-ups (block: header, then data,
+	 * then status), per device and vring: it is completed after the card
+	 * may have rewritten, reset or broken everything under it. */
+	struct mic_vop_chain held[2][2];
+	bool has_held[2][2];
 	uint8_t sink[APER_SIZE] __attribute__((aligned(8)));
 };
 
@@ -96,6 +101,7 @@ static void raw_walk(struct rig *r, const uint8_t *data, size_t size)
  * other ops run host entry points. */
 static void library(struct rig *r, const uint8_t *data, size_t size)
 {
+	memset(r->has_held, 0, sizeof(r->has_held));
 	struct mic_vop_host *h;
 	if (mic_vop_host_create(&r->v, 0, HOST_SIZE, &h))
 		abort();
@@ -149,8 +155,20 @@ static void library(struct rig *r, const uint8_t *data, size_t size)
 			mic_vop_host_dev_poll(dev);
 			break;
 		case 3: {
-			struct mic_vop_copy_desc cd = { iov, 2, vq, a & 4, 0 };
-			mic_vop_host_copy_desc(dev, &cd);
+			struct mic_vop_chain *c = &r->held[a & 1][vq];
+			bool *has = &r->has_held[a & 1][vq];
+			if (!*has && mic_vop_host_vq_get(dev, vq, c) != 1)
+				break;
+			*has = true;
+			if (c->read_done < c->read_len)
+				mic_vop_host_chain_pull(dev, c, iov, 2);
+			else
+				mic_vop_host_chain_push(dev, c, iov, 2);
+			if (a & 4) {
+				*has = false;
+				if (!mic_vop_host_vq_put(dev, c))
+					mic_vop_host_vq_notify(dev, vq);
+			}
 			break;
 		}
 		case 4:

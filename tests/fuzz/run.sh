@@ -14,11 +14,11 @@ CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null 2>&1 || { echo "fuzz: $CC not found, skipped"; exit 77; }
 case "$TARGET" in
 vop)
-    SRCS="tests/fuzz/fuzz_vop.c vop/host/vop_host.c vop/dp.c hw/view.c"
+    SRCS="tests/fuzz/fuzz_vop.c vop/host/vop_devpage.c vop/host/vop_ring.c vop/dp.c hw/view.c"
     CORPUS="$OUT/corpus" SEEDS="" PREFIX="$OUT/" ;;
 backends)
     SRCS="tests/fuzz/fuzz_backends.c host/vdev.c host/backends/block.c host/backends/net.c
-          vop/host/vop_host.c vop/dp.c vop/card/vop_card.c vop/card/cma.c
+          vop/host/vop_devpage.c vop/host/vop_ring.c vop/dp.c vop/card/vop_card.c vop/card/cma.c
           hw/view.c hw/sim.c hw/sandbox.c hw/attach.c hw/dma_engine.c lib/clock.c lib/log.c lib/proc.c dma/mic_dma.c"
     CORPUS="$OUT/corpus-backends" SEEDS="$SRC/tests/fuzz/seeds-backends" PREFIX="$OUT/backends-" ;;
 *)

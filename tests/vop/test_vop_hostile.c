@@ -62,8 +62,8 @@ static void expect_broken(struct hx *h, unsigned vq, const char *what)
 	/* Stays broken, and every queue op says so. */
 	assert_int_equal(mic_vop_host_vq_get(h->bad.hd, 0, h->c), -EIO);
 	struct iovec iov = { NULL, 0 };
-	struct mic_vop_copy_desc cd = { &iov, 1, vq, 1, 0 };
-	assert_int_equal(mic_vop_host_copy_desc(h->bad.hd, &cd), -EIO);
+	struct fx_copy_desc cd = { &iov, 1, vq, 1, 0 };
+	assert_int_equal(fx_copy_desc(h->bad.hd, &cd), -EIO);
 	assert_true(mic_vop_host_dev_poll(h->bad.hd) & MIC_VOP_EV_BROKEN);
 
 	struct fx *f = h->f;
@@ -73,14 +73,14 @@ static void expect_broken(struct hx *h, unsigned vq, const char *what)
 	mic_vop_vq_kick(h->good.q[1]);
 	char buf[64];
 	struct iovec gi = { buf, sizeof(buf) };
-	struct mic_vop_copy_desc gcd = { &gi, 1, 1, 1, 0 };
-	assert_int_equal(mic_vop_host_copy_desc(h->good.hd, &gcd), 0);
+	struct fx_copy_desc gcd = { &gi, 1, 1, 1, 0 };
+	assert_int_equal(fx_copy_desc(h->good.hd, &gcd), 0);
 	assert_int_equal(gcd.out_len, 32);
 	assert_ptr_equal(mic_vop_vq_get_buf(h->good.q[1], NULL), &tok);
 	assert_int_equal(mic_vop_vq_add_inbuf(h->good.q[0], &sg, 1, &tok), 0);
 	gi.iov_len = 5;
-	struct mic_vop_copy_desc g2 = { &gi, 1, 0, 1, 0 };
-	assert_int_equal(mic_vop_host_copy_desc(h->good.hd, &g2), 0);
+	struct fx_copy_desc g2 = { &gi, 1, 0, 1, 0 };
+	assert_int_equal(fx_copy_desc(h->good.hd, &g2), 0);
 	uint32_t len;
 	assert_ptr_equal(mic_vop_vq_get_buf(h->good.q[0], &len), &tok);
 	assert_int_equal(len, 5);
@@ -264,10 +264,19 @@ static uint8_t *bad_block(struct hx *h)
 	return (uint8_t *)mic_vop_host_dp(h->f->vh) + mic_vop_host_dev_offset(h->bad.hd);
 }
 
+/* The host checks the page once per wake-up of the device (dev_poll, as
+ * the device thread does when the doorbell rings), not at every queue
+ * operation: the card's next kick is when it finds out. */
+static void page_wakeup(struct hx *h)
+{
+	mic_vop_host_dev_poll(h->bad.hd);
+}
+
 static void page_type_flipped(void **state)
 {
 	struct hx *h = *state;
 	bad_block(h)[0] = VIRTIO_ID_NET;
+	page_wakeup(h);
 	expect_broken(h, 0, "type changed");
 }
 
@@ -275,6 +284,7 @@ static void page_num_vq_flipped(void **state)
 {
 	struct hx *h = *state;
 	bad_block(h)[1] = 4;
+	page_wakeup(h);
 	expect_broken(h, 0, "counts changed");
 }
 
@@ -283,6 +293,7 @@ static void page_vq_num_flipped(void **state)
 	struct hx *h = *state;
 	struct mic_vqconfig *vq = (void *)(bad_block(h) + mic_dp_vq_off(1));
 	vq->num = 64;
+	page_wakeup(h);
 	expect_broken(h, 1, "num/address");
 }
 
@@ -291,6 +302,7 @@ static void page_vq_address_flipped(void **state)
 	struct hx *h = *state;
 	struct mic_vqconfig *vq = (void *)(bad_block(h) + mic_dp_vq_off(0));
 	vq->address += 4096;
+	page_wakeup(h);
 	expect_broken(h, 0, "num/address");
 }
 
@@ -378,8 +390,8 @@ static void recovers_after_reset(void **state)
 	assert_int_equal(mic_vop_vq_add_outbuf(h->bad.q[1], &sg, 1, &tok), 0);
 	char buf[8];
 	struct iovec iov = { buf, 8 };
-	struct mic_vop_copy_desc cd = { &iov, 1, 1, 1, 0 };
-	assert_int_equal(mic_vop_host_copy_desc(h->bad.hd, &cd), 0);
+	struct fx_copy_desc cd = { &iov, 1, 1, 1, 0 };
+	assert_int_equal(fx_copy_desc(h->bad.hd, &cd), 0);
 	assert_memory_equal(buf, "rrrrrrrr", 8);
 	/* Host-initiated reset too. */
 	raw_publish(bad_vr(h, 1), 500, 1);

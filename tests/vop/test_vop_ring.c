@@ -18,8 +18,8 @@ static void card_to_host(struct fx *f, struct fx_dev *x, unsigned vq, unsigned n
 	mic_vop_vq_kick(x->q[vq]);
 	char out[1024];
 	struct iovec iov = { out, sizeof(out) };
-	struct mic_vop_copy_desc cd = { &iov, 1, vq, 1, 0 };
-	assert_int_equal(mic_vop_host_copy_desc(x->hd, &cd), 0);
+	struct fx_copy_desc cd = { &iov, 1, vq, 1, 0 };
+	assert_int_equal(fx_copy_desc(x->hd, &cd), 0);
 	unsigned want = 0;
 	for (unsigned i = 0; i < nseg; i++) {
 		for (unsigned k = 0; k < 100 + i; k++)
@@ -55,8 +55,8 @@ static void roundtrip_both_ways(void **state)
 	assert_int_equal(mic_vop_vq_add_inbuf(x.q[0], &sg, 1, &token), 0);
 	assert_true(mic_vop_vq_kick(x.q[0]));
 	struct iovec iov = { "hello, card", 11 };
-	struct mic_vop_copy_desc cd = { &iov, 1, 0, 1, 0 };
-	assert_int_equal(mic_vop_host_copy_desc(x.hd, &cd), 0);
+	struct fx_copy_desc cd = { &iov, 1, 0, 1, 0 };
+	assert_int_equal(fx_copy_desc(x.hd, &cd), 0);
 	assert_int_equal(cd.out_len, 11);
 	uint32_t len;
 	assert_ptr_equal(mic_vop_vq_get_buf(x.q[0], &len), &token);
@@ -64,7 +64,7 @@ static void roundtrip_both_ways(void **state)
 	assert_memory_equal(mic_vop_cma_ptr(f->cma, b, 11), "hello, card", 11);
 	assert_null(mic_vop_vq_get_buf(x.q[0], &len));
 	/* Nothing more: -EAGAIN. */
-	assert_int_equal(mic_vop_host_copy_desc(x.hd, &cd), -EAGAIN);
+	assert_int_equal(fx_copy_desc(x.hd, &cd), -EAGAIN);
 	assert_false(mic_vop_host_dev_broken(x.hd, NULL));
 }
 

@@ -122,4 +122,39 @@ static inline void fx_drain_irqs(struct fx *f)
 	}
 }
 
+/*
+ * What the original COPY_DESC call did, built the way a backend uses the
+ * host's ring API: takes the next chain of vring vr_idx, copies its readable
+ * bytes into iov if it has any, else iov into its writable bytes, completes
+ * it and signals the card.  Returns 0, -EAGAIN (no chain) or the API's
+ * error.  Same fields as the former struct mic_vop_copy_desc; update_used
+ * must be set (no chain is held between calls).
+ */
+struct fx_copy_desc {
+	const struct iovec *iov;
+	int iovcnt;
+	unsigned vr_idx;
+	int update_used;
+	uint32_t out_len;
+};
+
+static inline int fx_copy_desc(struct mic_vop_host_dev *d, struct fx_copy_desc *cd)
+{
+	static struct mic_vop_chain c; /* large; tests run one at a time */
+	cd->out_len = 0;
+	assert_true(cd->update_used);
+	int r = mic_vop_host_vq_get(d, cd->vr_idx, &c);
+	if (r <= 0)
+		return r ? r : -EAGAIN;
+	ssize_t n = c.read_len ? mic_vop_host_chain_pull(d, &c, cd->iov, cd->iovcnt) :
+				 mic_vop_host_chain_push(d, &c, cd->iov, cd->iovcnt);
+	if (n < 0)
+		return (int)n;
+	cd->out_len = (uint32_t)n;
+	if ((r = mic_vop_host_vq_put(d, &c)))
+		return r;
+	mic_vop_host_vq_notify(d, cd->vr_idx);
+	return 0;
+}
+
 #endif

@@ -203,23 +203,8 @@ int mic_vop_host_vq_notify(struct mic_vop_host_dev *d, unsigned vq);
 void mic_vop_host_vq_disable_notify(struct mic_vop_host_dev *d, unsigned vq);
 bool mic_vop_host_vq_enable_notify(struct mic_vop_host_dev *d, unsigned vq);
 
-/*
- * The original COPY_DESC ioctl: continues the vring's current chain (or
- * takes the next one), copies the chain's unread readable bytes into iov if
- * any remain, otherwise iov into its writable bytes; out_len gets the byte
- * count.  With update_used the chain is completed and the card signalled;
- * without, the next call continues the same chain (e.g. block: header,
- * data, status).  Returns 0, -EAGAIN (no chain available), -EIO (broken),
- * -ENODEV, -EINVAL.
- */
-struct mic_vop_copy_desc {
-	const struct iovec *iov;
-	int iovcnt;
-	unsigned vr_idx;
-	int update_used;
-	uint32_t out_len;
-};
-int mic_vop_host_copy_desc(struct mic_vop_host_dev *d, struct mic_vop_copy_desc *cd);
+/* The original COPY_DESC call is vq_get, chain_pull/push, vq_put and
+ * vq_notify in sequence: the backends use those, so nothing else is kept. */
 
 /*
  * Fuzzing/inspection entry: validates and walks the next available chain
