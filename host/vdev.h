@@ -30,7 +30,9 @@ const char *vdev_state_name(enum vdev_state s);
 struct vdev_ops {
 	const char *name;
 	/* Serves the queues; called with vd->lock held while the card's driver
-	 * is ready.  Sets vd->fd_events to what it waits for on vd->fd. */
+	 * is ready.  Sets vd->fd_events to what it waits for on vd->fd, and
+	 * vd->more when it stopped at its budget: the one way for a backend
+	 * to be called again without sleeping. */
 	void (*serve)(struct vdev *vd);
 	/* The card's driver went away (card reset, halt, crash): forget
 	 * in-flight chains, keep the backend's own state (PTY, file). */

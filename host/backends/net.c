@@ -167,8 +167,9 @@ static void net_serve(struct vdev *vd)
 			break;
 	}
 	/* Read the TAP only while a receive buffer waits for a packet; when
-	 * the budget ran out, come back at once (a TAP is always writable). */
-	vd->fd_events = (short)((n->rx_chain_held && !n->rx_len ? POLLIN : 0) | (more ? POLLOUT : 0));
+	 * the budget ran out, come back at once, as every backend asks. */
+	vd->fd_events = (short)(n->rx_chain_held && !n->rx_len ? POLLIN : 0);
+	vd->more = more;
 	/* Without a held buffer the TAP is left alone: vq_get re-armed the
 	 * card's kick, which wakes us when it posts one. */
 }
