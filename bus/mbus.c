@@ -20,7 +20,7 @@ struct mbus_irq {
 	int stop_fd; /* -1 when the line is claimed without a handler */
 };
 
-/* --- interrupts over the view's eventfds --- */
+/* --- interrupts over the view's line pipes --- */
 
 static void *irq_thread(void *arg)
 {

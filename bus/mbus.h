@@ -50,7 +50,7 @@ struct mbus_hw_ops {
 	uint64_t (*ack_irq)(struct mbus_device *dev, unsigned line);
 };
 
-/* The ops implemented over a struct mic_hw_view's irq eventfds. */
+/* The ops implemented over a struct mic_hw_view's interrupt line pipes. */
 extern const struct mbus_hw_ops mbus_view_hw_ops;
 
 struct mbus_irq; /* bus/mbus.c */

@@ -40,7 +40,7 @@ struct mic_dma_chan {
 	/* Cookies (fail_from, fail_to] were lost by the last reset. */
 	_Atomic uint64_t fail_from, fail_to;
 
-	/* Interrupt waiters: one reads the eventfd, the others sleep here. */
+	/* Interrupt waiters: one reads the line, the others sleep here. */
 	pthread_mutex_t irq_lock;
 	pthread_cond_t irq_cond;
 	bool irq_reader;
@@ -551,7 +551,7 @@ static int wait_irq(struct mic_dma_chan *c, mic_dma_cookie_t cookie, uint64_t de
 		}
 		c->irq_reader = true;
 		pthread_mutex_unlock(&c->irq_lock);
-		/* A completion after the status check leaves the eventfd
+		/* A completion after the status check leaves the line
 		 * readable, so this poll cannot miss it. */
 		struct pollfd pf = { .fd = c->v->irq_fd[c->line], .events = POLLIN };
 		poll(&pf, 1, 100);

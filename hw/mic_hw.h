@@ -2,7 +2,7 @@
 /*
  * The simulated X100 card: the only module that knows the hardware is not
  * real.  It provides what a VFIO-bound PCI device would: config space, BAR
- * mappings, interrupt eventfds and function-level reset, plus the card side's
+ * mappings, interrupt lines (pipes) and function-level reset, plus the card side's
  * view of the same resources.  Everything above it reaches the card through
  * struct mic_hw_view and the register accessors below.
  */

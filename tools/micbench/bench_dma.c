@@ -313,7 +313,7 @@ int micbench_dma(int argc, char **argv, FILE *out)
 		fprintf(out, "\n| 64-byte transfer, submit to completion seen | median µs | p99 µs |\n");
 		fprintf(out, "|---|---:|---:|\n");
 		fprintf(out, "| polled (completion word) | %.1f | %.1f |\n", pm, pp);
-		fprintf(out, "| interrupt (eventfd) | %.1f | %.1f |\n", im, ip);
+		fprintf(out, "| interrupt (line pipe) | %.1f | %.1f |\n", im, ip);
 	}
 	rc = err;
 out:
