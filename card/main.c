@@ -6,148 +6,52 @@
  * the card's event loop: host commands, interrupts, child processes.
  */
 #include <dirent.h>
+#include <sys/epoll.h>
 #include <errno.h>
 #include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/ioctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "card/card.h"
+#include "card/mount.h"
+#include "card/os.h"
+#include "card/vop.h"
 #include "dma/mic_dma.h"
 #include "lib/clock.h"
 
-/* --- event loop --- */
-
-int card_watch(struct card_os *c, int fd, uint32_t events, card_fd_fn fn, void *ctx)
-{
-	struct card_watch *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	*w = (struct card_watch){ .fd = fd, .events = events, .fn = fn, .ctx = ctx,
-				  .next = c->watches };
-	struct epoll_event ev = { .events = events, .data.ptr = w };
-	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		free(w);
-		return -errno;
-	}
-	c->watches = w;
-	return 0;
-}
-
-static struct card_watch *find_watch(struct card_os *c, int fd)
-{
-	for (struct card_watch *w = c->watches; w; w = w->next)
-		if (w->fn && w->fd == fd)
-			return w;
-	return NULL;
-}
-
-int card_watch_mod(struct card_os *c, int fd, uint32_t events)
-{
-	struct card_watch *w = find_watch(c, fd);
-	if (!w)
-		return -ENOENT;
-	if (events == w->events)
-		return 0; /* drivers call this after every batch: no syscall */
-	struct epoll_event ev = { .events = events, .data.ptr = w };
-	if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
-		return -errno;
-	w->events = events;
-	return 0;
-}
-
-void card_unwatch(struct card_os *c, int fd)
-{
-	struct card_watch *w = find_watch(c, fd);
-	if (!w)
-		return;
-	epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL);
-	w->fn = NULL; /* an event for it may be pending in this batch */
-}
-
-static void free_dead_watches(struct card_os *c)
-{
-	for (struct card_watch **pp = &c->watches; *pp;) {
-		struct card_watch *w = *pp;
-		if (w->fn) {
-			pp = &w->next;
-			continue;
-		}
-		*pp = w->next;
-		free(w);
-	}
-}
-
-int card_on_exit(struct card_os *c, pid_t pid, card_exit_fn fn, void *ctx)
-{
-	struct card_child *k = calloc(1, sizeof(*k));
-	if (!k)
-		return -ENOMEM;
-	*k = (struct card_child){ .pid = pid, .fn = fn, .ctx = ctx, .next = c->children };
-	c->children = k;
-	return 0;
-}
-
-void card_on_exit_cancel(struct card_os *c, pid_t pid)
-{
-	for (struct card_child **pp = &c->children; *pp; pp = &(*pp)->next) {
-		if ((*pp)->pid != pid)
-			continue;
-		struct card_child *k = *pp;
-		*pp = k->next;
-		free(k);
-		return;
-	}
-}
-
-static void fw_state(struct card_os *c, enum mic_fw_state s)
+static void fw_state(struct cos *c, enum mic_fw_state s)
 {
 	mic_spad_write(&c->hw, MIC_SPAD_FW_STATE, s);
 	mic_doorbell_ring(&c->hw, MIC_DB_FW_STATE);
 }
 
-void card_halting_keepalive(struct card_os *c)
+/* Re-announces "halting" to the host while the card shuts down: processes
+ * stopping and disks flushing take time, and the host extends its shutdown
+ * timeout on each announcement (within a cap). */
+static void halting_keepalive(void *ctx)
 {
-	if (!c->halting || now_ms() - c->keepalive_ms < 1000)
-		return;
-	c->keepalive_ms = now_ms();
-	fw_state(c, MIC_FW_HALTING);
+	fw_state(ctx, MIC_FW_HALTING);
 }
 
-static void halt(struct card_os *c, const char *why)
+static void halt(struct cos *c, const char *why)
 {
 	if (c->halting)
 		return;
 	cardlog(&c->log, "%s: halting", why);
 	c->halting = 1;
-	c->keepalive_ms = now_ms();
 	fw_state(c, MIC_FW_HALTING);
-}
-
-static void run_once(struct card_os *c, int timeout_ms)
-{
-	struct epoll_event ev[16];
-	int n = epoll_wait(c->epfd, ev, 16, timeout_ms);
-	for (int i = 0; i < n; i++) {
-		struct card_watch *w = ev[i].data.ptr;
-		if (w->fn)
-			w->fn(c, w->ctx, ev[i].events);
-	}
-	free_dead_watches(c);
+	if (!cos_timer_start(c->loop, 1000, 1000, halting_keepalive, c))
+		cardlog(&c->log, "no keep-alive timer: %s", strerror(errno));
 }
 
 /* Sends sig (0: none) to every process of the card OS but us (init of its
  * PID namespace) and those a driver spares; returns how many there were.
  * Zombies count until the SIGCHLD handler reaps them. */
-static int signal_others(struct card_os *c, int sig)
+static int signal_others(struct cos *c, int sig)
 {
 	if (!c->spare) {
 		if (sig)
@@ -181,7 +85,7 @@ static int signal_others(struct card_os *c, int sig)
  * filesystem servers the drivers spare (fuse2fs) go at the devices'
  * removal, after their filesystem is unmounted.
  */
-static void stop_processes(struct card_os *c)
+static void stop_processes(struct cos *c)
 {
 	if (!signal_others(c, 0))
 		return;
@@ -202,14 +106,13 @@ static void stop_processes(struct card_os *c)
 			killed = 1;
 			deadline = now_ms() + 2000;
 		}
-		card_halting_keepalive(c);
-		run_once(c, 20);
+		cos_loop_run_once(c->loop, 20);
 	}
 }
 
-static void on_host_cmd(struct card_os *c, void *ctx, uint32_t events)
+static void on_host_cmd(void *ctx, uint32_t events)
 {
-	(void)ctx;
+	struct cos *c = ctx;
 	(void)events;
 	mic_irq_ack(&c->hw, MIC_DB_HOST_CMD);
 	uint32_t cmd = mic_spad_read(&c->hw, MIC_SPAD_HOST_CMD);
@@ -222,50 +125,20 @@ static void on_host_cmd(struct card_os *c, void *ctx, uint32_t events)
 	halt(c, "shutdown requested by the host");
 }
 
-static void on_signal(struct card_os *c, void *ctx, uint32_t events)
+static void on_term(void *ctx, int signo)
 {
-	(void)ctx;
-	(void)events;
-	struct signalfd_siginfo si;
-	while (read(c->sigfd, &si, sizeof(si)) == sizeof(si))
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-			halt(c, "terminated");
-	int status;
-	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (struct card_child **pp = &c->children; *pp; pp = &(*pp)->next) {
-			struct card_child *k = *pp;
-			if (k->pid != pid)
-				continue;
-			*pp = k->next;
-			k->fn(c, k->ctx, pid, status);
-			free(k);
-			break;
-		}
-	}
+	(void)signo;
+	halt(ctx, "terminated");
 }
 
 /* The host's watchdog reads this: an alive event loop, not just a process. */
-static void on_heartbeat(struct card_os *c, void *ctx, uint32_t events)
+static void on_heartbeat(void *ctx)
 {
-	int fd = (int)(intptr_t)ctx;
-	uint64_t n;
-	(void)events;
-	if (read(fd, &n, sizeof(n)) == sizeof(n))
-		mic_spad_write(&c->hw, MIC_SPAD_HEARTBEAT,
-			       mic_spad_read(&c->hw, MIC_SPAD_HEARTBEAT) + (uint32_t)n);
+	struct cos *c = ctx;
+	mic_spad_write(&c->hw, MIC_SPAD_HEARTBEAT, mic_spad_read(&c->hw, MIC_SPAD_HEARTBEAT) + 1);
 }
 
-static int heartbeat_start(struct card_os *c)
-{
-	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	struct itimerspec it = { .it_interval = { 0, 100000000 }, .it_value = { 0, 100000000 } };
-	if (fd < 0 || timerfd_settime(fd, 0, &it, NULL) < 0)
-		return -errno;
-	return card_watch(c, fd, EPOLLIN, on_heartbeat, (void *)(intptr_t)fd);
-}
-
-static void loopback_up(struct card_os *c)
+static void loopback_up(struct cos *c)
 {
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	struct ifreq ifr;
@@ -280,78 +153,51 @@ static void loopback_up(struct card_os *c)
 
 /* --- the card's bus --- */
 
-/* The bus itself is silent; the card log records what it binds, in order,
- * so the host can see probe and remove order (micctl log). */
-static struct card_os *dma_owner(struct mbus_device *dev)
-{
-	return dev->driver->data;
-}
-
-static int dma_probe_logged(struct mbus_device *dev)
-{
-	struct card_os *c = dma_owner(dev);
-	int rc = c->dma_probe(dev);
-	cardlog(&c->log, "bus: probe %s for %s: %s", dev->driver->name, dev->name,
-		rc ? strerror(-rc) : "ok");
-	return rc;
-}
-
-static void dma_remove_logged(struct mbus_device *dev)
-{
-	struct card_os *c = dma_owner(dev);
-	cardlog(&c->log, "bus: remove %s from %s", dev->driver->name, dev->name);
-	c->dma_remove(dev);
-}
-
-static void bus_start(struct card_os *c)
+/* The card's MIC bus with its DMA device; the virtio transport adds the
+ * virtio devices and drivers.  The bus itself is silent; the card log
+ * records the DMA binding so the host can see probe and remove order
+ * (micctl log). */
+static void bus_start(struct cos *c, struct mbus_driver *dma_drv, struct mbus_device *dma_dev)
 {
 	mbus_init(&c->bus, c->bp.name);
-	mic_dma_driver_init(&c->dma_drv);
-	c->dma_probe = c->dma_drv.probe;
-	c->dma_remove = c->dma_drv.remove;
-	c->dma_drv.probe = dma_probe_logged;
-	c->dma_drv.remove = dma_remove_logged;
-	c->dma_drv.data = c;
-	mbus_driver_register(&c->bus, &c->dma_drv);
-	mbus_device_init(&c->dma_dev, MBUS_DEV_DMA, "dma", &c->hw);
-	mbus_device_register(&c->bus, &c->dma_dev);
-	virtio_console_driver_init(&c->console_drv, c);
-	mbus_driver_register(&c->bus, &c->console_drv);
-	virtio_net_driver_init(&c->net_drv, c);
-	mbus_driver_register(&c->bus, &c->net_drv);
-	virtio_block_driver_init(&c->block_drv, c);
-	mbus_driver_register(&c->bus, &c->block_drv);
+	mic_dma_driver_init(dma_drv);
+	mbus_driver_register(&c->bus, dma_drv);
+	mbus_device_init(dma_dev, MBUS_DEV_DMA, "dma", &c->hw);
+	mbus_device_register(&c->bus, dma_dev);
+	cardlog(&c->log, "bus: probe %s for %s: %s", dma_drv->name, dma_dev->name,
+		dma_dev->driver ? "ok" : "failed");
 }
 
-static int loop_init(struct card_os *c)
+static void bus_stop(struct cos *c, struct mbus_driver *dma_drv, struct mbus_device *dma_dev)
 {
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	c->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	c->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (c->sigfd < 0 || c->epfd < 0)
-		return -errno;
-	int rc = card_watch(c, c->sigfd, EPOLLIN, on_signal, NULL);
+	if (dma_dev->driver)
+		cardlog(&c->log, "bus: remove %s from %s", dma_drv->name, dma_dev->name);
+	mbus_destroy(&c->bus);
+}
+
+static int loop_init(struct cos *c)
+{
+	int rc = cos_loop_create(&c->loop, on_term, c);
 	if (!rc)
-		rc = card_watch(c, c->hw.irq_fd[MIC_DB_HOST_CMD], EPOLLIN, on_host_cmd, NULL);
-	if (!rc)
-		rc = heartbeat_start(c);
+		rc = cos_watch(c->loop, c->hw.irq_fd[MIC_DB_HOST_CMD], EPOLLIN, on_host_cmd, c);
+	/* The host's watchdog reads this: an alive event loop, not just a
+	 * process. */
+	if (!rc && !cos_timer_start(c->loop, 100, 100, on_heartbeat, c))
+		rc = -errno;
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	static struct card_os c; /* the card OS's one context */
+	static struct cos c; /* the card OS's one context */
+	static struct mbus_driver dma_drv;
+	static struct mbus_device dma_dev;
 	const char *name = argc > 0 ? strrchr(argv[0], '/') : NULL;
 	name = name ? name + 1 : argc > 0 ? argv[0] : "";
 	if (!strcmp(name, "mount"))
-		return card_mount_main(argc, argv);
+		return cos_mount_main(argc, argv);
 	if (!strcmp(name, "umount"))
-		return card_umount_main(argc, argv);
+		return cos_umount_main(argc, argv);
 	if (mic_hw_card_attach(&c.hw) < 0) {
 		fprintf(stderr, "mic-card: no card hardware (MIC_HW)\n");
 		return 1;
@@ -370,19 +216,19 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	loopback_up(&c);
-	bus_start(&c);
-	if ((rc = card_vop_start(&c)))
+	bus_start(&c, &dma_drv, &dma_dev);
+	if ((rc = cos_vop_start(&c)))
 		cardlog(&c.log, "virtio transport: %s", strerror(-rc));
 
 	fw_state(&c, MIC_FW_ONLINE);
 	cardlog(&c.log, "online");
 	while (!c.halting)
-		run_once(&c, -1);
+		cos_loop_run_once(c.loop, -1);
 	stop_processes(&c);
 	/* Devices go first (reverse probe order), so the host sees each one
 	 * reset by its driver before the card reports it has halted. */
-	card_vop_stop(&c);
-	mbus_destroy(&c.bus);
+	cos_vop_stop(&c);
+	bus_stop(&c, &dma_drv, &dma_dev);
 	cardlog(&c.log, "halted");
 	return 0;
 }

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "card/card.h"
+#include "card/mount.h"
 #include "lib/clock.h"
 
 #define UMOUNT_WAIT_MS 30000
@@ -69,7 +69,7 @@ static int run(char *const argv[])
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-int card_fuse2fs_of(pid_t pid, const char *src)
+int cos_fuse2fs_of(pid_t pid, const char *src)
 {
 	char p[64], l[PATH_MAX];
 	snprintf(p, sizeof(p), "/proc/%d/exe", (int)pid);
@@ -162,7 +162,7 @@ static int opt_add(char *buf, size_t len, const char *opt)
 	return w < 0 || (size_t)w >= len - n ? -1 : 0;
 }
 
-int card_mount_main(int argc, char **argv)
+int cos_mount_main(int argc, char **argv)
 {
 	const char *type = NULL, *pos[2] = { NULL, NULL };
 	char uopts[1024] = "", fopts[1200] = "fakeroot";
@@ -271,7 +271,7 @@ static int exited(pid_t pid)
 	return !s || s[1] != ' ' || s[2] == 'Z' || s[2] == 'X';
 }
 
-int card_umount_main(int argc, char **argv)
+int cos_umount_main(int argc, char **argv)
 {
 	const char *arg = NULL;
 	int npos = 0;
@@ -299,7 +299,7 @@ int card_umount_main(int argc, char **argv)
 	while (d && n < MAXPID && (de = readdir(d))) {
 		char *end;
 		long pid = strtol(de->d_name, &end, 10);
-		if (!*end && pid > 0 && card_fuse2fs_of((pid_t)pid, src))
+		if (!*end && pid > 0 && cos_fuse2fs_of((pid_t)pid, src))
 			pids[n++] = (pid_t)pid;
 	}
 	if (d)

@@ -11,17 +11,25 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "card/card.h"
+#include "card/vop.h"
 #include "vop/card/vop_card.h"
 
 #define CARD_VOP_MAX 16
 #define CARD_CMA_SIZE (64ull << 20)
 
-struct card_vop {
+/* The driver table COS_VIRTIO_DRIVER fills (the linker names its ends). */
+extern const struct cos_virtio_driver *const __start_cos_virtio_drivers[];
+extern const struct cos_virtio_driver *const __stop_cos_virtio_drivers[];
+#define CARD_VOP_MAXDRV 8
+
+struct cos_vop {
 	struct mic_vop_cma *cma;
 	struct mic_vop_card *vc;
-	struct card_vdev *dev[CARD_VOP_MAX];
+	struct cos_vdev *dev[CARD_VOP_MAX];
 	int ndev;
+	struct mbus_driver drv[CARD_VOP_MAXDRV];
+	uint32_t ids[CARD_VOP_MAXDRV][2];
+	int ndrv;
 };
 
 static const char *type_name(int8_t t)
@@ -34,9 +42,36 @@ static const char *type_name(int8_t t)
 	}
 }
 
-static void add_new_devices(struct card_os *c)
+static int drv_probe(struct mbus_device *dev)
 {
-	struct card_vop *v = c->vop;
+	const struct cos_virtio_driver *d = dev->driver->data;
+	return d->probe((struct cos_vdev *)dev);
+}
+
+static void drv_remove(struct mbus_device *dev)
+{
+	const struct cos_virtio_driver *d = dev->driver->data;
+	d->remove((struct cos_vdev *)dev);
+}
+
+static void register_drivers(struct cos *c, struct cos_vop *v)
+{
+	for (const struct cos_virtio_driver *const *p = __start_cos_virtio_drivers;
+	     p < __stop_cos_virtio_drivers && v->ndrv < CARD_VOP_MAXDRV; p++) {
+		struct mbus_driver *drv = &v->drv[v->ndrv];
+		uint32_t *ids = v->ids[v->ndrv++];
+		ids[0] = MBUS_DEV_VIRTIO_BASE + (*p)->virtio_id;
+		ids[1] = MBUS_DEV_ANY;
+		*drv = (struct mbus_driver){ .name = (*p)->name, .id_table = ids,
+					     .probe = drv_probe, .remove = drv_remove,
+					     .data = (void *)*p };
+		mbus_driver_register(&c->bus, drv);
+	}
+}
+
+static void add_new_devices(struct cos *c)
+{
+	struct cos_vop *v = c->vop;
 	unsigned n = mic_vop_card_num_devs(v->vc);
 	for (unsigned i = 0; i < n; i++) {
 		struct mic_vop_cdev *d = mic_vop_card_dev(v->vc, i);
@@ -45,7 +80,7 @@ static void add_new_devices(struct card_os *c)
 			known |= v->dev[k]->cdev == d;
 		if (known || mic_vop_cdev_removed(d) || v->ndev == CARD_VOP_MAX)
 			continue;
-		struct card_vdev *vd = calloc(1, sizeof(*vd));
+		struct cos_vdev *vd = calloc(1, sizeof(*vd));
 		if (!vd)
 			return;
 		vd->os = c;
@@ -62,9 +97,9 @@ static void add_new_devices(struct card_os *c)
 	}
 }
 
-static void remove_device(struct card_os *c, struct card_vdev *vd)
+static void remove_device(struct cos *c, struct cos_vdev *vd)
 {
-	struct card_vop *v = c->vop;
+	struct cos_vop *v = c->vop;
 	if (vd->registered)
 		mbus_device_unregister(&vd->mdev);
 	for (int k = 0; k < v->ndev; k++) {
@@ -78,10 +113,10 @@ static void remove_device(struct card_os *c, struct card_vdev *vd)
 
 static void on_config_change(void *ctx, struct mic_vop_cdev *d, unsigned events)
 {
-	struct card_os *c = ctx;
-	struct card_vop *v = c->vop;
+	struct cos *c = ctx;
+	struct cos_vop *v = c->vop;
 	for (int k = 0; k < v->ndev; k++) {
-		struct card_vdev *vd = v->dev[k];
+		struct cos_vdev *vd = v->dev[k];
 		if (vd->cdev != d)
 			continue;
 		if (events & MIC_VOP_CFG_REMOVED) {
@@ -96,9 +131,9 @@ static void on_config_change(void *ctx, struct mic_vop_cdev *d, unsigned events)
 	}
 }
 
-static void on_config_irq(struct card_os *c, void *ctx, uint32_t events)
+static void on_config_irq(void *ctx, uint32_t events)
 {
-	(void)ctx;
+	struct cos *c = ctx;
 	(void)events;
 	mic_irq_ack(&c->hw, MIC_DB_CONFIG);
 	if (mic_vop_card_config_irq(c->vop->vc, on_config_change, c) < 0)
@@ -106,12 +141,13 @@ static void on_config_irq(struct card_os *c, void *ctx, uint32_t events)
 	add_new_devices(c);
 }
 
-int card_vop_start(struct card_os *c)
+int cos_vop_start(struct cos *c)
 {
-	struct card_vop *v = calloc(1, sizeof(*v));
+	struct cos_vop *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	c->vop = v;
+	register_drivers(c, v);
 	uint64_t heap = c->bp.heap_addr, size = CARD_CMA_SIZE;
 	int rc = mic_vop_cma_create(&c->hw, heap, size, &v->cma);
 	if (!rc)
@@ -123,18 +159,20 @@ int card_vop_start(struct card_os *c)
 		return rc;
 	}
 	add_new_devices(c);
-	return card_watch(c, c->hw.irq_fd[MIC_DB_CONFIG], EPOLLIN, on_config_irq, NULL);
+	return cos_watch(c->loop, c->hw.irq_fd[MIC_DB_CONFIG], EPOLLIN, on_config_irq, c);
 }
 
-void card_vop_stop(struct card_os *c)
+void cos_vop_stop(struct cos *c)
 {
-	struct card_vop *v = c->vop;
+	struct cos_vop *v = c->vop;
 	if (!v)
 		return;
 	/* Newest first, like the bus removes drivers. */
 	while (v->ndev)
 		remove_device(c, v->dev[v->ndev - 1]);
-	card_unwatch(c, c->hw.irq_fd[MIC_DB_CONFIG]);
+	for (int i = v->ndrv - 1; i >= 0; i--)
+		mbus_driver_unregister(&v->drv[i]);
+	cos_unwatch(c->loop, c->hw.irq_fd[MIC_DB_CONFIG]);
 	if (v->vc)
 		mic_vop_card_close(v->vc);
 	if (v->cma)
@@ -143,22 +181,10 @@ void card_vop_stop(struct card_os *c)
 	c->vop = NULL;
 }
 
-void card_virtio_driver(struct mbus_driver *drv, struct card_os *os, const char *name,
-			const uint32_t *ids, int (*probe)(struct mbus_device *dev),
-			void (*remove)(struct mbus_device *dev))
-{
-	memset(drv, 0, sizeof(*drv));
-	drv->name = name;
-	drv->id_table = ids;
-	drv->probe = probe;
-	drv->remove = remove;
-	drv->data = os;
-}
-
-int card_vdev_release(struct card_vdev *vd, unsigned line, int line_fd)
+int cos_vdev_release(struct cos_vdev *vd, unsigned line, int line_fd)
 {
 	if (line_fd >= 0)
-		card_unwatch(vd->os, line_fd);
+		cos_unwatch(vd->os->loop, line_fd);
 	mbus_free_irq(&vd->mdev, line);
 	int rc = mic_vop_cdev_reset(vd->cdev, 1000);
 	if (rc)

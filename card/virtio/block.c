@@ -30,7 +30,6 @@
 #include <fuse_lowlevel.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "card/card.h"
+#include "card/mount.h"
+#include "card/vop.h"
 #include "lib/clock.h"
 #include "vop/card/vop_card.h"
 
@@ -80,9 +80,9 @@ struct slot {
 };
 
 struct vblk {
-	struct card_os *os;
+	struct cos *os;
 	uint64_t completed; /* requests the host finished: progress while flushing */
-	struct card_vdev *vd;
+	struct cos_vdev *vd;
 	struct mic_vop_vq *vq;
 	unsigned line;
 	int line_fd;
@@ -260,7 +260,7 @@ static void complete(struct vblk *v, int i)
 static void fuse_events(struct vblk *v)
 {
 	if (v->mounted)
-		card_watch_mod(v->os, v->fuse_fd, v->nfree ? EPOLLIN : 0);
+		cos_watch_mod(v->os->loop, v->fuse_fd, v->nfree ? EPOLLIN : 0);
 }
 
 static void used(void *ctx, void *tok, uint32_t len)
@@ -269,10 +269,9 @@ static void used(void *ctx, void *tok, uint32_t len)
 	complete(ctx, (int)(uintptr_t)tok - 1);
 }
 
-static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
+static void on_doorbell(void *ctx, uint32_t events)
 {
 	struct vblk *v = ctx;
-	(void)c;
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->line);
 	mic_vop_vq_drain(v->vq, used, v);
@@ -475,10 +474,9 @@ static const struct fuse_lowlevel_ops fuse_ops = {
 
 /* Takes FUSE requests while a slot is free (each I/O request needs at most
  * one), then kicks the host once for the whole batch. */
-static void on_fuse(struct card_os *c, void *ctx, uint32_t events)
+static void on_fuse(void *ctx, uint32_t events)
 {
 	struct vblk *v = ctx;
-	(void)c;
 	(void)events;
 	while (v->nfree && v->mounted) {
 		int res = fuse_session_receive_buf(v->se, &v->fbuf);
@@ -487,7 +485,7 @@ static void on_fuse(struct card_os *c, void *ctx, uint32_t events)
 		if (res <= 0 || fuse_session_exited(v->se)) {
 			cardlog(&v->os->log, "virtio-block: FUSE session ended (%s)",
 				res < 0 ? strerror(-res) : "unmounted");
-			card_unwatch(v->os, v->fuse_fd);
+			cos_unwatch(v->os->loop, v->fuse_fd);
 			v->mounted = 0;
 			break;
 		}
@@ -522,14 +520,14 @@ static int fuse_start(struct vblk *v)
 	int fl = fcntl(v->fuse_fd, F_GETFL);
 	if (fl < 0 || fcntl(v->fuse_fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
-	return card_watch(v->os, v->fuse_fd, EPOLLIN, on_fuse, v);
+	return cos_watch(v->os->loop, v->fuse_fd, EPOLLIN, on_fuse, v);
 }
 
 static void fuse_stop(struct vblk *v)
 {
 	if (v->se) {
 		if (v->mounted)
-			card_unwatch(v->os, v->fuse_fd);
+			cos_unwatch(v->os->loop, v->fuse_fd);
 		v->mounted = 0;
 		fuse_session_unmount(v->se);
 		fuse_session_destroy(v->se);
@@ -627,44 +625,62 @@ static int flush_child(void)
 	return rc;
 }
 
-/* The event loop has ended: serve FUSE and the virtqueue here until the
- * child is done and no request is in flight (0), or the time is up.  With
- * until_closed, also until nobody holds the disk open (0) or the holders
- * have been idle for CLOSE_QUIET_MS: they are not flushing (1). */
-static int serve_until(struct vblk *v, pid_t child, int *child_status, int until_closed)
+/* What a removal waits for while the card's event loop keeps serving FUSE
+ * and the virtqueue: a child to exit and no request in flight, or, with
+ * until_closed, also nobody holding the disk open. */
+struct serve {
+	struct vblk *v;
+	pid_t child; /* 0 once it has exited */
+	int status;
+	int until_closed;
+	uint64_t deadline, quiet, seen;
+	int opens;
+	int result;
+};
+
+static void served_child_exit(void *ctx, pid_t pid, int status)
 {
-	uint64_t deadline = now_ms() + REMOVE_TIMEOUT_MS, quiet = now_ms();
-	uint64_t seen = v->completed;
-	int opens = v->opens;
-	while (now_ms() < deadline) {
-		if (v->completed != seen || v->opens != opens || v->nfree != NSLOT) {
-			if (v->completed != seen || v->opens != opens)
-				deadline = now_ms() + REMOVE_TIMEOUT_MS;
-			seen = v->completed;
-			opens = v->opens;
-			quiet = now_ms();
-		}
-		card_halting_keepalive(v->os); /* still flushing: do not reset us */
-		if (child > 0 && waitpid(child, child_status, WNOHANG) == child)
-			child = 0;
-		if (child <= 0 && v->nfree == NSLOT) {
-			if (!until_closed || !v->opens || !v->mounted)
-				return 0;
-			if (now_ms() - quiet >= CLOSE_QUIET_MS)
-				return 1;
-		}
-		struct pollfd p[2] = {
-			{ .fd = v->line_fd, .events = POLLIN },
-			{ .fd = v->mounted ? v->fuse_fd : -1, .events = v->nfree ? POLLIN : 0 },
-		};
-		if (poll(p, 2, 20) < 0 && errno != EINTR)
-			break;
-		if (p[0].revents)
-			on_doorbell(v->os, v, 0);
-		if (p[1].revents)
-			on_fuse(v->os, v, 0);
+	struct serve *w = ctx;
+	(void)pid;
+	w->child = 0;
+	w->status = status;
+}
+
+/* For cos_loop_run_until: nonzero once w->result is known (0: done; 1: the
+ * holders have been idle for CLOSE_QUIET_MS, they are not flushing;
+ * -ETIMEDOUT: no progress for REMOVE_TIMEOUT_MS). */
+static int serve_done(void *ctx)
+{
+	struct serve *w = ctx;
+	struct vblk *v = w->v;
+	if (v->completed != w->seen || v->opens != w->opens || v->nfree != NSLOT) {
+		if (v->completed != w->seen || v->opens != w->opens)
+			w->deadline = now_ms() + REMOVE_TIMEOUT_MS;
+		w->seen = v->completed;
+		w->opens = v->opens;
+		w->quiet = now_ms();
 	}
-	return -ETIMEDOUT;
+	if (w->child <= 0 && v->nfree == NSLOT) {
+		if (!w->until_closed || !v->opens || !v->mounted)
+			return w->result = 0, 1;
+		if (now_ms() - w->quiet >= CLOSE_QUIET_MS)
+			return w->result = 1, 1;
+	}
+	if (now_ms() >= w->deadline)
+		return w->result = -ETIMEDOUT, 1;
+	return 0;
+}
+
+static int serve_until(struct vblk *v, struct serve *w, int until_closed)
+{
+	w->v = v;
+	w->until_closed = until_closed;
+	w->deadline = now_ms() + REMOVE_TIMEOUT_MS;
+	w->quiet = now_ms();
+	w->seen = v->completed;
+	w->opens = v->opens;
+	cos_loop_run_until(v->os->loop, serve_done, w, 20);
+	return w->result;
 }
 
 /* Runs fn in a child while serving the disk; its exit status, or -1. */
@@ -677,13 +693,14 @@ static int run_served(struct vblk *v, int (*fn)(void))
 		cardlog(&v->os->log, "virtio-block: fork: %s", strerror(errno));
 		return -1;
 	}
-	int st = 0;
-	if (serve_until(v, pid, &st, 0)) {
+	struct serve w = { .child = pid };
+	if (cos_on_exit(v->os->loop, pid, served_child_exit, &w) || serve_until(v, &w, 0)) {
+		cos_on_exit_cancel(v->os->loop, pid);
 		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
+		waitpid(pid, &w.status, 0);
 		return -1;
 	}
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return WIFEXITED(w.status) ? WEXITSTATUS(w.status) : -1;
 }
 
 /* As at a real disk's removal: every filesystem on it unmounted, its
@@ -692,13 +709,14 @@ static int run_served(struct vblk *v, int (*fn)(void))
  * before the device goes. */
 static void detach(struct vblk *v)
 {
-	struct card_os *os = v->os;
+	struct cos *os = v->os;
 	if (!v->mounted)
 		return;
 	int um = run_served(v, unmount_child);
 	if (um < 0)
 		cardlog(&os->log, "virtio-block: unmounting timed out");
-	int left = um >= 0 && !(um & DETACH_LAZY) ? serve_until(v, 0, NULL, 1) : 0;
+	struct serve w = { 0 };
+	int left = um >= 0 && !(um & DETACH_LAZY) ? serve_until(v, &w, 1) : 0;
 	if (left < 0)
 		cardlog(&os->log, "virtio-block: the disk's users did not finish (%d open)", v->opens);
 	else if (left > 0)
@@ -723,7 +741,7 @@ static void detach(struct vblk *v)
 static int vblk_spare(void *ctx, pid_t pid)
 {
 	(void)ctx;
-	return card_fuse2fs_of(pid, DISK_FILE); /* the path its fd names */
+	return cos_fuse2fs_of(pid, DISK_FILE); /* the path its fd names */
 }
 
 /* --- probe / remove --- */
@@ -763,10 +781,10 @@ static void vblk_free(struct vblk *v)
 	free(v);
 }
 
-static int vblk_probe(struct mbus_device *dev)
+static int vblk_probe(struct cos_vdev *vd)
 {
-	struct card_vdev *vd = (struct card_vdev *)dev;
-	struct card_os *os = dev->driver->data;
+	struct mbus_device *dev = &vd->mdev;
+	struct cos *os = vd->os;
 	struct vblk *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -784,7 +802,7 @@ static int vblk_probe(struct mbus_device *dev)
 		v->ro = !!(f & (1ull << VIRTIO_BLK_F_RO));
 		v->can_flush = !!(f & (1ull << VIRTIO_BLK_F_FLUSH));
 	}
-	if (!rc && (what = "virtqueue", rc = mic_vop_cdev_setup_vq(vd->cdev, 0, CARD_VQ_FLAGS, &v->vq)) == 0)
+	if (!rc && (what = "virtqueue", rc = mic_vop_cdev_setup_vq(vd->cdev, 0, COS_VQ_FLAGS, &v->vq)) == 0)
 		what = "buffers", rc = alloc_slots(v);
 	if (!rc) {
 		what = "doorbell";
@@ -793,7 +811,7 @@ static int vblk_probe(struct mbus_device *dev)
 		if (v->line_fd < 0)
 			rc = v->line_fd;
 		else if (!(rc = mic_vop_cdev_driver_ok(vd->cdev)))
-			rc = card_watch(os, v->line_fd, EPOLLIN, on_doorbell, v);
+			rc = cos_watch(os->loop, v->line_fd, EPOLLIN, on_doorbell, v);
 		if (rc && v->line_fd >= 0) {
 			mbus_free_irq(dev, v->line);
 			v->line_fd = -1;
@@ -806,7 +824,7 @@ static int vblk_probe(struct mbus_device *dev)
 	if (rc) {
 		cardlog(&os->log, "bus: probe virtio-block failed: %s: %s", what, strerror(-rc));
 		if (v->line_fd >= 0)
-			card_vdev_release(vd, v->line, v->line_fd);
+			cos_vdev_release(vd, v->line, v->line_fd);
 		else
 			mic_vop_cdev_reset(vd->cdev, 1000);
 		vblk_free(v);
@@ -821,14 +839,15 @@ static int vblk_probe(struct mbus_device *dev)
 	return 0;
 }
 
-static void vblk_remove(struct mbus_device *dev)
+static void vblk_remove(struct cos_vdev *vd)
 {
-	struct vblk *v = dev->priv;
-	struct card_os *os = v->os;
+	struct vblk *v = vd->mdev.priv;
+	struct cos *os = v->os;
 	cardlog(&os->log, "bus: remove virtio-block");
 	detach(v);
 	/* answer what is still in flight before the session goes */
-	if (v->nfree != NSLOT && serve_until(v, 0, NULL, 0))
+	struct serve w = { 0 };
+	if (v->nfree != NSLOT && serve_until(v, &w, 0))
 		cardlog(&os->log, "virtio-block: %d request(s) unanswered", NSLOT - v->nfree);
 	int busy = v->nfree != NSLOT;
 	if (busy) {
@@ -837,12 +856,12 @@ static void vblk_remove(struct mbus_device *dev)
 		for (int i = 0; i < NSLOT; i++)
 			v->slot[i].hdr = NULL, v->slot[i].data = NULL;
 	}
-	card_vdev_release(v->vd, v->line, v->line_fd);
+	cos_vdev_release(v->vd, v->line, v->line_fd);
 	vblk_free(v);
 }
 
-void virtio_block_driver_init(struct mbus_driver *drv, struct card_os *os)
-{
-	static const uint32_t ids[] = { MBUS_DEV_VIRTIO_BASE + VIRTIO_ID_BLOCK, MBUS_DEV_ANY };
-	card_virtio_driver(drv, os, "virtio-block", ids, vblk_probe, vblk_remove);
-}
+static const struct cos_virtio_driver vblk_driver = {
+	.name = "virtio-block", .virtio_id = VIRTIO_ID_BLOCK,
+	.probe = vblk_probe, .remove = vblk_remove,
+};
+COS_VIRTIO_DRIVER(vblk_driver);

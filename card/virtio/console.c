@@ -22,7 +22,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "card/card.h"
+#include "card/vop.h"
 #include "vop/card/vop_card.h"
 
 enum { VQ_RX = 0, VQ_TX = 1 };
@@ -35,8 +35,8 @@ struct cbuf {
 };
 
 struct vcon {
-	struct card_os *os;
-	struct card_vdev *vd;
+	struct cos *os;
+	struct cos_vdev *vd;
 	struct mic_vop_vq *rx, *tx;
 	unsigned line;
 	int line_fd;
@@ -56,7 +56,7 @@ struct vcon {
 static void update_events(struct vcon *v)
 {
 	uint32_t ev = (v->ntx_free ? EPOLLIN : 0) | (v->npend ? EPOLLOUT : 0);
-	card_watch_mod(v->os, v->master, ev);
+	cos_watch_mod(v->os->loop, v->master, ev);
 }
 
 static void tx_send(struct vcon *v, const char *data, size_t len)
@@ -113,10 +113,9 @@ static void rx_done(void *ctx, void *tok, uint32_t len)
 	v->pend_len[v->npend++] = len > BUF_SIZE ? BUF_SIZE : len;
 }
 
-static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
+static void on_doorbell(void *ctx, uint32_t events)
 {
 	struct vcon *v = ctx;
-	(void)c;
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->line);
 	mic_vop_vq_drain(v->tx, tx_done, v);
@@ -125,10 +124,9 @@ static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
 	update_events(v);
 }
 
-static void on_pty(struct card_os *c, void *ctx, uint32_t events)
+static void on_pty(void *ctx, uint32_t events)
 {
 	struct vcon *v = ctx;
-	(void)c;
 	if (events & EPOLLOUT)
 		flush_rx(v);
 	if (events & (EPOLLIN | EPOLLHUP)) {
@@ -151,13 +149,13 @@ static void on_pty(struct card_os *c, void *ctx, uint32_t events)
 
 static void spawn_shell(struct vcon *v);
 
-static void on_shell_exit(struct card_os *c, void *ctx, pid_t pid, int status)
+static void on_shell_exit(void *ctx, pid_t pid, int status)
 {
 	struct vcon *v = ctx;
 	(void)pid;
 	(void)status;
 	v->shell = 0;
-	if (c->halting)
+	if (v->os->halting)
 		return;
 	spawn_shell(v);
 }
@@ -191,7 +189,7 @@ static void spawn_shell(struct vcon *v)
 	}
 	if (pid > 0) {
 		v->shell = pid;
-		card_on_exit(v->os, pid, on_shell_exit, v);
+		cos_on_exit(v->os->loop, pid, on_shell_exit, v);
 	}
 }
 
@@ -228,7 +226,7 @@ static int open_pty(struct vcon *v)
 
 /* The console's size (VIRTIO_CONSOLE_F_SIZE) is the card PTY's window
  * size: the shell and full-screen programs follow the host's terminal. */
-static void apply_size(struct card_vdev *vd)
+static void apply_size(struct cos_vdev *vd)
 {
 	struct vcon *v = vd->mdev.priv;
 	struct virtio_console_config cfg;
@@ -240,10 +238,10 @@ static void apply_size(struct card_vdev *vd)
 		cardlog(&v->os->log, "virtio-console: %ux%u", cfg.cols, cfg.rows);
 }
 
-static int vcon_probe(struct mbus_device *dev)
+static int vcon_probe(struct cos_vdev *vd)
 {
-	struct card_vdev *vd = (struct card_vdev *)dev;
-	struct card_os *os = dev->driver->data;
+	struct mbus_device *dev = &vd->mdev;
+	struct cos *os = vd->os;
 	struct vcon *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -255,9 +253,9 @@ static int vcon_probe(struct mbus_device *dev)
 	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES |
 							  (1ull << VIRTIO_CONSOLE_F_SIZE), &f);
 	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, CARD_VQ_FLAGS, &v->rx);
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, COS_VQ_FLAGS, &v->rx);
 	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, CARD_VQ_FLAGS, &v->tx);
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, COS_VQ_FLAGS, &v->tx);
 	if (!rc)
 		rc = alloc_bufs(v, v->rxb);
 	if (!rc)
@@ -273,8 +271,8 @@ static int vcon_probe(struct mbus_device *dev)
 	v->line = mic_vop_cdev_h2c_db(vd->cdev);
 	v->line_fd = mbus_request_irq(dev, v->line, NULL, NULL);
 	if (v->line_fd < 0 || (rc = mic_vop_cdev_driver_ok(vd->cdev)) ||
-	    (rc = card_watch(os, v->line_fd, EPOLLIN, on_doorbell, v)) ||
-	    (rc = card_watch(os, v->master, EPOLLIN, on_pty, v))) {
+	    (rc = cos_watch(os->loop, v->line_fd, EPOLLIN, on_doorbell, v)) ||
+	    (rc = cos_watch(os->loop, v->master, EPOLLIN, on_pty, v))) {
 		rc = rc ? rc : v->line_fd;
 		goto fail;
 	}
@@ -290,7 +288,7 @@ static int vcon_probe(struct mbus_device *dev)
 fail:
 	cardlog(&os->log, "bus: probe virtio-console failed: %s", strerror(-rc));
 	if (v->line_fd >= 0) {
-		card_unwatch(os, v->line_fd); /* no-op unless it was watched */
+		cos_unwatch(os->loop, v->line_fd); /* no-op unless it was watched */
 		mbus_free_irq(dev, v->line);
 	}
 	if (v->master >= 0)
@@ -300,26 +298,27 @@ fail:
 	return rc;
 }
 
-static void vcon_remove(struct mbus_device *dev)
+static void vcon_remove(struct cos_vdev *vd)
 {
+	struct mbus_device *dev = &vd->mdev;
 	struct vcon *v = dev->priv;
-	struct card_os *os = v->os;
+	struct cos *os = v->os;
 	os->log.tee = NULL;
 	v->vd->config_changed = NULL;
 	cardlog(&os->log, "bus: remove virtio-console");
 	if (v->shell > 0) {
-		card_on_exit_cancel(os, v->shell);
+		cos_on_exit_cancel(os->loop, v->shell);
 		kill(v->shell, SIGKILL);
 	}
-	card_unwatch(os, v->master);
-	card_vdev_release(v->vd, v->line, v->line_fd);
+	cos_unwatch(os->loop, v->master);
+	cos_vdev_release(v->vd, v->line, v->line_fd);
 	close(v->master);
 	free(v);
 	dev->priv = NULL;
 }
 
-void virtio_console_driver_init(struct mbus_driver *drv, struct card_os *os)
-{
-	static const uint32_t ids[] = { MBUS_DEV_VIRTIO_BASE + VIRTIO_ID_CONSOLE, MBUS_DEV_ANY };
-	card_virtio_driver(drv, os, "virtio-console", ids, vcon_probe, vcon_remove);
-}
+static const struct cos_virtio_driver vcon_driver = {
+	.name = "virtio-console", .virtio_id = VIRTIO_ID_CONSOLE,
+	.probe = vcon_probe, .remove = vcon_remove,
+};
+COS_VIRTIO_DRIVER(vcon_driver);

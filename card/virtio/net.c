@@ -29,7 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "card/card.h"
+#include "card/vop.h"
 #include "vop/card/vop_card.h"
 
 enum { VQ_RX = 0, VQ_TX = 1 };
@@ -45,8 +45,8 @@ struct nbuf {
 };
 
 struct vnet {
-	struct card_os *os;
-	struct card_vdev *vd;
+	struct cos *os;
+	struct cos_vdev *vd;
 	struct mic_vop_vq *rx, *tx;
 	unsigned line;
 	int line_fd;
@@ -67,14 +67,13 @@ static void post_rx(struct vnet *v, int i)
 
 static void update_events(struct vnet *v)
 {
-	card_watch_mod(v->os, v->tap, v->ntx_free ? EPOLLIN : 0);
+	cos_watch_mod(v->os->loop, v->tap, v->ntx_free ? EPOLLIN : 0);
 }
 
 /* Card kernel -> host: one frame per transmit buffer, kick once. */
-static void on_tap(struct card_os *c, void *ctx, uint32_t events)
+static void on_tap(void *ctx, uint32_t events)
 {
 	struct vnet *v = ctx;
-	(void)c;
 	(void)events;
 	int sent = 0;
 	while (v->ntx_free) {
@@ -114,10 +113,9 @@ static void rx_done(void *ctx, void *tok, uint32_t len)
 	post_rx(v, i);
 }
 
-static void on_doorbell(struct card_os *c, void *ctx, uint32_t events)
+static void on_doorbell(void *ctx, uint32_t events)
 {
 	struct vnet *v = ctx;
-	(void)c;
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->line);
 	mic_vop_vq_drain(v->tx, tx_done, v);
@@ -242,10 +240,10 @@ static void free_bufs(struct vnet *v)
 		mic_vop_cma_free(v->vd->cma, v->txb[i].addr, BUF_SIZE);
 }
 
-static int vnet_probe(struct mbus_device *dev)
+static int vnet_probe(struct cos_vdev *vd)
 {
-	struct card_vdev *vd = (struct card_vdev *)dev;
-	struct card_os *os = dev->driver->data;
+	struct mbus_device *dev = &vd->mdev;
+	struct cos *os = vd->os;
 	struct vnet *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -257,9 +255,9 @@ static int vnet_probe(struct mbus_device *dev)
 	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES | MIC_VNET_FEATURES,
 					&v->features);
 	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, CARD_VQ_FLAGS, &v->rx);
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, COS_VQ_FLAGS, &v->rx);
 	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, CARD_VQ_FLAGS, &v->tx);
+		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, COS_VQ_FLAGS, &v->tx);
 	if (!rc)
 		rc = alloc_bufs(v, v->rxb, &v->nalloc_rx);
 	if (!rc)
@@ -277,12 +275,12 @@ static int vnet_probe(struct mbus_device *dev)
 	v->line = mic_vop_cdev_h2c_db(vd->cdev);
 	v->line_fd = mbus_request_irq(dev, v->line, NULL, NULL);
 	if (v->line_fd < 0 || (rc = mic_vop_cdev_driver_ok(vd->cdev)) ||
-	    (rc = card_watch(os, v->line_fd, EPOLLIN, on_doorbell, v))) {
+	    (rc = cos_watch(os->loop, v->line_fd, EPOLLIN, on_doorbell, v))) {
 		rc = rc ? rc : v->line_fd;
 		goto fail;
 	}
-	if ((rc = card_watch(os, v->tap, EPOLLIN, on_tap, v))) {
-		card_unwatch(os, v->line_fd);
+	if ((rc = cos_watch(os->loop, v->tap, EPOLLIN, on_tap, v))) {
+		cos_unwatch(os->loop, v->line_fd);
 		goto fail;
 	}
 	mic_vop_vq_kick(v->rx);
@@ -303,23 +301,24 @@ fail:
 	return rc;
 }
 
-static void vnet_remove(struct mbus_device *dev)
+static void vnet_remove(struct cos_vdev *vd)
 {
+	struct mbus_device *dev = &vd->mdev;
 	struct vnet *v = dev->priv;
-	struct card_os *os = v->os;
+	struct cos *os = v->os;
 	cardlog(&os->log, "bus: remove virtio-net (%llu received frames dropped)",
 		(unsigned long long)v->rx_dropped);
-	card_unwatch(os, v->tap);
+	cos_unwatch(os->loop, v->tap);
 	/* Tell the host the driver is gone; only then are the buffers ours. */
-	if (card_vdev_release(v->vd, v->line, v->line_fd) == 0)
+	if (cos_vdev_release(v->vd, v->line, v->line_fd) == 0)
 		free_bufs(v);
 	close(v->tap); /* eth0 disappears */
 	free(v);
 	dev->priv = NULL;
 }
 
-void virtio_net_driver_init(struct mbus_driver *drv, struct card_os *os)
-{
-	static const uint32_t ids[] = { MBUS_DEV_VIRTIO_BASE + VIRTIO_ID_NET, MBUS_DEV_ANY };
-	card_virtio_driver(drv, os, "virtio-net", ids, vnet_probe, vnet_remove);
-}
+static const struct cos_virtio_driver vnet_driver = {
+	.name = "virtio-net", .virtio_id = VIRTIO_ID_NET,
+	.probe = vnet_probe, .remove = vnet_remove,
+};
+COS_VIRTIO_DRIVER(vnet_driver);

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/* mic-card as mount(8) and umount(8) of the card (card/mount.c): fuse2fs
+ * for a disk that is a file, busybox for everything else. */
+#ifndef MIC_CARD_MOUNT_H
+#define MIC_CARD_MOUNT_H
+
+#include <sys/types.h>
+
+int cos_mount_main(int argc, char **argv);
+int cos_umount_main(int argc, char **argv);
+/* Whether pid is a fuse2fs with the file src open (serving a filesystem on it);
+ * src: the real path, as /proc/PID/fd names it. */
+int cos_fuse2fs_of(pid_t pid, const char *src);
+
+#endif
