@@ -349,14 +349,16 @@ uint64_t sandbox_memory_max(const struct sandbox *sb)
 bool sandbox_oom_check(struct sandbox *sb)
 {
 	char buf[512];
-	uint64_t n;
-	if (!sb->v2 && read(sb->oom_efd, &n, sizeof(n)) < 0) { /* none pending */ }
+	uint64_t n = 0;
+	/* v1 signals the eventfd when the cgroup goes out of memory, before its
+	 * OOM kill is counted in oom_kill: the signal itself is the event. */
+	bool notified = !sb->v2 && read(sb->oom_efd, &n, sizeof(n)) == sizeof(n) && n > 0;
 	ssize_t len = pread(sb->events_fd, buf, sizeof(buf) - 1, 0);
 	buf[len > 0 ? len : 0] = 0;
 	const char *k = strstr(buf, "oom_kill ");
 	uint64_t kills = k ? strtoull(k + 9, NULL, 10) : 0;
 	bool under = !sb->v2 && strstr(buf, "under_oom 1");
-	bool news = kills > sb->oom_seen || under;
+	bool news = kills > sb->oom_seen || under || notified;
 	sb->oom_seen = kills;
 	return news;
 }
