@@ -157,6 +157,10 @@ static void on_fw_event(void *arg)
 		break;
 	case MIC_FW_ONLINE:
 		if (c->state == CARD_BOOTING) {
+			/* The card reports online once its drivers have probed:
+			 * take in what they did before saying so. */
+			for (int i = 0; i < c->nvdev; i++)
+				vdev_refresh(c->vdev[i]);
 			disarm_timer(c);
 			c->last_boot_ms = (double)(now_ns() - c->boot_cmd_ns) / 1e6;
 			c->boots++;

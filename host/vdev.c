@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,7 +48,9 @@ static void publish_state(struct vdev *vd)
 	pthread_mutex_unlock(&vd->snap_lock);
 }
 
-static void check_device(struct vdev *vd)
+/* What the card changed since the last look: a reset, its driver coming
+ * up.  False if the device is broken. */
+static bool take_events(struct vdev *vd)
 {
 	int ev = mic_vop_host_dev_poll(vd->dev);
 	/* Before the broken check: the backend must drop what it held from
@@ -58,10 +61,17 @@ static void check_device(struct vdev *vd)
 		vd->ops->reset(vd);
 	}
 	if (is_broken(vd))
-		return;
+		return false;
 	if (ev & MIC_VOP_EV_READY)
 		log_info("%s: %s driver ready (features %#llx)", vd->card, vd->ops->name,
 			 (unsigned long long)mic_vop_host_dev_features(vd->dev));
+	return true;
+}
+
+static void check_device(struct vdev *vd)
+{
+	if (!take_events(vd))
+		return;
 	vd->more = 0;
 	if (mic_vop_host_dev_ready(vd->dev)) {
 		vd->ops->serve(vd);
@@ -100,6 +110,15 @@ static void *vdev_thread(void *arg)
 		pthread_mutex_unlock(&vd->lock);
 	}
 	return NULL;
+}
+
+void vdev_refresh(struct vdev *vd)
+{
+	pthread_mutex_lock(&vd->lock);
+	if (vd->dev)
+		take_events(vd);
+	publish_state(vd);
+	pthread_mutex_unlock(&vd->lock);
 }
 
 void vdev_serve_once(struct vdev *vd)

@@ -93,6 +93,12 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 /* The state as of the device thread's last wake-up; the reason (broken
  * only, else empty) into why. */
 enum vdev_state vdev_state(struct vdev *vd, char *why, size_t len);
+/* Takes in what the card changed (its driver came up, reset, broke the
+ * device) and publishes the state now rather than at the device thread's
+ * next wake-up; serves nothing.  The host driver calls it when the card
+ * reports online, so that `online` means every device the card drives is
+ * ready (or broken, with the reason) in the status. */
+void vdev_refresh(struct vdev *vd);
 /* Test hook (tests/fuzz/fuzz_backends.c): one wake-up of the device thread,
  * run synchronously by the caller: takes the lock, checks the device and
  * serves it if the card's driver is ready, exactly as the thread does.

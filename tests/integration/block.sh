@@ -99,6 +99,12 @@ check "e2fsck -fn passes" e2fsck -fn "$IMG"
 
 # (3) read-only disk
 micctl boot mic1 >/dev/null
+# online means the card's devices are up: the disk is there at once, and
+# the host's status says so (no waiting for a device thread's next look;
+# mic1 runs no self-test that would wake it)
+st=$(micctl status mic1)
+online_ready() { echo "$st" | grep -q 'block ready' && card_ush mic1 test -e /dev/vda; }
+check "online means the disk is ready ($st)" online_ready
 check "read-only card has /dev/vda" wait_vda mic1
 check "read-only disk reads" [ "$(card_ush mic1 dd if=/dev/vda bs=14 count=1 2>/dev/null)" = read-only-disk ]
 md5_ro=$(md5sum < "$RO")
