@@ -1,19 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The MIC virtual bus: a small driver model for the devices that do not
- * show up on PCI (the DMA controller, later the virtio transport).  Used
- * alike by the host daemon and the card OS; all state lives in struct mbus,
- * which the owner embeds or allocates.
- *
- * A device carries an id, the MMIO view of its card and hardware
- * operations over that view's interrupt lines.  A driver lists the ids it
- * handles; whenever a device and a driver match, the driver's probe runs.
- * Removal runs in reverse probe order: on driver unregistration for its
- * devices, on device unregistration for that device, and for everything at
- * mbus_destroy().
- *
- * Locking: registration calls are serialized by the bus; probe and remove
- * run with the bus lock held, so they must not (un)register on the same bus.
+ * The MIC virtual bus: a small driver model for the devices that do not show
+ * up on PCI (the DMA controller, the virtio transport), used alike by micd
+ * and the card OS; all state lives in struct mbus.  Matching, probe and
+ * removal order, locking: docs/dma.md, "The MIC virtual bus".
  */
 #ifndef MIC_MBUS_H
 #define MIC_MBUS_H

@@ -1,15 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mount and umount of the card OS: mic-card called by those names.  The
- * card's disk is a file served over FUSE (card/virtio/block.c), since the
- * host kernel must never parse a filesystem the card controls, and busybox's
- * mount wants a loop device for a file.  So for a source that is a regular
- * file and a type that is ext2/3/4 or not given, mount runs fuse2fs; and
- * umount of such a mount waits until its fuse2fs has written all it held
- * and exited.  Everything else goes to busybox.
- *
- * fuse2fs writes no journal: a card reset while mounted leaves an unclean
- * filesystem, so mount checks it first (e2fsck -p), as init scripts do.
+ * mount and umount of the card OS (mic-card called by those names): fuse2fs,
+ * after e2fsck -p, for an ext2/3/4 filesystem in a regular file such as the
+ * FUSE disk; busybox for everything else.  Why: docs/architecture.md, 3.13.
  */
 #include <dirent.h>
 #include <errno.h>

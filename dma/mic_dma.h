@@ -1,29 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The MIC DMA driver, host and card side alike, in the spirit of Linux
- * dmaengine: open one of your side's channels (host 0..3, card 4..7) on a
- * descriptor ring, prepare operations into a batch, submit the batch (one
- * HEAD write) and get a cookie, then wait for the cookie by polling the
- * channel's completion word or by its interrupt.
- *
- * Addresses are card addresses: [0, aperture) is card memory and
- * MIC_SYSMEM_BASE + x is host memory through the SMPT.  Any size and
- * alignment is accepted; the engine moves the 64-byte aligned middle of a
- * copy and the CPU copies the unaligned head and tail.  When source and
- * destination differ in their alignment modulo 64, or both are host memory
- * (which the engine cannot do), the whole copy is done by the CPU.
- *
- * Ordering: operations of one channel take effect in submission order, CPU
- * parts included: before copying by CPU the driver waits for what the
- * engine still has queued on the channel.  Batches that contain CPU parts
- * may therefore need several HEAD writes; aligned batches need one.
- *
- * Ring placement: the caller passes the memory for the ring (and the
- * channel's completion word) as a card address plus its pointer in this
- * process.  The card driver passes card memory from the card OS's
- * allocator.  The host driver puts its rings in its host memory pool (as
- * the X100 host driver did: host CPU writes to host memory are cheap, to
- * the aperture they would cross PCIe), see mic_dma_host_chan_open().
+ * dmaengine: open a channel of your side on a descriptor ring, prepare
+ * operations into a batch, submit it (one HEAD write) for a cookie, wait for
+ * the cookie by polling or by interrupt.  Addressing, alignment handling,
+ * ordering and ring placement: docs/dma.md, "Alignment rules" and "Driver".
  */
 #ifndef MIC_DMA_DRIVER_H
 #define MIC_DMA_DRIVER_H

@@ -1,28 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The simulated X100 DMA engine: one worker thread per channel, running in
- * the host daemon's process.  Every HEAD write kicks the channel's worker,
- * which then executes descriptors in ring order.
- *
- * Kick delivery is the part a simulation has to pay for, where silicon gets
- * it for free.  Host channels are kicked in-process: a counter bump, plus an
- * eventfd write only when the worker sleeps.  Card channels are kicked
- * through their kick pipe from the card's process: the worker reads micd's
- * own non-blocking description of it, never one the card holds, so the
- * card cannot make that read block.  After running, a worker
- * looks for the next kick for up to 50 µs before it sleeps: a driver
- * streaming small transfers kicks again within that time, and a sleep and
- * wakeup per transfer would cost more than the copy.  It looks for kicks,
- * never at HEAD itself: "a HEAD write is a kick that makes the engine look"
- * is the contract drivers rely on (the reset handshake uses it).
- *
- * Trust: the card can write the whole shared MMIO block and all memory it
- * can reach.  Host channels therefore take their registers from a shadow
- * filled by the host view's register hook, never from shared MMIO; card
- * channels read shared MMIO (the card can only hurt itself).  Every memory
- * access goes through the bounds-checked translations of hw/view.c on the
- * host view, so a forged descriptor can at worst reach card memory or the
- * card's host memory pool, which the card reaches anyway.
+ * The simulated X100 DMA engine: one worker thread per channel in micd's
+ * process, kicked by HEAD writes, executing descriptors in ring order.  Kick
+ * delivery and the 50 us look-before-sleep: docs/dma.md, "Overview"; what it
+ * trusts of a hostile card (host channels from a shadow, every access through
+ * hw/view.c's bounds checks): "Channel ownership and its enforcement".
  */
 #include <errno.h>
 #include <poll.h>

@@ -1,17 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-block backend: the card's disk is a host file (cfg->disk).  Like
- * mpssd, one request queue; unlike mpssd, every request is validated
- * before it touches the file: header and status lengths, data a multiple
- * of the sector size, the sector range inside the capacity (checked so
- * that no sum can overflow), the file opened read-only when the disk is.
- * A bad request gets a status byte (IOERR or UNSUPP), never a crash and
- * never a write outside [0, capacity).
- *
- * Data passes through one bounce buffer, in the card's host memory pool
- * when it is big enough, so that large transfers go by DMA (vdev_dma_copy).
- * The backend has no file to poll: the card's doorbell drives it, and it
- * takes every available request per wake-up and signals the card once.
+ * virtio-block backend: the card's disk is a host file (cfg->disk), served
+ * from one queue with every request validated before it touches the file.
+ * Checks, bounce buffer and wake-up model: docs/architecture.md, 3.13.
  */
 #include <endian.h>
 #include <errno.h>

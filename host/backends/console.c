@@ -1,12 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-console backend: the card's console is a PTY on the host.  The
- * backend holds the master; users attach to the slave (linked as
- * <rundir>/<card>/console, see `micctl console`).  The backend keeps its own
- * slave fd open so the PTY survives users detaching, and so output the card
- * writes while nobody is attached waits in the PTY instead of being lost.
- * Nothing is dropped: when the PTY is full the backend stops taking the
- * card's transmit chains, and the card stops sending.
+ * virtio-console backend: the card's console is a PTY on the host, linked as
+ * <rundir>/<card>/console (micctl console).  Nothing is dropped: see
+ * docs/architecture.md, 3.11.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,19 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-net backend: the card's network interface is a TAP device on the
- * host (cfg->tap, "mic0" by default), like mpssd's micN.  The TAP carries a
- * virtio-net header (IFF_VNET_HDR, 12 bytes = struct virtio_net_hdr_v1), so
- * packets cross unchanged, checksum offload and 64 KiB GSO frames included:
- * one packet is one chain.  The link is brought up without an address; the
- * user (or a test) configures the host side.
- *
- * Flow control follows the network: while the card has posted no receive
- * buffers the backend stops reading the TAP, so packets wait in the TAP's
- * queue (and the kernel drops beyond it, as any congested link would).
- * Nothing is ever truncated or altered on the way.
- *
- * The bounce buffers live in the card's host memory pool when it is large
- * enough, so the framework's copy hook moves large packets by DMA.
+ * virtio-net backend: the card's network interface is a TAP on the host
+ * (cfg->tap, "mic0" by default) carrying virtio-net headers, so one packet
+ * is one chain, offloads and GSO included.  Flow control and carrier:
+ * docs/architecture.md, 3.12.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,25 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The device page: the 4 KiB page through which the host publishes virtio
- * devices to the card ("virtio over PCIe").  Layout as in the original MIC
- * stack (mic_common.h): a bootparam-like header, then device blocks back to
- * back, each { descriptor, vqconfig[num_vq], host features, guest features,
- * config space, pad to 8, control block }.  All fields little-endian.
- *
- * Placement: the host allocates the page in its per-card host memory pool;
- * the card reaches it through SMPT entry 0 and finds its card address in
- * scratchpads MIC_SPAD_DP_LO/HI.  Vrings are allocated by the host in the
- * same pool (vqconfig.address is a card address in the system-memory window);
- * the buffers the descriptors name are card physical addresses in the
- * aperture.
- *
- * Who writes what (the host trusts nothing the card writes; see vop/host):
- *   host: magic, c2h_shutdown_db, shutdown_card, descriptor type/num_vq/
- *         feature_len/config_len, vqconfig address/num, host features,
- *         config space, ctrl.config_change/host_ack/c2h_vdev_db
- *   card: h2c_shutdown_db, shutdown_status, descriptor status, guest
- *         features, vqconfig used_address, ctrl.vdev/vdev_reset/guest_ack/
- *         used_address_updated/h2c_vdev_db
+ * The device page ABI: the 4 KiB page in the card's host memory pool through
+ * which the host publishes virtio devices to the card, laid out as in the
+ * original MIC stack (mic_common.h), all fields little-endian.  Placement,
+ * layout and who writes each field: docs/device-page.md.
  */
 #ifndef MIC_DEVPAGE_H
 #define MIC_DEVPAGE_H

@@ -1,18 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * DMA controller ABI of the (simulated) X100: channel registers, the global
- * control register and the 16-byte descriptor format.  Shared by the engine
- * (hw/dma_engine.c) and the host and card drivers (dma/).
- *
- * Faithful to the X100 where the public facts say something: 8 channels
- * (0..3 host, 4..7 card), 32-bit registers at a 0x40 stride, head written by
- * software and tail advanced by hardware, 16-byte descriptors with the type
- * in the top 4 bits of the second word, memcpy and status descriptors,
- * 64-byte alignment, at most 1 MiB - 64 per descriptor on the card and
- * 512 KiB on the host, rings of at most 128 Ki - 4 descriptors, no host to
- * host copies.  micstack's own choices: the register order inside a channel,
- * a separate ring size register, the per-channel reset handshake, the error
- * codes and the interrupt descriptor (type 3).
+ * control register and the 16-byte descriptor format, shared by the engine
+ * (hw/dma_engine.c) and the drivers (dma/).  Register map, descriptors, and
+ * what is the X100's and what micstack's own: docs/dma.md.
  */
 #ifndef MIC_DMA_ABI_H
 #define MIC_DMA_ABI_H

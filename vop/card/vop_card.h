@@ -1,17 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Card side of virtio over PCIe: finds the host's device page through the
- * SMPT window, negotiates features per device and drives split virtqueues
- * with an API modelled on Linux's virtqueue_*: add buffers (scatter lists
- * of card-memory buffers), kick, get used buffers, enable/disable
- * callbacks.  Also a small allocator over a caller-given range of card
- * memory, for buffers, indirect tables and used rings.
- *
- * The card validates what the host wrote too (page layout, ring sizes,
- * used ids), but a bad host is not its threat model: a failure marks the
- * device/queue broken and returns errors rather than crashing.
- *
- * Not thread-safe: a virtqueue belongs to one thread.
+ * Card side of virtio over PCIe: finds the host's device page, negotiates
+ * features and drives split virtqueues with an API modelled on Linux's
+ * virtqueue_*, plus a small allocator of card memory for buffers, indirect
+ * tables and used rings.  What it validates and its threading:
+ * docs/device-page.md, "Trust model and the host's checks".
  */
 #ifndef MIC_VOP_CARD_H
 #define MIC_VOP_CARD_H

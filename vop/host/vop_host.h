@@ -1,28 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Host side of virtio over PCIe: what the original host driver's "Virtio
- * over PCIe IOCTLs" did, as a library for the host daemon's backends.
- *
- *  - builds the device page in the card's host memory pool and publishes
- *    its card address (scratchpads MIC_SPAD_DP_LO/HI, SMPT entry 0);
- *  - adds devices from a template (vrings allocated in the same pool),
- *    removes them, finds them by type;
- *  - walks the next available chain of a vring, copies between the chain's
- *    card-memory buffers and the caller's iovecs (CPU memcpy or a pluggable
- *    copy hook, e.g. DMA), completes it in the used ring and signals the
- *    card honouring notification suppression / EVENT_IDX;
- *  - config change, card-requested and host-initiated device reset.
- *
- * Trust: everything the card can write (rings, device page fields it owns
- * or does not own) is read once, validated, and never dereferenced
- * unchecked.  A card that misbehaves breaks only its own device: the device
- * is marked broken with a reason and every queue operation on it returns
- * -EIO until it is reset.  The host keeps its own copy of every field it
- * wrote (type, counts, ring sizes and addresses) and never reads them back.
- *
- * Not thread-safe: one thread per device (the daemon's model), or external
- * locking.  Different devices of one card may be served by different
- * threads except for add/remove/find, which touch the shared page layout.
+ * Host side of virtio over PCIe, as a library for micd's backends (what the
+ * original host driver's VOP ioctls did): the device page and its devices in
+ * the card's host memory pool, the validating chain walker and queue
+ * operations, config change and reset.  Layout, handshakes, trust model and
+ * threading: docs/device-page.md.
  */
 #ifndef MIC_VOP_HOST_H
 #define MIC_VOP_HOST_H
