@@ -85,6 +85,7 @@ static void add_new_devices(struct cos *c)
 			return;
 		vd->os = c;
 		vd->cdev = d;
+		vd->line_fd = -1;
 		vd->cma = v->cma;
 		int8_t type = mic_vop_cdev_type(d);
 		mbus_device_init(&vd->mdev, MBUS_DEV_VIRTIO_BASE + (uint32_t)type, type_name(type),
@@ -108,6 +109,7 @@ static void remove_device(struct cos *c, struct cos_vdev *vd)
 		v->dev[k] = v->dev[--v->ndev];
 		break;
 	}
+	free(vd->mem);
 	free(vd);
 }
 
@@ -172,6 +174,13 @@ void cos_vop_stop(struct cos *c)
 		remove_device(c, v->dev[v->ndev - 1]);
 	for (int i = v->ndrv - 1; i >= 0; i--)
 		mbus_driver_unregister(&v->drv[i]);
+	/* With every device gone, what is still allocated is what a driver
+	 * leaked or a host never let go of.  Said only then, so that a clean
+	 * shutdown's log ends as it always did; the tests look for the line. */
+	uint64_t in_use = v->cma ? CARD_CMA_SIZE - mic_vop_cma_avail(v->cma) : 0;
+	if (in_use)
+		cardlog(&c->log, "cma: %llu bytes in use after the devices went",
+			(unsigned long long)in_use);
 	cos_unwatch(c->loop, c->hw.irq_fd[MIC_DB_CONFIG]);
 	if (v->vc)
 		mic_vop_card_close(v->vc);
@@ -181,13 +190,64 @@ void cos_vop_stop(struct cos *c)
 	c->vop = NULL;
 }
 
-int cos_vdev_release(struct cos_vdev *vd, unsigned line, int line_fd)
+struct cos_vdev_mem {
+	uint64_t addr, size;
+};
+
+int cos_vdev_setup(struct cos_vdev *vd, uint64_t features, uint64_t *negotiated,
+		   struct mic_vop_vq **vqs, unsigned nvq)
 {
-	if (line_fd >= 0)
-		cos_unwatch(vd->os->loop, line_fd);
-	mbus_free_irq(&vd->mdev, line);
+	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES | features,
+					negotiated);
+	for (unsigned i = 0; !rc && i < nvq; i++)
+		rc = mic_vop_cdev_setup_vq(vd->cdev, i, COS_VQ_FLAGS, &vqs[i]);
+	return rc;
+}
+
+void *cos_vdev_alloc(struct cos_vdev *vd, uint64_t size, uint64_t *addr)
+{
+	if (vd->nmem == vd->capmem) {
+		unsigned cap = vd->capmem ? 2 * vd->capmem : 64;
+		struct cos_vdev_mem *m = realloc(vd->mem, cap * sizeof(*m));
+		if (!m)
+			return NULL;
+		vd->mem = m;
+		vd->capmem = cap;
+	}
+	if (mic_vop_cma_alloc(vd->cma, size, addr))
+		return NULL;
+	vd->mem[vd->nmem++] = (struct cos_vdev_mem){ *addr, size };
+	return mic_vop_cma_ptr(vd->cma, *addr, size);
+}
+
+int cos_vdev_ready(struct cos_vdev *vd, cos_fd_fn on_doorbell, void *ctx)
+{
+	vd->line = mic_vop_cdev_h2c_db(vd->cdev);
+	int fd = mbus_request_irq(&vd->mdev, vd->line, NULL, NULL);
+	if (fd < 0)
+		return fd;
+	vd->line_fd = fd;
+	int rc = mic_vop_cdev_driver_ok(vd->cdev);
+	if (!rc)
+		rc = cos_watch(vd->os->loop, fd, EPOLLIN, on_doorbell, ctx);
+	return rc;
+}
+
+int cos_vdev_release(struct cos_vdev *vd)
+{
+	if (vd->line_fd >= 0) {
+		cos_unwatch(vd->os->loop, vd->line_fd); /* no-op unless watched */
+		mbus_free_irq(&vd->mdev, vd->line);
+		vd->line_fd = -1;
+	}
 	int rc = mic_vop_cdev_reset(vd->cdev, 1000);
-	if (rc)
-		cardlog(&vd->os->log, "%s: host did not acknowledge the reset", vd->mdev.name);
+	if (rc) {
+		cardlog(&vd->os->log, "%s: host did not acknowledge the reset: %u buffer(s) left to it",
+			vd->mdev.name, vd->nmem);
+	} else {
+		for (unsigned i = 0; i < vd->nmem; i++)
+			mic_vop_cma_free(vd->cma, vd->mem[i].addr, vd->mem[i].size);
+	}
+	vd->nmem = 0;
 	return rc;
 }

@@ -14,6 +14,8 @@
 
 struct mic_vop_cdev;
 struct mic_vop_cma;
+struct mic_vop_vq;
+struct cos_vdev_mem;
 
 /* A virtio device of the device page, as a device on the card bus. */
 struct cos_vdev {
@@ -24,6 +26,13 @@ struct cos_vdev {
 	int registered;
 	/* set by the bound driver: the host changed the config space */
 	void (*config_changed)(struct cos_vdev *vd);
+	/* the device's doorbell (line_fd < 0 until cos_vdev_ready) */
+	unsigned line;
+	int line_fd;
+	/* card memory the driver took with cos_vdev_alloc: the host may write
+	 * it until it acknowledges the reset, so only cos_vdev_release frees it */
+	struct cos_vdev_mem *mem;
+	unsigned nmem, capmem;
 };
 
 /* Every virtqueue keeps its used ring in card memory, as the later MIC
@@ -48,10 +57,26 @@ int cos_vop_start(struct cos *c);
 /* Removes the devices (newest first) and the drivers. */
 void cos_vop_stop(struct cos *c);
 
-/* The common end of a virtio driver's remove: stop listening to the
- * device's doorbell (line, watched as line_fd) and hand the device back to
- * the host, waiting for its acknowledgement.  0 once acknowledged: only
- * then may the driver reuse what the host could still write. */
-int cos_vdev_release(struct cos_vdev *vd, unsigned line, int line_fd);
+/*
+ * The probe and release every virtio driver shares, in this order:
+ *   cos_vdev_setup   negotiate (the transport's features are added) and map
+ *                    queues 0..nvq-1;
+ *   cos_vdev_alloc   buffers in card memory, as many as the driver needs;
+ *   cos_vdev_ready   take the doorbell, DRIVER_OK, watch the doorbell;
+ *   cos_vdev_release (at remove, or when any step of probe failed).
+ * Each returns 0 or a negative errno.
+ */
+int cos_vdev_setup(struct cos_vdev *vd, uint64_t features, uint64_t *negotiated,
+		   struct mic_vop_vq **vqs, unsigned nvq);
+/* size bytes of card memory: the card address in *addr and this side's
+ * mapping, or NULL (out of memory). */
+void *cos_vdev_alloc(struct cos_vdev *vd, uint64_t size, uint64_t *addr);
+int cos_vdev_ready(struct cos_vdev *vd, cos_fd_fn on_doorbell, void *ctx);
+/* Stops listening to the doorbell and hands the device back to the host.
+ * Once the host acknowledges, it no longer touches the buffers, whatever
+ * was in flight, and they are freed (0); without an acknowledgement they
+ * are left allocated, since a late host write would corrupt whatever the
+ * memory held next (-ETIMEDOUT). */
+int cos_vdev_release(struct cos_vdev *vd);
 
 #endif

@@ -84,8 +84,6 @@ struct vblk {
 	uint64_t completed; /* requests the host finished: progress while flushing */
 	struct cos_vdev *vd;
 	struct mic_vop_vq *vq;
-	unsigned line;
-	int line_fd;
 	uint64_t capacity; /* sectors */
 	int ro, can_flush;
 	struct slot slot[NSLOT];
@@ -273,7 +271,7 @@ static void on_doorbell(void *ctx, uint32_t events)
 {
 	struct vblk *v = ctx;
 	(void)events;
-	mbus_ack_irq(&v->vd->mdev, v->line);
+	mbus_ack_irq(&v->vd->mdev, v->vd->line);
 	mic_vop_vq_drain(v->vq, used, v);
 	kick(v); /* second halves of partial-sector writes */
 	fuse_events(v);
@@ -750,33 +748,22 @@ static int alloc_slots(struct vblk *v)
 {
 	for (int i = 0; i < NSLOT; i++) {
 		struct slot *s = &v->slot[i];
-		if (mic_vop_cma_alloc(v->vd->cma, MIC_VOP_CMA_ALIGN, &s->hdr_addr) ||
-		    mic_vop_cma_alloc(v->vd->cma, SLOT_DATA, &s->data_addr))
+		if (!(s->hdr = cos_vdev_alloc(v->vd, MIC_VOP_CMA_ALIGN, &s->hdr_addr)) ||
+		    !(s->data = cos_vdev_alloc(v->vd, SLOT_DATA, &s->data_addr)))
 			return -ENOMEM;
-		s->hdr = mic_vop_cma_ptr(v->vd->cma, s->hdr_addr, MIC_VOP_CMA_ALIGN);
-		s->data = mic_vop_cma_ptr(v->vd->cma, s->data_addr, SLOT_DATA);
 		v->free[v->nfree++] = i;
 	}
 	return 0;
 }
 
-static void free_slots(struct vblk *v)
-{
-	for (int i = 0; i < NSLOT; i++) {
-		struct slot *s = &v->slot[i];
-		if (s->hdr)
-			mic_vop_cma_free(v->vd->cma, s->hdr_addr, MIC_VOP_CMA_ALIGN);
-		if (s->data)
-			mic_vop_cma_free(v->vd->cma, s->data_addr, SLOT_DATA);
-	}
-}
-
+/* After cos_vdev_release, which frees the slots' card memory. */
 static void vblk_free(struct vblk *v)
 {
 	if (v->os->spare_ctx == v)
 		v->os->spare = NULL, v->os->spare_ctx = NULL;
 	fuse_stop(v);
-	free_slots(v);
+	for (int i = 0; i < NSLOT; i++)
+		free(v->slot[i].rmw); /* a partial write cut off in its read phase */
 	v->vd->mdev.priv = NULL;
 	free(v);
 }
@@ -790,43 +777,29 @@ static int vblk_probe(struct cos_vdev *vd)
 		return -ENOMEM;
 	v->os = os;
 	v->vd = vd;
-	v->line_fd = v->fuse_fd = -1;
+	v->fuse_fd = -1;
 	dev->priv = v;
 	const char *what = "negotiate";
 	uint64_t f = 0, cap = 0;
-	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES |
-				 (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
-				 (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_RO), &f);
+	int rc = cos_vdev_setup(vd, (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+					    (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_RO),
+				&f, &v->vq, 1);
 	if (!rc && (what = "config", rc = mic_vop_cdev_read_config(vd->cdev, 0, &cap, sizeof(cap))) == 0) {
 		v->capacity = le64toh(cap);
 		v->ro = !!(f & (1ull << VIRTIO_BLK_F_RO));
 		v->can_flush = !!(f & (1ull << VIRTIO_BLK_F_FLUSH));
 	}
-	if (!rc && (what = "virtqueue", rc = mic_vop_cdev_setup_vq(vd->cdev, 0, COS_VQ_FLAGS, &v->vq)) == 0)
+	if (!rc)
 		what = "buffers", rc = alloc_slots(v);
-	if (!rc) {
-		what = "doorbell";
-		v->line = mic_vop_cdev_h2c_db(vd->cdev);
-		v->line_fd = mbus_request_irq(dev, v->line, NULL, NULL);
-		if (v->line_fd < 0)
-			rc = v->line_fd;
-		else if (!(rc = mic_vop_cdev_driver_ok(vd->cdev)))
-			rc = cos_watch(os->loop, v->line_fd, EPOLLIN, on_doorbell, v);
-		if (rc && v->line_fd >= 0) {
-			mbus_free_irq(dev, v->line);
-			v->line_fd = -1;
-		}
-	}
+	if (!rc)
+		what = "doorbell", rc = cos_vdev_ready(vd, on_doorbell, v);
 	if (!rc && strstr(os->bp.cmdline, "mic.blk_selftest"))
 		selftest_start(v);
 	if (!rc)
 		what = "FUSE (/dev/fuse, mount " DISK_FILE ")", rc = fuse_start(v);
 	if (rc) {
 		cardlog(&os->log, "bus: probe virtio-block failed: %s: %s", what, strerror(-rc));
-		if (v->line_fd >= 0)
-			cos_vdev_release(vd, v->line, v->line_fd);
-		else
-			mic_vop_cdev_reset(vd->cdev, 1000);
+		cos_vdev_release(vd);
 		vblk_free(v);
 		return rc;
 	}
@@ -849,14 +822,9 @@ static void vblk_remove(struct cos_vdev *vd)
 	struct serve w = { 0 };
 	if (v->nfree != NSLOT && serve_until(v, &w, 0))
 		cardlog(&os->log, "virtio-block: %d request(s) unanswered", NSLOT - v->nfree);
-	int busy = v->nfree != NSLOT;
-	if (busy) {
-		/* the host may still write into the slots: leak them rather than
-		 * let a later allocation be overwritten */
-		for (int i = 0; i < NSLOT; i++)
-			v->slot[i].hdr = NULL, v->slot[i].data = NULL;
-	}
-	cos_vdev_release(v->vd, v->line, v->line_fd);
+	/* Slots still in flight are freed too once the host acknowledges the
+	 * reset: from then on it no longer writes them. */
+	cos_vdev_release(v->vd);
 	vblk_free(v);
 }
 

@@ -38,8 +38,6 @@ struct vcon {
 	struct cos *os;
 	struct cos_vdev *vd;
 	struct mic_vop_vq *rx, *tx;
-	unsigned line;
-	int line_fd;
 	int master;
 	char pts[64];
 	pid_t shell;
@@ -117,7 +115,7 @@ static void on_doorbell(void *ctx, uint32_t events)
 {
 	struct vcon *v = ctx;
 	(void)events;
-	mbus_ack_irq(&v->vd->mdev, v->line);
+	mbus_ack_irq(&v->vd->mdev, v->vd->line);
 	mic_vop_vq_drain(v->tx, tx_done, v);
 	mic_vop_vq_drain(v->rx, rx_done, v);
 	flush_rx(v);
@@ -207,11 +205,9 @@ static void log_tee(void *ctx, const char *line, size_t len)
 
 static int alloc_bufs(struct vcon *v, struct cbuf *b)
 {
-	for (int i = 0; i < NBUF; i++) {
-		if (mic_vop_cma_alloc(v->vd->cma, BUF_SIZE, &b[i].addr))
+	for (int i = 0; i < NBUF; i++)
+		if (!(b[i].ptr = cos_vdev_alloc(v->vd, BUF_SIZE, &b[i].addr)))
 			return -ENOMEM;
-		b[i].ptr = mic_vop_cma_ptr(v->vd->cma, b[i].addr, BUF_SIZE);
-	}
 	return 0;
 }
 
@@ -247,17 +243,16 @@ static int vcon_probe(struct cos_vdev *vd)
 		return -ENOMEM;
 	v->os = os;
 	v->vd = vd;
-	v->master = v->line_fd = -1;
+	v->master = -1;
 	dev->priv = v;
-	uint64_t f;
-	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES |
-							  (1ull << VIRTIO_CONSOLE_F_SIZE), &f);
-	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, COS_VQ_FLAGS, &v->rx);
-	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, COS_VQ_FLAGS, &v->tx);
-	if (!rc)
+	uint64_t f = 0;
+	struct mic_vop_vq *vq[2];
+	int rc = cos_vdev_setup(vd, 1ull << VIRTIO_CONSOLE_F_SIZE, &f, vq, 2);
+	if (!rc) {
+		v->rx = vq[VQ_RX];
+		v->tx = vq[VQ_TX];
 		rc = alloc_bufs(v, v->rxb);
+	}
 	if (!rc)
 		rc = alloc_bufs(v, v->txb);
 	if (!rc)
@@ -268,14 +263,9 @@ static int vcon_probe(struct cos_vdev *vd)
 		v->tx_free[v->ntx_free++] = i;
 		post_rx(v, i);
 	}
-	v->line = mic_vop_cdev_h2c_db(vd->cdev);
-	v->line_fd = mbus_request_irq(dev, v->line, NULL, NULL);
-	if (v->line_fd < 0 || (rc = mic_vop_cdev_driver_ok(vd->cdev)) ||
-	    (rc = cos_watch(os->loop, v->line_fd, EPOLLIN, on_doorbell, v)) ||
-	    (rc = cos_watch(os->loop, v->master, EPOLLIN, on_pty, v))) {
-		rc = rc ? rc : v->line_fd;
+	if ((rc = cos_vdev_ready(vd, on_doorbell, v)) ||
+	    (rc = cos_watch(os->loop, v->master, EPOLLIN, on_pty, v)))
 		goto fail;
-	}
 	mic_vop_vq_kick(v->rx);
 	vd->config_changed = apply_size;
 	apply_size(vd);
@@ -287,10 +277,7 @@ static int vcon_probe(struct cos_vdev *vd)
 	return 0;
 fail:
 	cardlog(&os->log, "bus: probe virtio-console failed: %s", strerror(-rc));
-	if (v->line_fd >= 0) {
-		cos_unwatch(os->loop, v->line_fd); /* no-op unless it was watched */
-		mbus_free_irq(dev, v->line);
-	}
+	cos_vdev_release(vd);
 	if (v->master >= 0)
 		close(v->master);
 	free(v);
@@ -311,7 +298,7 @@ static void vcon_remove(struct cos_vdev *vd)
 		kill(v->shell, SIGKILL);
 	}
 	cos_unwatch(os->loop, v->master);
-	cos_vdev_release(v->vd, v->line, v->line_fd);
+	cos_vdev_release(v->vd);
 	close(v->master);
 	free(v);
 	dev->priv = NULL;

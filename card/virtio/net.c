@@ -48,12 +48,9 @@ struct vnet {
 	struct cos *os;
 	struct cos_vdev *vd;
 	struct mic_vop_vq *rx, *tx;
-	unsigned line;
-	int line_fd;
 	int tap;
 	uint64_t features;
 	struct nbuf rxb[NBUF], txb[NBUF];
-	int nalloc_rx, nalloc_tx;
 	int tx_free[NBUF];
 	int ntx_free;
 	uint64_t rx_dropped;
@@ -117,7 +114,7 @@ static void on_doorbell(void *ctx, uint32_t events)
 {
 	struct vnet *v = ctx;
 	(void)events;
-	mbus_ack_irq(&v->vd->mdev, v->line);
+	mbus_ack_irq(&v->vd->mdev, v->vd->line);
 	mic_vop_vq_drain(v->tx, tx_done, v);
 	if (mic_vop_vq_drain(v->rx, rx_done, v))
 		mic_vop_vq_kick(v->rx);
@@ -222,22 +219,12 @@ static int open_tap(struct vnet *v)
 	return 0;
 }
 
-static int alloc_bufs(struct vnet *v, struct nbuf *b, int *n)
+static int alloc_bufs(struct vnet *v, struct nbuf *b)
 {
-	for (*n = 0; *n < NBUF; (*n)++) {
-		if (mic_vop_cma_alloc(v->vd->cma, BUF_SIZE, &b[*n].addr))
+	for (int i = 0; i < NBUF; i++)
+		if (!(b[i].ptr = cos_vdev_alloc(v->vd, BUF_SIZE, &b[i].addr)))
 			return -ENOMEM;
-		b[*n].ptr = mic_vop_cma_ptr(v->vd->cma, b[*n].addr, BUF_SIZE);
-	}
 	return 0;
-}
-
-static void free_bufs(struct vnet *v)
-{
-	for (int i = 0; i < v->nalloc_rx; i++)
-		mic_vop_cma_free(v->vd->cma, v->rxb[i].addr, BUF_SIZE);
-	for (int i = 0; i < v->nalloc_tx; i++)
-		mic_vop_cma_free(v->vd->cma, v->txb[i].addr, BUF_SIZE);
 }
 
 static int vnet_probe(struct cos_vdev *vd)
@@ -249,19 +236,18 @@ static int vnet_probe(struct cos_vdev *vd)
 		return -ENOMEM;
 	v->os = os;
 	v->vd = vd;
-	v->tap = v->line_fd = -1;
+	v->tap = -1;
 	dev->priv = v;
 	char addr[48] = "";
-	int rc = mic_vop_cdev_negotiate(vd->cdev, MIC_VOP_CARD_TRANSPORT_FEATURES | MIC_VNET_FEATURES,
-					&v->features);
+	struct mic_vop_vq *vq[2];
+	int rc = cos_vdev_setup(vd, MIC_VNET_FEATURES, &v->features, vq, 2);
+	if (!rc) {
+		v->rx = vq[VQ_RX];
+		v->tx = vq[VQ_TX];
+		rc = alloc_bufs(v, v->rxb);
+	}
 	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_RX, COS_VQ_FLAGS, &v->rx);
-	if (!rc)
-		rc = mic_vop_cdev_setup_vq(vd->cdev, VQ_TX, COS_VQ_FLAGS, &v->tx);
-	if (!rc)
-		rc = alloc_bufs(v, v->rxb, &v->nalloc_rx);
-	if (!rc)
-		rc = alloc_bufs(v, v->txb, &v->nalloc_tx);
+		rc = alloc_bufs(v, v->txb);
 	if (!rc)
 		rc = open_tap(v);
 	if (!rc)
@@ -272,30 +258,18 @@ static int vnet_probe(struct cos_vdev *vd)
 		v->tx_free[v->ntx_free++] = i;
 		post_rx(v, i);
 	}
-	v->line = mic_vop_cdev_h2c_db(vd->cdev);
-	v->line_fd = mbus_request_irq(dev, v->line, NULL, NULL);
-	if (v->line_fd < 0 || (rc = mic_vop_cdev_driver_ok(vd->cdev)) ||
-	    (rc = cos_watch(os->loop, v->line_fd, EPOLLIN, on_doorbell, v))) {
-		rc = rc ? rc : v->line_fd;
+	if ((rc = cos_vdev_ready(vd, on_doorbell, v)) ||
+	    (rc = cos_watch(os->loop, v->tap, EPOLLIN, on_tap, v)))
 		goto fail;
-	}
-	if ((rc = cos_watch(os->loop, v->tap, EPOLLIN, on_tap, v))) {
-		cos_unwatch(os->loop, v->line_fd);
-		goto fail;
-	}
 	mic_vop_vq_kick(v->rx);
 	cardlog(&os->log, "bus: probe virtio-net: %s, %s (features %#llx)", IFNAME, addr,
 		(unsigned long long)v->features);
 	return 0;
 fail:
 	cardlog(&os->log, "bus: probe virtio-net failed: %s", strerror(-rc));
-	if (v->line_fd >= 0)
-		mbus_free_irq(dev, v->line);
+	cos_vdev_release(vd);
 	if (v->tap >= 0)
 		close(v->tap);
-	/* The host may hold posted buffers: take them back before freeing. */
-	if (mic_vop_cdev_reset(vd->cdev, 1000) == 0)
-		free_bufs(v);
 	free(v);
 	dev->priv = NULL;
 	return rc;
@@ -309,9 +283,7 @@ static void vnet_remove(struct cos_vdev *vd)
 	cardlog(&os->log, "bus: remove virtio-net (%llu received frames dropped)",
 		(unsigned long long)v->rx_dropped);
 	cos_unwatch(os->loop, v->tap);
-	/* Tell the host the driver is gone; only then are the buffers ours. */
-	if (cos_vdev_release(v->vd, v->line, v->line_fd) == 0)
-		free_bufs(v);
+	cos_vdev_release(v->vd);
 	close(v->tap); /* eth0 disappears */
 	free(v);
 	dev->priv = NULL;

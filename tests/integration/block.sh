@@ -71,6 +71,9 @@ check "block device not broken" sh -c "micctl status mic0 --json | grep -q '\"ty
 
 micctl shutdown mic0 >/dev/null
 check "card synced and detached its disk on shutdown" sh -c "micctl log mic0 | grep -q 'disk synced, unmounted'"
+# the card gave back all its card memory: console, net and block buffers and
+# request slots (the console's used to stay allocated)
+check "card memory all freed at removal" sh -c "micctl log mic0 | grep -q 'card: halted' && ! micctl log mic0 | grep -q 'cma: .* bytes in use'"
 check "host file has the card's 3 MiB byte for byte" sh -c "dd if='$IMG' bs=1M skip=5 count=3 status=none | cmp -s - '$RUNDIR/pat2'"
 check "host file has the card's sector write" sh -c "dd if='$IMG' bs=512 skip=20481 count=1 status=none | head -c 12 | grep -q sector-20481"
 check "host pattern at 0 intact" sh -c "head -c 65536 '$IMG' | cmp -s - '$RUNDIR/pat0'"
