@@ -103,20 +103,11 @@ static void unescape(char *p)
 	*w = 0;
 }
 
-struct mnt {
-	char dir[PATH_MAX], type[64], src[PATH_MAX];
-};
-
-/* The last (topmost) fuse2fs mount whose mount point is dir, or, with dir
- * NULL, whose source resolves to the file src; 0 if found. */
-static int find_fuse2fs_mount(const char *dir, const char *src, struct mnt *out)
+int cos_mountinfo_next(FILE *f, struct cos_mnt *m)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
-		return -1;
 	char line[3 * PATH_MAX];
-	int found = -1;
 	while (fgets(line, sizeof(line), f)) {
+		/* id parent maj:min root mountpoint options [optional...] - type source ... */
 		line[strcspn(line, "\n")] = 0;
 		int off = 0;
 		if (sscanf(line, "%*d %*d %*u:%*u %*s %n", &off) != 0 || !off)
@@ -126,24 +117,41 @@ static int find_fuse2fs_mount(const char *dir, const char *src, struct mnt *out)
 			continue;
 		*sep = 0;
 		*strchrnul(d, ' ') = 0;
-		char *type = sep + 3, *s = strchr(type, ' ');
-		if (!s)
+		char *type = sep + 3, *src = strchr(type, ' ');
+		if (!src)
 			continue;
-		*s++ = 0;
-		*strchrnul(s, ' ') = 0;
+		*src++ = 0;
+		*strchrnul(src, ' ') = 0;
 		unescape(d);
-		unescape(s);
+		unescape(src);
+		snprintf(m->dir, sizeof(m->dir), "%s", d);
+		snprintf(m->type, sizeof(m->type), "%s", type);
+		snprintf(m->src, sizeof(m->src), "%s", src);
+		return 1;
+	}
+	return 0;
+}
+
+/* The last (topmost) fuse2fs mount whose mount point is dir, or, with dir
+ * NULL, whose source resolves to the file src; 0 if found. */
+static int find_fuse2fs_mount(const char *dir, const char *src, struct cos_mnt *out)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -1;
+	struct cos_mnt *m = malloc(sizeof(*m));
+	int found = -1;
+	while (m && cos_mountinfo_next(f, m)) {
 		/* fuse2fs names its mounts fuse.ext2/3/4 */
-		if (strncmp(type, "fuse.ext", 8))
+		if (strncmp(m->type, "fuse.ext", 8))
 			continue;
 		char real[PATH_MAX];
-		if (dir ? strcmp(d, dir) : !realpath(s, real) || strcmp(real, src))
+		if (dir ? strcmp(m->dir, dir) : !realpath(m->src, real) || strcmp(real, src))
 			continue;
-		snprintf(out->dir, sizeof(out->dir), "%s", d);
-		snprintf(out->type, sizeof(out->type), "%s", type);
-		snprintf(out->src, sizeof(out->src), "%s", s);
+		*out = *m;
 		found = 0;
 	}
+	free(m);
 	fclose(f);
 	return found;
 }
@@ -206,7 +214,7 @@ int cos_mount_main(int argc, char **argv)
 	}
 	/* named as given (/dev/vda, not the file it links to) in the mount table */
 	snprintf(src, sizeof(src), "%s", pos[0][0] == '/' ? pos[0] : real);
-	struct mnt m;
+	struct cos_mnt m;
 	/* two fuse2fs on one image would each overwrite the other's metadata */
 	if (find_fuse2fs_mount(NULL, real, &m) == 0) {
 		fprintf(stderr, "mount: %s is already mounted on %s\n", src, m.dir);
@@ -277,7 +285,7 @@ int cos_umount_main(int argc, char **argv)
 		}
 	}
 	char path[PATH_MAX], src[PATH_MAX];
-	struct mnt m;
+	struct cos_mnt m;
 	if (npos != 1 || !realpath(arg, path) ||
 	    (find_fuse2fs_mount(path, NULL, &m) && find_fuse2fs_mount(NULL, path, &m)) ||
 	    !realpath(m.src, src))

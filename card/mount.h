@@ -4,7 +4,16 @@
 #ifndef MIC_CARD_MOUNT_H
 #define MIC_CARD_MOUNT_H
 
+#include <limits.h>
+#include <stdio.h>
 #include <sys/types.h>
+
+/* One mount of a mountinfo file, its fields unescaped. */
+struct cos_mnt {
+	char dir[PATH_MAX], type[64], src[PATH_MAX];
+};
+/* The next mount from f (an open /proc/.../mountinfo): 1, or 0 at its end. */
+int cos_mountinfo_next(FILE *f, struct cos_mnt *m);
 
 int cos_mount_main(int argc, char **argv);
 int cos_umount_main(int argc, char **argv);

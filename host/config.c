@@ -154,7 +154,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		if (!strcmp(key, "idmap_base") || !strcmp(key, "idmap_size")) {
 			if (!parse_num(val, &n) || n < 1 || n > UINT32_MAX)
 				return 0;
-			if (key[6] == 'b')
+			if (!strcmp(key, "idmap_base"))
 				c->idmap_base = (uint32_t)n;
 			else if (n >= 1024) /* room for the card's own users */
 				c->idmap_size = (uint32_t)n;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "mic_hw.h"
+#include "sim_internal.h"
 
 static int set_cloexec(const struct mic_hw_view *v, int on);
 
@@ -30,12 +31,11 @@ static int region_map(struct mic_region *r, int fd)
 int mic_hw_card_attach(struct mic_hw_view *v)
 {
 	const char *env = getenv("MIC_HW");
-	enum { NFD = 4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN };
-	int fd[NFD];
+	int fd[SIM_CARD_NFDS];
 	memset(v, 0, sizeof(*v));
 	if (!env)
 		return -ENOENT;
-	for (int i = 0; i < NFD; i++) {
+	for (int i = 0; i < SIM_CARD_NFDS; i++) {
 		char *end;
 		long x = strtol(env, &end, 10);
 		if (end == env || (*end != ',' && *end != 0) || x < -1 || x > 1 << 20)
@@ -61,26 +61,25 @@ int mic_hw_card_attach(struct mic_hw_view *v)
 	return set_cloexec(v, 1);
 }
 
-/* Every fd of the view, to pass or to keep from children. */
-static int view_fds(const struct mic_hw_view *v, int *fd)
+int sim_view_fds(const struct mic_hw_view *v, int fds[SIM_CARD_NFDS])
 {
 	int n = 0;
 	const struct mic_region *r[] = { &v->aperture, &v->mmio, &v->io, &v->hostmem };
 	for (unsigned i = 0; i < 4; i++)
-		fd[n++] = r[i]->fd;
-	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++) {
-		fd[n++] = v->irq_fd[i];
-		fd[n++] = v->peer_irq_fd[i];
-	}
+		fds[n++] = r[i]->fd;
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++)
+		fds[n++] = v->irq_fd[i];
+	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++)
+		fds[n++] = v->peer_irq_fd[i];
 	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
-		fd[n++] = v->dma_kick_fd[i];
+		fds[n++] = v->dma_kick_fd[i];
 	return n;
 }
 
 static int set_cloexec(const struct mic_hw_view *v, int on)
 {
-	int fd[4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN];
-	int n = view_fds(v, fd);
+	int fd[SIM_CARD_NFDS];
+	int n = sim_view_fds(v, fd);
 	for (int i = 0; i < n; i++)
 		if (fd[i] >= 0 && fcntl(fd[i], F_SETFD, on ? FD_CLOEXEC : 0) < 0)
 			return -errno;

@@ -114,7 +114,7 @@ static bool in_list(const char *list, const char *word)
  * under the mount: from /proc/self/mountinfo (fstype, super options, the
  * mount's root) and /proc/self/cgroup.  ctrl NULL: the cgroup2 mount.
  */
-static int find_cgroup(const char *ctrl, char *out, size_t outlen)
+static int find_cgroup(const char *ctrl, char *out, size_t outlen, char *mount_out, size_t mlen)
 {
 	char line[1024], mnt[256] = "", root[256] = "", own[512] = "";
 	FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -154,6 +154,8 @@ static int find_cgroup(const char *ctrl, char *out, size_t outlen)
 	if (strcmp(root, "/") && !strncmp(own, root, rl))
 		rel = own + rl;
 	snprintf(out, outlen, "%s%s", mnt, strcmp(rel, "/") ? rel : "");
+	if (mount_out)
+		snprintf(mount_out, mlen, "%s", mnt);
 	return 0;
 }
 
@@ -213,7 +215,7 @@ static int make_v1(struct sandbox *sb)
 	int rc;
 	for (int c = 0; c < V1_N; c++) {
 		char own[512];
-		if (find_cgroup(v1_names[c], own, sizeof(own))) {
+		if (find_cgroup(v1_names[c], own, sizeof(own), NULL, 0)) {
 			if (c <= V1_PIDS)
 				return -ENOENT;
 			continue;
@@ -256,26 +258,10 @@ static int make_v1(struct sandbox *sb)
 static bool v2_usable(char *mnt, size_t len)
 {
 	char own[512], path[600], ctl[256];
-	if (find_cgroup(NULL, own, sizeof(own)))
+	if (find_cgroup(NULL, own, sizeof(own), mnt, len))
 		return false;
-	/* the mount point: own minus micd's cgroup is not needed, the root is */
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[1024];
-	mnt[0] = 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		char m[256], type[32];
-		const char *dash = strstr(line, " - ");
-		if (dash && sscanf(line, "%*d %*d %*s %*s %255s", m) == 1 &&
-		    sscanf(dash + 3, "%31s", type) == 1 && !strcmp(type, "cgroup2")) {
-			snprintf(mnt, len, "%s", m);
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
 	snprintf(path, sizeof(path), "%s/cgroup.controllers", mnt);
-	return mnt[0] && read_file(path, ctl, sizeof(ctl)) == 0 && strstr(ctl, "memory") &&
-	       strstr(ctl, "pids");
+	return read_file(path, ctl, sizeof(ctl)) == 0 && strstr(ctl, "memory") && strstr(ctl, "pids");
 }
 
 static void remove_dirs(struct sandbox *sb)

@@ -222,22 +222,11 @@ static void card_ends_rearm(struct mic_hw *hw)
  * offset) does not affect an existing mapping, while micd never read()s,
  * write()s or locks them, and the seals that pin their size belong to the
  * file, not the description.  The lines are the card's own ends. */
-static int card_fds(const struct mic_hw *hw, int *fds)
+static int card_fds(struct mic_hw *hw, int *fds)
 {
-	const struct mic_hw_view *v = &hw->host;
-	const struct sim_card_ends *c = &hw->card;
-	int n = 0;
-	fds[n++] = v->aperture.fd;
-	fds[n++] = v->mmio.fd;
-	fds[n++] = v->io.fd;
-	fds[n++] = v->hostmem.fd;
-	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++)
-		fds[n++] = c->irq_fd[i];
-	for (int i = 0; i < MIC_NUM_IRQ_LINES; i++)
-		fds[n++] = c->peer_irq_fd[i];
-	for (int i = 0; i < MIC_DMA_NUM_CHAN; i++)
-		fds[n++] = c->dma_kick_fd[i];
-	return n;
+	struct mic_hw_view c;
+	mic_hw_card_view(hw, &c);
+	return sim_view_fds(&c, fds);
 }
 
 /* "MIC_HW=" and the card's fd numbers in card_fds' order: the sandbox
@@ -277,7 +266,7 @@ int mic_hw_power_on(struct mic_hw *hw)
 	if (rc)
 		return rc;
 	char env_hw[512], env_name[64];
-	int fds[4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN];
+	int fds[SIM_CARD_NFDS];
 	card_ends_rearm(hw);
 	int nfd = card_fds(hw, fds);
 	build_env(fds, nfd, env_hw, sizeof(env_hw));

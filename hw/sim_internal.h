@@ -58,6 +58,13 @@ void sim_line_raise(int fd);
  * how many raises that was. */
 uint64_t sim_line_take(int fd, uint64_t max);
 
+/* The fds the card is handed, in the order MIC_HW names them: the four
+ * regions, the card's own lines, the host's lines it rings, the DMA kicks.
+ * Used by the slot to build the card's fd table and by the card to mark
+ * them close-on-exec, so the two cannot disagree. */
+#define SIM_CARD_NFDS (4 + 2 * MIC_NUM_IRQ_LINES + MIC_DMA_NUM_CHAN)
+int sim_view_fds(const struct mic_hw_view *v, int fds[SIM_CARD_NFDS]);
+
 /* The DMA engine: created with the slot, quiesced and cleared on reset. */
 int sim_dma_create(struct mic_hw *hw);
 void sim_dma_reset(struct mic_hw *hw);

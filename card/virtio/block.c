@@ -551,22 +551,6 @@ static void child_close_fds(void)
 
 /* Undoes the kernel's octal escapes (\040...) of a mountinfo field, in place;
  * returns the end of the field. */
-static char *mountinfo_field(char *p)
-{
-	char *w = p;
-	while (*p && *p != ' ' && *p != '\n') {
-		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
-			*w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-			p += 4;
-		} else {
-			*w++ = *p++;
-		}
-	}
-	char *end = *p ? p + 1 : p;
-	*w = 0;
-	return end;
-}
-
 /* Child: unmounts every filesystem mounted from the disk (fuse2fs mounts:
  * type fuse.*, source /dev/vda), innermost first.  A real unmount ends the
  * FUSE connection; fuse2fs then writes what it holds and exits, which the
@@ -581,26 +565,13 @@ static int unmount_child(void)
 	char(*targets)[PATH_MAX] = calloc(MAXMNT, PATH_MAX);
 	int n = 0, lazy = 0;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[3 * PATH_MAX];
-	while (f && targets && fgets(line, sizeof(line), f) && n < MAXMNT) {
-		/* id parent maj:min root mountpoint options [optional...] - type source ... */
-		int off = 0;
-		if (sscanf(line, "%*d %*d %*u:%*u %*s %n", &off) != 0 || !off)
+	struct cos_mnt *m = malloc(sizeof(*m));
+	while (f && m && targets && n < MAXMNT && cos_mountinfo_next(f, m)) {
+		if (strncmp(m->type, "fuse", 4) || (strcmp(m->src, DEV_NODE) && strcmp(m->src, DISK_FILE)))
 			continue;
-		char *dir = line + off, *sep = strstr(dir, " - ");
-		if (!sep)
-			continue;
-		*sep = 0;
-		char *type = sep + 3, *src = strchr(type, ' ');
-		if (!src)
-			continue;
-		*src++ = 0;
-		mountinfo_field(src);
-		mountinfo_field(dir);
-		if (strncmp(type, "fuse", 4) || (strcmp(src, DEV_NODE) && strcmp(src, DISK_FILE)))
-			continue;
-		snprintf(targets[n++], PATH_MAX, "%s", dir);
+		snprintf(targets[n++], PATH_MAX, "%s", m->dir);
 	}
+	free(m);
 	if (f)
 		fclose(f);
 	for (int i = n - 1; i >= 0; i--) {
