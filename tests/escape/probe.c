@@ -390,6 +390,9 @@ static void check_processes(void)
 /* socket inodes held by card processes (for the abstract-socket check) */
 static unsigned long card_socks[4096];
 static int n_card_socks;
+/* A seccomp listener held by a card process could answer its own mount
+ * notifications: only the firmware, outside the card OS, may hold one. */
+static int n_seccomp_listeners;
 
 struct fd_verdict {
 	int bad;
@@ -456,6 +459,8 @@ static void check_fds_of(pid_t pid, struct fd_verdict *tty, struct fd_verdict *d
 				card_socks[n_card_socks++] = ino;
 			continue;
 		}
+		if (!strcmp(link, "anon_inode:seccomp notify"))
+			n_seccomp_listeners++;
 		if (!strncmp(link, "pipe:", 5) || !strncmp(link, "anon_inode:", 11) ||
 		    !strncmp(link, "/memfd:", 7))
 			continue;
@@ -515,6 +520,8 @@ static void check_fds(void)
 	      dir.bad ? dir.what : "no directory fd outside the card's root");
 	route("inherited-host-file", file.bad > 0, "%s",
 	      file.bad ? file.what : "no file fd outside the card's root");
+	route("seccomp-listener-in-card", n_seccomp_listeners > 0, "%d seccomp listener fds held by card processes",
+	      n_seccomp_listeners);
 	route("unexpected-device-fd", dev.bad > 0, "%s%s(%d fds of %d card processes)",
 	      dev.bad ? dev.what : "", dev.bad ? "" : "only the card's devices ", fds, procs);
 
@@ -1391,6 +1398,8 @@ static void check_peer(void)
  * cgroup2 itself (the card's cgroup namespace, if it has one).  Open: no
  * limit below the host's RAM (memory) or no limit at all (pids) is found.
  */
+static int limit_writable;
+
 static int limit_along(const char *root, const char *rel, const char *file, unsigned long long *v)
 {
 	char path[PATH_MAX];
@@ -1400,6 +1409,13 @@ static int limit_along(const char *root, const char *rel, const char *file, unsi
 		snprintf(p, sizeof(p), "%s%s/%s", root, path, file);
 		if (read_text(p, buf, sizeof(buf)) > 0 && strncmp(buf, "max", 3)) {
 			*v = strtoull(buf, NULL, 10);
+			/* opened for writing only, never written: a card that can
+			 * raise its own limit has none */
+			int w = open(p, O_WRONLY | O_CLOEXEC);
+			if (w >= 0) {
+				limit_writable++;
+				close(w);
+			}
 			return 0;
 		}
 		char *s = strrchr(path, '/');
@@ -1474,6 +1490,8 @@ static void check_limits(void)
 	printf("INFO cgroup: cgroup2 '%s', memory (v1) '%s'\n", v2, mem1);
 	route("no-memory-limit", have_mem < 0 || mem >= ram, have_mem < 0 ? "no memory limit found" :
 	      "memory limit %llu MiB (host RAM %llu MiB)", mem >> 20, ram >> 20);
+	route("cgroup-limits-writable", limit_writable > 0, "%d of the card's own limits open for writing",
+	      limit_writable);
 	route("no-pids-limit", have_pids < 0, have_pids < 0 ? "no pids limit found" : "pids limit %llu",
 	      pids);
 
