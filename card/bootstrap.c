@@ -11,6 +11,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -80,6 +81,91 @@ static enum mic_boot_err validate(struct bootstrap *b)
 	return MIC_BOOT_OK;
 }
 
+/* The directories symlink entries go into, each opened once beneath the
+ * new root without following any symlink (what libarchive's
+ * ARCHIVE_EXTRACT_SECURE_SYMLINKS and _NODOTDOT ask); an image's links sit
+ * in a few directories (busybox's applets: bin, sbin, usr/bin, usr/sbin). */
+#define LINK_DIRS 8
+struct link_dirs {
+	int root, n;
+	struct {
+		char path[128];
+		int fd;
+	} d[LINK_DIRS];
+};
+
+static int link_dir_open(struct link_dirs *ld, const char *path)
+{
+	if (!*path)
+		return ld->root;
+	for (int i = 0; i < ld->n; i++)
+		if (!strcmp(ld->d[i].path, path))
+			return ld->d[i].fd;
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					   RESOLVE_NO_MAGICLINKS };
+	int fd = (int)syscall(SYS_openat2, ld->root, path, &how, sizeof(how));
+	if (fd < 0 || ld->n == LINK_DIRS || strlen(path) >= sizeof(ld->d[0].path))
+		return fd; /* not kept: the caller closes it */
+	strcpy(ld->d[ld->n].path, path);
+	ld->d[ld->n].fd = fd;
+	ld->n++;
+	return fd;
+}
+
+static bool link_dir_kept(const struct link_dirs *ld, int fd)
+{
+	for (int i = 0; i < ld->n; i++)
+		if (ld->d[i].fd == fd)
+			return true;
+	return fd == ld->root;
+}
+
+static void link_dirs_close(struct link_dirs *ld)
+{
+	for (int i = 0; i < ld->n; i++)
+		close(ld->d[i].fd);
+	if (ld->root >= 0)
+		close(ld->root);
+}
+
+/* A symlink entry, made directly: going through libarchive's checked
+ * writer costs a dozen system calls per entry, and the default image's
+ * few hundred busybox applet links were most of a boot's time.  Same
+ * rules: a relative path without "..", never written through a symlink,
+ * an existing name replaced. */
+static int extract_symlink(struct link_dirs *ld, struct archive_entry *e)
+{
+	const char *path = archive_entry_pathname(e), *target = archive_entry_symlink(e);
+	errno = EINVAL;
+	if (!path || !target || path[0] == '/')
+		return -1;
+	char dir[256];
+	const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+	size_t dl = slash ? (size_t)(slash - path) : 0;
+	if (dl >= sizeof(dir) || !*name || !strcmp(name, "."))
+		return -1;
+	memcpy(dir, path, dl);
+	dir[dl] = 0;
+	for (const char *c = path; c; c = strchr(c, '/')) {
+		c += *c == '/';
+		if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || !c[2]))
+			return -1;
+	}
+	int dfd = link_dir_open(ld, dir);
+	if (dfd < 0)
+		return -1;
+	int rc = symlinkat(target, dfd, name);
+	if (rc < 0 && errno == EEXIST && unlinkat(dfd, name, 0) == 0)
+		rc = symlinkat(target, dfd, name);
+	if (!link_dir_kept(ld, dfd)) {
+		int err = errno;
+		close(dfd);
+		errno = err;
+	}
+	return rc;
+}
+
 static int extract(struct bootstrap *b)
 {
 	const char *payload = (const char *)mic_cardmem(&b->hw, b->bp.image_addr, b->bp.image_size) +
@@ -92,7 +178,18 @@ static int extract(struct bootstrap *b)
 						    ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
 	int rc = archive_read_open_memory(in, payload, b->img.payload_size);
 	struct archive_entry *e;
+	struct link_dirs ld = { .root = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC) };
+	bool logged = false;
 	while (rc == ARCHIVE_OK && (rc = archive_read_next_header(in, &e)) == ARCHIVE_OK) {
+		if (archive_entry_filetype(e) == AE_IFLNK && !archive_entry_hardlink(e)) {
+			if (extract_symlink(&ld, e) < 0) {
+				cardlog(&b->log, "image archive: %s: cannot link: %s",
+					archive_entry_pathname(e), strerror(errno));
+				rc = ARCHIVE_FATAL;
+				logged = true;
+			}
+			continue;
+		}
 		rc = archive_write_header(out, e);
 		if (rc == ARCHIVE_OK && archive_entry_size(e) > 0) {
 			const void *buf;
@@ -109,9 +206,10 @@ static int extract(struct bootstrap *b)
 		if (rc == ARCHIVE_OK)
 			rc = archive_write_finish_entry(out);
 	}
-	if (rc != ARCHIVE_EOF)
-		cardlog(&b->log, "image archive: %s",
-			archive_error_string(in) ? archive_error_string(in) : archive_error_string(out));
+	const char *why = archive_error_string(in) ? archive_error_string(in) : archive_error_string(out);
+	if (rc != ARCHIVE_EOF && !logged)
+		cardlog(&b->log, "image archive: %s", why ? why : "unreadable");
+	link_dirs_close(&ld);
 	archive_read_free(in);
 	archive_write_free(out);
 	return rc == ARCHIVE_EOF ? 0 : -1;

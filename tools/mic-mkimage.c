@@ -5,12 +5,14 @@
  *
  *   mic-mkimage -o card.img [--init /sbin/mic-card] [DIR]...
  *   mic-mkimage -o card.img --default [--runtime PATH] [--busybox PATH]
+ *   mic-mkimage -o card.img [--init PATH] --tar ROOT.tar
  *   mic-mkimage --check card.img
  *
  * --default builds the standard image: busybox with its applet links, the
  * card runtime as init (and as mount/umount), fuse2fs and e2fsprogs for the
  * card's disk, and the shared libraries they need (found with ldd, so a
- * sanitizer build of the runtime carries its runtime too).
+ * sanitizer build of the runtime carries its runtime too).  --tar takes
+ * the entries of a tar archive made by any other tool, as they are.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -372,6 +374,37 @@ static int add_default_tree(struct builder *b, const char *runtime, const char *
 	return add_disk_tools(b);
 }
 
+/* Copies the entries of an existing tar archive, names and all: the card's
+ * firmware, not this tool, decides what an image may hold. */
+static int add_tar(struct builder *b, const char *path)
+{
+	struct archive *in = archive_read_new();
+	archive_read_support_format_all(in);
+	archive_read_support_filter_all(in);
+	int rc = archive_read_open_filename(in, path, 65536);
+	struct archive_entry *e;
+	while (rc == ARCHIVE_OK && (rc = archive_read_next_header(in, &e)) == ARCHIVE_OK) {
+		if (seen(b, archive_entry_pathname(e)))
+			continue;
+		rc = archive_write_header(b->ar, e);
+		const void *buf;
+		size_t len;
+		la_int64_t off;
+		while (rc == ARCHIVE_OK && archive_entry_size(e) > 0 &&
+		       (rc = archive_read_data_block(in, &buf, &len, &off)) == ARCHIVE_OK)
+			if (archive_write_data(b->ar, buf, len) != (la_ssize_t)len)
+				rc = ARCHIVE_FATAL;
+		if (rc == ARCHIVE_EOF)
+			rc = ARCHIVE_OK;
+		b->files += rc == ARCHIVE_OK;
+	}
+	if (rc != ARCHIVE_EOF)
+		fprintf(stderr, "mic-mkimage: %s: %s\n", path,
+			archive_error_string(in) ? archive_error_string(in) : archive_error_string(b->ar));
+	archive_read_free(in);
+	return rc == ARCHIVE_EOF ? 0 : -1;
+}
+
 static int check_image(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -403,6 +436,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: mic-mkimage -o OUT [--init PATH] DIR...\n"
 		"       mic-mkimage -o OUT --default [--runtime PATH] [--busybox PATH] [DIR...]\n"
+		"       mic-mkimage -o OUT [--init PATH] --tar ROOT.tar [DIR...]\n"
 		"       mic-mkimage --check IMAGE\n");
 	exit(2);
 }
@@ -413,9 +447,10 @@ int main(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' }, { "init", required_argument, NULL, 'i' },
 		{ "default", no_argument, NULL, 'd' },      { "runtime", required_argument, NULL, 'r' },
 		{ "busybox", required_argument, NULL, 'b' }, { "check", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },          { 0 }
+		{ "tar", required_argument, NULL, 't' },     { "help", no_argument, NULL, 'h' },
+		{ 0 }
 	};
-	const char *out = NULL, *init = NULL, *busybox = "/bin/busybox";
+	const char *out = NULL, *init = NULL, *busybox = "/bin/busybox", *tar = NULL;
 	char runtime[PATH_MAX] = "";
 	int deflt = 0, c;
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -425,11 +460,12 @@ int main(int argc, char **argv)
 		case 'd': deflt = 1; break;
 		case 'r': snprintf(runtime, sizeof(runtime), "%s", optarg); break;
 		case 'b': busybox = optarg; break;
+		case 't': tar = optarg; break;
 		case 'c': return check_image(optarg);
 		default: usage();
 		}
 	}
-	if (!out || (!deflt && optind == argc))
+	if (!out || (!deflt && !tar && optind == argc))
 		usage();
 	if (!init)
 		init = deflt ? "/sbin/mic-card" : "/sbin/init";
@@ -452,6 +488,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int rc = deflt ? add_default_tree(&b, runtime, busybox) : 0;
+	if (!rc && tar)
+		rc = add_tar(&b, tar);
 	for (int i = optind; !rc && i < argc; i++)
 		rc = add_tree(&b, argv[i], "");
 	if (archive_write_close(b.ar) != ARCHIVE_OK)

@@ -1,6 +1,7 @@
 # A card OS that dies is "lost" within 1 s and recovers with reset + boot;
 # a hung card OS (stopped, so no heartbeat) is lost once the watchdog expires;
 # corrupt images are refused by the card with a reason, the card stays ready;
+# an image whose links would escape the new root is refused;
 # a card OS that ignores shutdown is reset after the timeout; a boot that
 # never completes times out.
 . "$(dirname "$0")/lib.sh"
@@ -36,6 +37,8 @@ cmdline = mic.ignore_shutdown
 image = $RUNDIR/hang.img
 [mic6]
 hostmem_mb = 16
+[mic7]
+image = $RUNDIR/links.img
 CONF
 start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
 
@@ -75,6 +78,35 @@ for c in mic1:checksum mic2:size mic3:magic; do
     check "$card: card log has the reason" sh -c "micctl log $card | grep -q 'boot refused'"
 done
 check "mic0 unaffected by the other cards" [ "$(state_of mic0)" = online ]
+
+# Symlink entries (the firmware makes them itself, not through libarchive)
+# keep the archive's rules: no "..", nothing written through a symlink.
+# micd reads the image file at every boot, so mic7's is swapped in turn.
+links_image() { # NAME TARGET [NAME TARGET]...: the default image and those symlinks
+    python3 - "$RUNDIR/links.tar" "$@" <<'PY'
+import sys, tarfile
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
+    a = sys.argv[2:]
+    for name, target in zip(a[0::2], a[1::2]):
+        i = tarfile.TarInfo(name); i.type = tarfile.SYMTYPE; i.linkname = target
+        t.addfile(i)
+PY
+    "$BIN/mic-mkimage" -o "$RUNDIR/links.img" --default --tar "$RUNDIR/links.tar" >/dev/null
+}
+for c in "through a symlink:evil / evil/pwned x" "dot-dot:../pwned x" "absolute:/pwned x"; do
+    what=${c%%:*}
+    # shellcheck disable=SC2086
+    links_image ${c#*:}
+    out=$(micctl boot mic7 2>&1); rc=$?
+    check "link $what: image refused (rc=$rc: $out)" [ "$rc" -eq 1 ]
+    check "link $what: card stays ready" [ "$(state_of mic7)" = ready ]
+    [ "$(state_of mic7)" = online ] && micctl shutdown mic7 >/dev/null
+done
+check "the card log names the refused link" sh -c "micctl log mic7 | grep -q 'evil/pwned: cannot link'"
+cp "$IMAGE" "$RUNDIR/links.img"
+check "the same card boots the default image afterwards" micctl boot mic7
+check "the default image's links are there" sh -c "echo 'ls -l /usr/bin/awk' | micctl console mic7 | grep -q 'awk -> /bin/busybox'"
+micctl shutdown mic7 >/dev/null
 
 # forced reset when the card ignores shutdown
 micctl boot mic4 >/dev/null
