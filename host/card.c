@@ -136,6 +136,7 @@ static void card_link(struct mic_card *c)
 		snprintf(c->link_error, sizeof(c->link_error), "%s", msg);
 		return;
 	}
+	/* Success is worth a line until the first boot, and after a failure. */
 	if (c->link_error[0] || c->boots == 0)
 		log_info("%s: host end of the link: %s", c->cfg.name, msg);
 	c->link_error[0] = 0;
