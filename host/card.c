@@ -12,6 +12,7 @@
 #include "dma/mic_dma.h"
 #include "host/backends/backends.h"
 #include "host/card.h"
+#include "host/link.h"
 #include "lib/image.h"
 #include "lib/log.h"
 
@@ -120,6 +121,27 @@ static void unwatch_fault(struct mic_card *c)
 	c->fault_fd = -1;
 }
 
+/* The host end of the link, at power-on and again whenever the card comes
+ * online: the TAP lives as long as micd, but its address or bridge may have
+ * been taken away (or the bridge made) since, and the address must be there
+ * whenever the card is online.  A failure shows in the log and in micctl
+ * status; it does not stop the card. */
+static void card_link(struct mic_card *c)
+{
+	if (!link_configured(&c->cfg))
+		return;
+	char msg[sizeof(c->link_error)];
+	if (link_setup(&c->cfg, msg, sizeof(msg)) < 0) {
+		log_err("%s: host end of the link: %s", c->cfg.name, msg);
+		snprintf(c->link_error, sizeof(c->link_error), "%s", msg);
+		return;
+	}
+	/* Success is worth a line until the first boot, and after a failure. */
+	if (c->link_error[0] || c->boots == 0)
+		log_info("%s: host end of the link: %s", c->cfg.name, msg);
+	c->link_error[0] = 0;
+}
+
 static void on_fw_event(void *arg)
 {
 	struct mic_card *c = arg;
@@ -161,6 +183,7 @@ static void on_fw_event(void *arg)
 			 * take in what they did before saying so. */
 			for (int i = 0; i < c->nvdev; i++)
 				vdev_refresh(c->vdev[i]);
+			card_link(c);
 			disarm_timer(c);
 			c->last_boot_ms = (double)(now_ns() - c->boot_cmd_ns) / 1e6;
 			c->boots++;
@@ -398,6 +421,7 @@ int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cf
 		card_fini(c);
 		return -1;
 	}
+	card_link(c);
 	for (int i = 0; i < c->nvdev; i++)
 		vdev_lock(c->vdev[i]);
 	setup_after_reset(c);

@@ -62,6 +62,7 @@ struct mic_card {
 	int resume_boot;  /* boot again on resume */
 	int shutdown_forced; /* the last shutdown ended in a forced reset */
 	char last_error[192];
+	char link_error[160]; /* the host end of the link could not be set up (host/link.h) */
 	/* MIC virtual bus of this card on the host, with its DMA device. */
 	struct mbus bus;
 	struct mbus_driver dma_drv;

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,15 @@ static int parse_num(const char *v, unsigned long long *out)
 	char *end;
 	*out = strtoull(v, &end, 0);
 	return end != v && *end == 0;
+}
+
+/* "A.B.C.D/N", N 1..32 */
+static int parse_cidr(const char *v, struct in_addr *a, int *prefix)
+{
+	char ip[16];
+	int n = 0;
+	return sscanf(v, "%15[0-9.]/%d%n", ip, prefix, &n) == 2 && !v[n] && *prefix >= 1 &&
+	       *prefix <= 32 && inet_pton(AF_INET, ip, a) == 1;
 }
 
 static struct card_cfg *card_get(struct micd_cfg *c, const char *name)
@@ -200,6 +210,12 @@ static int on_key(void *user, const char *section, const char *key, const char *
 	}
 	if (!strcmp(key, "tap"))
 		return set_str(k->tap, sizeof(k->tap), val);
+	if (!strcmp(key, "host_ip")) { /* empty: none */
+		k->host_prefix = 0;
+		return !val[0] || parse_cidr(val, &k->host_ip, &k->host_prefix);
+	}
+	if (!strcmp(key, "bridge"))
+		return set_str(k->bridge, sizeof(k->bridge), val);
 	if (!strcmp(key, "disk"))
 		return set_str(k->disk, sizeof(k->disk), val);
 	if (!strcmp(key, "disk_readonly")) {
@@ -249,6 +265,19 @@ int micd_cfg_load(struct micd_cfg *c, const char *path, char *err, size_t errlen
 	if (c->ncards == 0) {
 		snprintf(err, errlen, "%s: no card configured", path);
 		return -1;
+	}
+	for (int i = 0; i < c->ncards; i++) {
+		const struct card_cfg *k = &c->cards[i];
+		if (k->host_prefix && k->bridge[0]) {
+			snprintf(err, errlen, "%s: [%s]: host_ip and bridge exclude each other "
+				 "(an address on the TAP, or the TAP on a bridge)", path, k->name);
+			return -1;
+		}
+		if ((k->host_prefix || k->bridge[0]) && !k->net) {
+			snprintf(err, errlen, "%s: [%s]: host_ip and bridge need net = yes", path,
+				 k->name);
+			return -1;
+		}
 	}
 	return 0;
 }

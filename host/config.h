@@ -4,6 +4,7 @@
 #define MIC_HOST_CONFIG_H
 
 #include <limits.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,11 @@ struct card_cfg {
 	int autoboot;
 	int net;              /* virtio-net with a host TAP (default on) */
 	char tap[16];         /* host TAP name, default = card name */
+	/* The host end of the link (docs/architecture.md 3.12): an address on
+	 * the TAP (host_prefix 0 = none), or the TAP on a bridge; not both. */
+	struct in_addr host_ip;
+	int host_prefix;
+	char bridge[16];
 	char disk[PATH_MAX];  /* virtio-block backing file, "" = no disk */
 	int disk_readonly;
 	/* The card's sandbox (docs/architecture.md, "What a card can reach") */

@@ -177,6 +177,8 @@ static void status_text(struct micd *d, struct mic_card *only, struct reply *r)
 			rprintf(r, ", booted in %.1f ms", c->last_boot_ms);
 		if (c->last_error[0])
 			rprintf(r, ", last error: %s", c->last_error);
+		if (c->link_error[0])
+			rprintf(r, ", link error: %s", c->link_error);
 		for (int k = 0; k < c->nvdev; k++) {
 			char why[160];
 			const char *st = vdev_state_name(vdev_state(c->vdev[k], why, sizeof(why)));
@@ -219,6 +221,8 @@ static void status_json(struct micd *d, struct mic_card *only, struct reply *r)
 			card_state_name(c->state), (double)(now - c->state_since_ns) / 1e6, c->boots,
 			c->crashes, c->last_boot_ms, card_post_code(c), (int)card_firmware_pid(c));
 		json_str(r, c->last_error);
+		rprintf(r, ",\"link_error\":");
+		json_str(r, c->link_error);
 		rprintf(r, ",\"image\":");
 		json_str(r, c->cfg.image);
 		rprintf(r, ",\"download_ms\":%.3f,\"download_dma\":%s,\"devices\":[", c->last_download_ms,

@@ -16,7 +16,7 @@ echo "hello from the host, written by debugfs" > "$MIC_RUNDIR/hello.txt"
 debugfs -w -R "write $MIC_RUNDIR/hello.txt /hello.txt" "$DISK" >/dev/null 2>&1
 # micd gets a network namespace of its own (unshare execs it, so $! is micd):
 # its TAP mic0 and the addresses below never touch this machine's network.
-printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\ndisk = %s\n' "$DISK" > "$MIC_RUNDIR/micd.conf"
+printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\nhost_ip = 10.77.0.1/24\ndisk = %s\n' "$DISK" > "$MIC_RUNDIR/micd.conf"
 unshare --net "$BIN/micd" --rundir "$MIC_RUNDIR" --config "$MIC_RUNDIR/micd.conf" > "$MIC_RUNDIR/micd.log" 2>&1 &
 MICD=$!
 hostnet() { nsenter -t "$MICD" -n "$@"; }
@@ -44,8 +44,7 @@ printf 'in the card: ' ; printf 'mount -t overlay o /mnt 2>&1 | tail -1\n' | mic
 step "the card's console: a shell inside the card, over virtio-console (micctl console mic0 attaches a terminal)"
 printf 'hostname\nuname -n; ls /\ngrep NSpid /proc/self/status\n' | micctl console mic0 | tr -d '\r'
 echo
-step "the network: card eth0 (10.77.0.2 from the card's cmdline) <-> host TAP mic0, in micd's own network namespace"
-run hostnet ip addr add 10.77.0.1/24 dev mic0
+step "the network: card eth0 (10.77.0.2 from the card's cmdline) <-> host TAP mic0 (10.77.0.1, host_ip in the config), in micd's own network namespace"
 run hostnet ip -br addr show mic0
 printf 'card: %s\n' "$(nsenter -t "$os" -n ip -br addr show eth0)"
 run hostnet ping -c 3 -i 0.2 10.77.0.2

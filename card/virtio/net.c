@@ -9,7 +9,8 @@
  * frames cross in one buffer each.
  *
  * The MAC comes from the device's config space; `mic.ip=A.B.C.D/N` on the
- * card's command line gives eth0 an address.  When every transmit buffer
+ * card's command line gives eth0 an address, `mic.gw=A.B.C.D` a default
+ * route.  When every transmit buffer
  * is in flight the driver stops reading the TAP; the card's kernel queues
  * (and, beyond the queue, drops) like on any busy link.
  */
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "card/vop.h"
+#include "lib/netlink.h"
 #include "vop/card/vop_card.h"
 
 enum { VQ_RX = 0, VQ_TX = 1 };
@@ -134,6 +136,45 @@ static int parse_ip(const char *cmdline, struct in_addr *addr, int *prefix)
 			return 1;
 	}
 	return 0;
+}
+
+/* "mic.gw=A.B.C.D" from the card's command line. */
+static int parse_gw(const char *cmdline, struct in_addr *gw)
+{
+	for (const char *p = cmdline; (p = strstr(p, "mic.gw=")); p++) {
+		if (p != cmdline && p[-1] != ' ')
+			continue;
+		char ip[16];
+		int n = 0;
+		if (sscanf(p + 7, "%15[0-9.]%n", ip, &n) == 1 && (!p[7 + n] || p[7 + n] == ' ') &&
+		    inet_pton(AF_INET, ip, gw) == 1)
+			return 1;
+	}
+	return 0;
+}
+
+/* The default route via mic.gw, over netlink in the card's own network
+ * namespace (eth0 must be up, the gateway on its subnet).  A route the
+ * kernel refuses leaves eth0 working on its subnet: logged, not fatal. */
+static void add_default_route(struct vnet *v, char *what, size_t wlen)
+{
+	struct in_addr gw;
+	if (!parse_gw(v->os->bp.cmdline, &gw))
+		return;
+	char ip[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &gw, ip, sizeof(ip));
+	struct mic_nl *nl;
+	int rc = mic_nl_open(&nl);
+	if (!rc) {
+		int idx = mic_nl_link_get(nl, IFNAME, NULL, 0);
+		rc = idx < 0 ? idx : mic_nl_route_default(nl, idx, gw);
+		mic_nl_close(nl);
+	}
+	size_t l = strlen(what);
+	if (rc)
+		cardlog(&v->os->log, "bus: virtio-net: default route via %s: %s", ip, strerror(-rc));
+	else if (l < wlen)
+		snprintf(what + l, wlen - l, " via %s", ip);
 }
 
 static int ifreq_ioctl(int s, unsigned long req, struct ifreq *r)
@@ -254,6 +295,7 @@ static int vnet_probe(struct cos_vdev *vd)
 		rc = configure_if(v, addr, sizeof(addr));
 	if (rc)
 		goto fail;
+	add_default_route(v, addr, sizeof(addr));
 	for (int i = 0; i < NBUF; i++) {
 		v->tx_free[v->ntx_free++] = i;
 		post_rx(v, i);

@@ -207,7 +207,7 @@ static int open_tap(struct net *n, const char *name)
 	snprintf(n->ifname, sizeof(n->ifname), "%s", ifr.ifr_name);
 	n->carrier = 1; /* a new TAP has carrier: drop it until a card driver runs */
 	set_carrier(n, 0);
-	/* Up, with no address: addressing the host side is the user's call. */
+	/* Up; its address or bridge, if configured, is host/link.c's. */
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		return -errno;
