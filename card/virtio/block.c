@@ -664,9 +664,11 @@ static int run_served(struct vblk *v, int (*fn)(void))
 	}
 	struct serve w = { .child = pid };
 	if (cos_on_exit(v->os->loop, pid, served_child_exit, &w) || serve_until(v, &w, 0)) {
-		cos_on_exit_cancel(v->os->loop, pid);
-		kill(pid, SIGKILL);
-		waitpid(pid, &w.status, 0);
+		if (w.child > 0) { /* once reaped, its pid may be another process's */
+			cos_on_exit_cancel(v->os->loop, pid);
+			kill(pid, SIGKILL);
+			waitpid(pid, &w.status, 0);
+		}
 		return -1;
 	}
 	return WIFEXITED(w.status) ? WEXITSTATUS(w.status) : -1;
