@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+/* Card side of virtio over PCIe (vop_card.h): the device page, feature
+ * negotiation, resets and split virtqueues.  ABI and handshakes:
+ * docs/device-page.md. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
