@@ -168,7 +168,8 @@ int fuse_reply_buf(fuse_req_t req, const char *buf, size_t size)
 	free(req->data);
 	req->data = malloc(size ? size : 1);
 	assert_non_null(req->data);
-	memcpy(req->data, buf, size);
+	if (size)
+		memcpy(req->data, buf, size);
 	return 0;
 }
 
