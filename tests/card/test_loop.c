@@ -262,8 +262,10 @@ static void child_exit_cancel(void **state)
 	pid_t pa = child_exiting(1, 0);
 	assert_int_equal(cos_on_exit(t->l, pa, exit_cb, &a), 0);
 	cos_on_exit_cancel(t->l, pa);
-	/* b exits later: by then a's exit has been taken by the loop */
-	pid_t pb = child_exiting(2, 50);
+	/* a has exited (left to be reaped) before b starts */
+	siginfo_t si;
+	assert_int_equal(waitid(P_PID, (id_t)pa, &si, WEXITED | WNOWAIT), 0);
+	pid_t pb = child_exiting(2, 10);
 	assert_int_equal(cos_on_exit(t->l, pb, exit_cb, &b), 0);
 	assert_int_equal(run_until_count(t->l, &b.calls, 1), 1);
 	assert_int_equal(WEXITSTATUS(b.status), 2);
@@ -302,8 +304,8 @@ static void timer_first_and_period(void **state)
 	assert_non_null(k.self);
 	assert_int_equal(run_until_count(t->l, &k.calls, 4), 1);
 	assert_true(k.at[0] >= t0 + 60); /* first after first_ms */
-	for (int i = 1; i < 4; i++)
-		assert_true(k.at[i] >= k.at[i - 1] + 10); /* then every period_ms (timerfd: >= 15 from start) */
+	/* then every period_ms: the fourth call needs the fourth expiry (a late
+	 * read takes several at once, so the gaps between calls vary) */
 	assert_true(k.at[3] >= t0 + 60 + 3 * 15);
 	cos_timer_stop(t->l, k.self);
 	int n = k.calls;
@@ -365,8 +367,9 @@ static void run_until_ticks(void **state)
 	uint64_t took = now_ms() - t0;
 	assert_true(took >= 200);
 	assert_true(took < 200 + WAIT_MS);
-	/* nothing woke the loop: only the tick did, about every 20 ms */
-	assert_true(u.checks >= 200 / 20 / 2);
+	/* nothing woke the loop but the tick: checked more than once, and not
+	 * more often than every 20 ms (a busy machine makes it fewer) */
+	assert_true(u.checks >= 2);
 	assert_true(u.checks <= 200 / 20 + 3);
 }
 
