@@ -1,10 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * The card's virtio-over-PCIe transport: finds the device page through the
- * SMPT window, puts each virtio device on the card's MIC bus (where the
- * matching virtio driver probes it), and follows the host's config changes
- * (new devices, removed devices) on the config doorbell.
- */
+/* The card's virtio-over-PCIe transport and the drivers' shared probe and
+ * release (card/vop.h).  Design: docs/architecture.md 3.7. */
 #include <errno.h>
 #include <linux/virtio_ids.h>
 #include <stdlib.h>

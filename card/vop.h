@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The card's virtio transport (card/vop.c): scans the device page, puts its
- * devices on the card bus and binds them to the virtio drivers, which
- * register themselves with COS_VIRTIO_DRIVER (a linker-section table, as
- * kvmtool's device init lists): the transport knows no driver by name.
+ * The card's virtio transport (card/vop.c) and the probe and release every
+ * card virtio driver shares; drivers register themselves with
+ * COS_VIRTIO_DRIVER, so that the transport knows none by name.  Design:
+ * docs/architecture.md 3.7.
  */
 #ifndef MIC_CARD_VOP_H
 #define MIC_CARD_VOP_H

@@ -1,26 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-block driver of the card.  The card OS is a process, so its
- * "kernel" is the host's: the driver makes the virtio disk a file of that
- * kernel, seen only inside the card's mount namespace:
- *
- *   /dev/vda -> /run/virtio-blk/vda (symlink to a FUSE file served here)
- *   -> virtio-block requests -> host backend -> disk image
- *
- * The disk is a file, not a block device: the host kernel never parses a
- * filesystem the card controls.  Filesystems on it are mounted by fuse2fs
- * in the card (card/mount.c), whose I/O comes back here as FUSE requests.
- *
- * The FUSE session runs in the card's single-threaded event loop: a FUSE
- * read, write or fsync becomes one virtio request (a write of part of a
- * sector two: read, then write), and its reply is sent when the host
- * completes the request, so the loop never blocks.  Requests are taken
- * from /dev/fuse only while a request slot is free: FUSE itself queues the
- * rest (backpressure instead of buffering).
- *
- * Everything that makes the kernel do I/O on the FUSE file or on a
- * filesystem served from it (unmounting and flushing on removal) runs in a
- * short-lived child, since the kernel waits for this process to answer.
+ * virtio-block driver of the card: the virtio disk becomes /dev/vda, a FUSE
+ * file in the card's mount namespace served from the card's event loop,
+ * since the card OS is a process and the host's kernel must never parse a
+ * filesystem the card controls.  Design: docs/architecture.md 3.13.
  */
 #define FUSE_USE_VERSION 312
 #include <endian.h>
@@ -549,8 +532,6 @@ static void child_close_fds(void)
 	close_range(3, ~0u, 0);
 }
 
-/* Undoes the kernel's octal escapes (\040...) of a mountinfo field, in place;
- * returns the end of the field. */
 /* Child: unmounts every filesystem mounted from the disk (fuse2fs mounts:
  * type fuse.*, source /dev/vda), innermost first.  A real unmount ends the
  * FUSE connection; fuse2fs then writes what it holds and exits, which the
@@ -664,9 +645,11 @@ static int run_served(struct vblk *v, int (*fn)(void))
 	}
 	struct serve w = { .child = pid };
 	if (cos_on_exit(v->os->loop, pid, served_child_exit, &w) || serve_until(v, &w, 0)) {
-		cos_on_exit_cancel(v->os->loop, pid);
-		kill(pid, SIGKILL);
-		waitpid(pid, &w.status, 0);
+		if (w.child > 0) { /* once reaped, its pid may be another process's */
+			cos_on_exit_cancel(v->os->loop, pid);
+			kill(pid, SIGKILL);
+			waitpid(pid, &w.status, 0);
+		}
 		return -1;
 	}
 	return WIFEXITED(w.status) ? WEXITSTATUS(w.status) : -1;

@@ -1,12 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-console driver of the card: the card's console is a PTY inside the
- * card OS, with a shell on its slave (respawned when it exits).  What the
- * shell writes goes to the host through the transmit queue; what the host
- * sends arrives in receive buffers and is written to the PTY.  The card OS
- * log is copied to the console as well.  Nothing is dropped on either path:
- * when buffers run out the driver stops reading the PTY until the host
- * returns some.
+ * virtio-console driver of the card: the card's console is a PTY in the card
+ * OS with a shell on its slave, respawned when it exits, so that the host's
+ * terminal reaches an ordinary shell; it also carries the card OS log, and
+ * drops nothing either way.  Design: docs/architecture.md 3.11.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,18 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-net driver of the card: the card OS sees an ordinary interface,
- * eth0, in its own network namespace.  It is a TAP device whose other end
- * is this driver: frames the card's kernel sends on eth0 are read from the
- * TAP and go to the host through the transmit queue; frames the host puts
- * in receive buffers are written to the TAP.  The TAP carries the same
- * virtio-net header as the queues, so checksum offload and 64 KiB GSO
- * frames cross in one buffer each.
- *
- * The MAC comes from the device's config space; `mic.ip=A.B.C.D/N` on the
- * card's command line gives eth0 an address, `mic.gw=A.B.C.D` a default
- * route.  When every transmit buffer
- * is in flight the driver stops reading the TAP; the card's kernel queues
- * (and, beyond the queue, drops) like on any busy link.
+ * virtio-net driver of the card: eth0, a TAP in the card's network namespace
+ * whose other end is this driver, so that the card's kernel sees an ordinary
+ * interface and offloaded frames cross unchanged.  Design:
+ * docs/architecture.md 3.12.
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -329,6 +329,42 @@ static void card_requested_reset(void **state)
 	card_to_host(f, &x, 1, 3);
 }
 
+/* A reset the host does not acknowledge frees none of the queues' card
+ * memory: the host may still write the used rings and walk the indirect
+ * tables.  The old code freed them whatever the answer. */
+static void unacked_reset_keeps_card_memory(void **state)
+{
+	struct fx *f = *state;
+	struct mic_vop_dev_template t = fx_console_tmpl();
+	struct fx_dev x;
+	uint64_t before = mic_vop_cma_avail(f->cma);
+	fx_bring_up(f, &t, ALL, MIC_VOP_VQ_USED_IN_CARDMEM, &x);
+	struct mic_vop_sg sg[2] = { { fx_buf(f, 64, 1), 64 }, { fx_buf(f, 64, 2), 64 } };
+	assert_int_equal(mic_vop_vq_add_outbuf(x.q[1], sg, 2, (void *)1), 0); /* indirect */
+	uint64_t held = mic_vop_cma_avail(f->cma);
+	/* used rings, the indirect table and the two buffers */
+	assert_true(held <= before - 2 * mic_vring_used_size(128) - 3 * 64);
+	/* nobody polls on the host side: no acknowledgement */
+	assert_int_equal(mic_vop_cdev_reset(x.cd, 20), -ETIMEDOUT);
+	assert_int_equal(mic_vop_cma_avail(f->cma), held);
+}
+
+/* Acknowledged, the same memory goes back (the buffers are the driver's). */
+static void acked_reset_frees_card_memory(void **state)
+{
+	struct fx *f = *state;
+	struct mic_vop_dev_template t = fx_console_tmpl();
+	struct fx_dev x;
+	uint64_t before = mic_vop_cma_avail(f->cma);
+	fx_bring_up(f, &t, ALL, MIC_VOP_VQ_USED_IN_CARDMEM, &x);
+	struct mic_vop_sg sg[2] = { { fx_buf(f, 64, 1), 64 }, { fx_buf(f, 64, 2), 64 } };
+	assert_int_equal(mic_vop_vq_add_outbuf(x.q[1], sg, 2, (void *)1), 0);
+	mic_vop_cdev_reset_start(x.cd);
+	assert_true(mic_vop_host_dev_poll(x.hd) & MIC_VOP_EV_RESET);
+	assert_int_equal(mic_vop_cdev_reset_wait(x.cd, 100), 0);
+	assert_int_equal(mic_vop_cma_avail(f->cma), before - 2 * 64);
+}
+
 int main(void)
 {
 #define T(n) cmocka_unit_test_setup_teardown(n, fx_setup, fx_teardown)
@@ -336,7 +372,8 @@ int main(void)
 		T(roundtrip_both_ways), T(mixed_chain_step_api), T(indirect_roundtrip),
 		T(index_wraparound), T(event_idx_suppression),
 		T(flag_suppression_without_event_idx), T(used_ring_in_card_memory), T(copy_hook),
-		T(card_requested_reset),
+		T(card_requested_reset), T(unacked_reset_keeps_card_memory),
+		T(acked_reset_frees_card_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

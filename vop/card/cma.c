@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* First-fit allocator over a range of card memory: a sorted array of free
- * extents, coalesced on free.  Small and predictable; virtio buffers are
- * few and long-lived. */
+/* The card-memory allocator of vop_card.h: first fit over a sorted array of
+ * free extents, coalesced on free; virtio buffers are few and long-lived.
+ * Where its memory serves: docs/device-page.md, "Where everything lives". */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

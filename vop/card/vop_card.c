@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+/* Card side of virtio over PCIe (vop_card.h): the device page, feature
+ * negotiation, resets and split virtqueues.  ABI and handshakes:
+ * docs/device-page.md. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,11 +102,14 @@ int mic_vop_card_open(struct mic_hw_view *v, struct mic_vop_cma *cma, struct mic
 	return 0;
 }
 
-static void vq_free(struct mic_vop_vq *q)
+/* keep_mem: the host has not let go of the queue, so its card memory (the
+ * used ring it writes, indirect tables it may still walk) stays allocated:
+ * a late host write would corrupt whatever the memory held next. */
+static void vq_free(struct mic_vop_vq *q, bool keep_mem)
 {
 	if (!q)
 		return;
-	struct mic_vop_cma *cma = q->d->c->cma;
+	struct mic_vop_cma *cma = keep_mem ? NULL : q->d->c->cma;
 	for (unsigned i = 0; i < q->num && cma; i++)
 		if (q->st[i].token && q->st[i].ind_addr)
 			mic_vop_cma_free(cma, q->st[i].ind_addr, q->st[i].ind_size);
@@ -112,10 +118,10 @@ static void vq_free(struct mic_vop_vq *q)
 	free(q);
 }
 
-static void dev_free_vqs(struct mic_vop_cdev *d)
+static void dev_free_vqs(struct mic_vop_cdev *d, bool keep_mem)
 {
 	for (unsigned i = 0; i < MIC_MAX_VRINGS; i++) {
-		vq_free(d->vq[i]);
+		vq_free(d->vq[i], keep_mem);
 		d->vq[i] = NULL;
 	}
 }
@@ -125,7 +131,7 @@ void mic_vop_card_close(struct mic_vop_card *c)
 	if (!c)
 		return;
 	for (unsigned i = 0; i < c->ndev; i++) {
-		dev_free_vqs(c->dev[i]);
+		dev_free_vqs(c->dev[i], false); /* the card's memory goes with it */
 		free(c->dev[i]);
 	}
 	free(c);
@@ -372,7 +378,7 @@ int mic_vop_cdev_reset_wait(struct mic_vop_cdev *d, int timeout_ms)
 		sleep_ms(1);
 	}
 	shm_st8(&ctl->vdev_reset, 0);
-	dev_free_vqs(d);
+	dev_free_vqs(d, r != 0);
 	d->features = 0;
 	return r;
 }

@@ -101,7 +101,9 @@ unsigned mic_vop_cdev_h2c_db(const struct mic_vop_cdev *d);
 int mic_vop_cdev_driver_ok(struct mic_vop_cdev *d);
 /* Asks the host to reset the device (vdev_reset, waits up to timeout_ms
  * for host_ack) and forgets all queue state; negotiate again afterwards.
- * The host must run mic_vop_host_dev_poll meanwhile. */
+ * The host must run mic_vop_host_dev_poll meanwhile.  -ETIMEDOUT: the host
+ * did not acknowledge, and the card memory of the queues (used rings,
+ * indirect tables) is left allocated, since the host may still write it. */
 int mic_vop_cdev_reset(struct mic_vop_cdev *d, int timeout_ms);
 /* Starts a reset request without waiting; mic_vop_cdev_reset_wait ends it. */
 void mic_vop_cdev_reset_start(struct mic_vop_cdev *d);
