@@ -122,7 +122,7 @@ static void device_text(FILE *out, const struct vdev *vd)
 	int n;
 	const enum vdev_stat *shown = shown_of(vd->ops->name, &n);
 	const char *open = NULL;
-	fprintf(out, "  %-8s", vd->ops->name);
+	fprintf(out, "  %-9s", vd->ops->name);
 	for (int i = 0; i < n; i++) {
 		const char *g = names[shown[i]].group;
 		int same = i && (open && g ? !strcmp(open, g) : open == g);

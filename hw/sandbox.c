@@ -345,14 +345,18 @@ static uint64_t read_counter(const char *dir, const char *file)
 	return errno || (*end && *end != '\n') ? MIC_HW_USAGE_NONE : (uint64_t)v;
 }
 
-void sandbox_usage(const struct sandbox *sb, struct mic_hw_usage *out)
+void sandbox_usage_at(bool v2, const char *mem, const char *pids, struct mic_hw_usage *out)
 {
-	const char *mem = sb->v2 ? sb->v2dir : sb->dir[V1_MEMORY];
-	const char *pids = sb->v2 ? sb->v2dir : sb->dir[V1_PIDS];
-	out->memory = read_counter(mem, sb->v2 ? "memory.current" : "memory.usage_in_bytes");
-	out->memory_max = read_counter(mem, sb->v2 ? "memory.max" : "memory.limit_in_bytes");
+	out->memory = read_counter(mem, v2 ? "memory.current" : "memory.usage_in_bytes");
+	out->memory_max = read_counter(mem, v2 ? "memory.max" : "memory.limit_in_bytes");
 	out->pids = read_counter(pids, "pids.current");
 	out->pids_max = read_counter(pids, "pids.max");
+}
+
+void sandbox_usage(const struct sandbox *sb, struct mic_hw_usage *out)
+{
+	sandbox_usage_at(sb->v2, sb->v2 ? sb->v2dir : sb->dir[V1_MEMORY],
+			 sb->v2 ? sb->v2dir : sb->dir[V1_PIDS], out);
 }
 
 bool sandbox_oom_check(struct sandbox *sb)

@@ -53,5 +53,9 @@ uint64_t sandbox_memory_max(const struct sandbox *sb);
  * limit_in_bytes, pids.current/max). */
 struct mic_hw_usage;
 void sandbox_usage(const struct sandbox *sb, struct mic_hw_usage *out);
+/* The same from the given cgroup directories (tests/hw/test_sandbox_usage.c
+ * checks both layouts without a second cgroup mount). */
+void sandbox_usage_at(bool v2, const char *mem_dir, const char *pids_dir,
+		      struct mic_hw_usage *out);
 
 #endif
