@@ -47,18 +47,22 @@ static const struct {
 	  6 },
 };
 
-/* A backend this file does not know yet shows every counter. */
-static const enum vdev_stat *shown_of(const char *type, int *n)
+/* The i-th counter a device of this type shows, and how many it shows: a
+ * backend this file does not know yet shows every counter. */
+static int shown_count(const char *type, const enum vdev_stat **shown)
 {
-	static const enum vdev_stat all[VS__N] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 };
-	_Static_assert(VS__N == 12, "list every counter in all[]");
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (!strcmp(kinds[i].type, type)) {
-			*n = kinds[i].n;
-			return kinds[i].shown;
+			*shown = kinds[i].shown;
+			return kinds[i].n;
 		}
-	*n = VS__N;
-	return all;
+	*shown = NULL;
+	return VS__N;
+}
+
+static enum vdev_stat nth(const enum vdev_stat *shown, int i)
+{
+	return shown ? shown[i] : (enum vdev_stat)i;
 }
 
 static uint64_t get(const struct vdev *vd, enum vdev_stat k)
@@ -92,26 +96,27 @@ static void json_num(FILE *out, uint64_t v)
 /* "from_card":{"packets":1,"bytes":2},"to_card":{...},"reads":3... */
 static void device_json(FILE *out, const struct vdev *vd)
 {
-	int n;
-	const enum vdev_stat *shown = shown_of(vd->ops->name, &n);
-	const char *open = NULL; /* the group whose object is open */
+	const enum vdev_stat *shown;
+	int n = shown_count(vd->ops->name, &shown);
+	const char *grp = NULL; /* the group whose object is open */
 	fprintf(out, "{\"type\":");
 	json_str(out, vd->ops->name);
 	for (int i = 0; i < n; i++) {
-		const char *g = names[shown[i]].group;
-		if (!open || !g || strcmp(open, g)) { /* not a next member of the open group */
-			if (open)
+		enum vdev_stat k = nth(shown, i);
+		const char *g = names[k].group;
+		if (!grp || !g || strcmp(grp, g)) { /* not a next member of the open group */
+			if (grp)
 				fputc('}', out);
 			fputc(',', out);
 			if (g)
 				fprintf(out, "\"%s\":{", g);
-			open = g;
+			grp = g;
 		} else {
 			fputc(',', out);
 		}
-		fprintf(out, "\"%s\":%" PRIu64, names[shown[i]].key, get(vd, shown[i]));
+		fprintf(out, "\"%s\":%" PRIu64, names[k].key, get(vd, k));
 	}
-	if (open)
+	if (grp)
 		fputc('}', out);
 	fputc('}', out);
 }
@@ -119,21 +124,22 @@ static void device_json(FILE *out, const struct vdev *vd)
 /* "from card 10 packets, 980 bytes, 0 drops; to card ..., 3 reads, ..." */
 static void device_text(FILE *out, const struct vdev *vd)
 {
-	int n;
-	const enum vdev_stat *shown = shown_of(vd->ops->name, &n);
-	const char *open = NULL;
+	const enum vdev_stat *shown;
+	int n = shown_count(vd->ops->name, &shown);
+	const char *grp = NULL;
 	fprintf(out, "  %-9s", vd->ops->name);
 	for (int i = 0; i < n; i++) {
-		const char *g = names[shown[i]].group;
-		int same = i && (open && g ? !strcmp(open, g) : open == g);
+		enum vdev_stat k = nth(shown, i);
+		const char *g = names[k].group;
+		int same = i && (grp && g ? !strcmp(grp, g) : grp == g);
 		if (i)
 			fputs(same ? ", " : "; ", out);
 		if (g && !same)
 			fprintf(out, "%s ", !strcmp(g, "from_card") ? "from card" : "to card");
-		open = g;
-		fprintf(out, "%" PRIu64 " ", get(vd, shown[i]));
-		for (const char *k = names[shown[i]].key; *k; k++) /* read_bytes: "read bytes" */
-			fputc(*k == '_' ? ' ' : *k, out);
+		grp = g;
+		fprintf(out, "%" PRIu64 " ", get(vd, k));
+		for (const char *c = names[k].key; *c; c++) /* read_bytes: "read bytes" */
+			fputc(*c == '_' ? ' ' : *c, out);
 	}
 	fputc('\n', out);
 }
