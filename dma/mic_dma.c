@@ -47,6 +47,10 @@ struct mic_dma_chan {
 	uint64_t irq_gen;
 
 	_Atomic uint64_t st_dma, st_cpu, st_desc, st_kicks;
+	/* Busy time: closed intervals in st_busy_ns; busy_since is when the
+	 * engine last got work on an idle channel (0 = idle).  Written under
+	 * lock, read by mic_dma_chan_stats without it. */
+	_Atomic uint64_t st_busy_ns, busy_since;
 };
 
 static uint32_t reg(const struct mic_dma_chan *c, uint32_t off)
@@ -240,6 +244,21 @@ static bool chan_failed(const struct mic_dma_chan *c)
 	return reg(c, MIC_DMA_REG_STATUS) & MIC_DMA_STS_ERROR;
 }
 
+/* c->lock held: the channel went idle (everything submitted is done, or
+ * a reset dropped it): close the open busy interval. */
+static void busy_end(struct mic_dma_chan *c)
+{
+	uint64_t since = atomic_load_explicit(&c->busy_since, memory_order_relaxed);
+	if (!since)
+		return;
+	uint64_t now = now_ns();
+	/* This order (and release): a reader that sees the new total also
+	 * sees the interval closed, so it never counts the interval twice. */
+	atomic_store_explicit(&c->busy_since, 0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->st_busy_ns, now > since ? now - since : 0,
+				  memory_order_release);
+}
+
 int mic_dma_chan_reset(struct mic_dma_chan *c)
 {
 	pthread_mutex_lock(&c->lock);
@@ -254,6 +273,7 @@ int mic_dma_chan_reset(struct mic_dma_chan *c)
 		/* The engine is idle in reset: nothing races with this store. */
 		atomic_store_explicit(c->done, last, memory_order_release);
 		mic_irq_ack(c->v, c->line);
+		busy_end(c);
 	}
 	pthread_mutex_unlock(&c->lock);
 	/* Waiters asleep on the interrupt re-check their cookie. */
@@ -270,6 +290,12 @@ void mic_dma_chan_stats(struct mic_dma_chan *c, struct mic_dma_stats *out)
 	out->cpu_bytes = atomic_load(&c->st_cpu);
 	out->descriptors = atomic_load(&c->st_desc);
 	out->head_writes = atomic_load(&c->st_kicks);
+	/* Unlocked (see busy_end): an interval closing between the two loads
+	 * is missed by this one reading, never counted twice. */
+	uint64_t busy = atomic_load_explicit(&c->st_busy_ns, memory_order_acquire);
+	uint64_t since = atomic_load_explicit(&c->busy_since, memory_order_relaxed);
+	uint64_t now = now_ns();
+	out->busy_ns = busy + (since && now > since ? now - since : 0);
 }
 
 /* --- batches --- */
@@ -346,6 +372,8 @@ static void kick(struct mic_dma_chan *c)
 	reg_write(c, MIC_DMA_REG_HEAD, c->head);
 	c->queued = 0;
 	atomic_fetch_add_explicit(&c->st_kicks, 1, memory_order_relaxed);
+	if (!atomic_load_explicit(&c->busy_since, memory_order_relaxed))
+		atomic_store_explicit(&c->busy_since, now_ns() | 1, memory_order_relaxed);
 }
 
 static uint32_t next_slot(const struct mic_dma_chan *c, uint32_t i)
@@ -565,19 +593,38 @@ static int wait_irq(struct mic_dma_chan *c, mic_dma_cookie_t cookie, uint64_t de
 	return rc;
 }
 
+/* After a wait succeeded: if nothing is left in flight, the channel is
+ * idle since about now.  trylock: a submitter holding the lock is about
+ * to keep the channel busy anyway, and a waiter must not queue behind it. */
+static void busy_check(struct mic_dma_chan *c)
+{
+	if (!atomic_load_explicit(&c->busy_since, memory_order_relaxed) ||
+	    pthread_mutex_trylock(&c->lock))
+		return;
+	if (!c->queued && atomic_load_explicit(c->done, memory_order_acquire) >=
+				  atomic_load(&c->last_cookie))
+		busy_end(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
 int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_wait_mode mode,
 		 int timeout_ms)
 {
 	if (cookie > atomic_load(&c->last_cookie))
 		return -EINVAL;
 	uint64_t deadline = deadline_ms(timeout_ms);
+	int rc;
 	if (mode == MIC_DMA_WAIT_IRQ) {
 		if (atomic_load(&c->last_intr_cookie) < cookie && mic_dma_tx_status(c, cookie) ==
 		    -EINPROGRESS)
 			return -EINVAL;
-		return wait_irq(c, cookie, deadline);
+		rc = wait_irq(c, cookie, deadline);
+	} else {
+		rc = wait_poll(c, cookie, deadline);
 	}
-	return wait_poll(c, cookie, deadline);
+	if (!rc)
+		busy_check(c);
+	return rc;
 }
 
 int mic_dma_memcpy_timeout(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len,

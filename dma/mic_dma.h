@@ -123,6 +123,8 @@ struct mic_dma_stats {
 	uint64_t cpu_bytes;   /* copied by the CPU (unaligned parts, fallbacks) */
 	uint64_t descriptors; /* descriptors queued */
 	uint64_t head_writes; /* kicks */
+	uint64_t busy_ns;     /* from a kick of an idle channel until a wait
+			       * (or reset) sees it idle again */
 };
 void mic_dma_chan_stats(struct mic_dma_chan *c, struct mic_dma_stats *out);
 

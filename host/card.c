@@ -187,6 +187,7 @@ static void on_fw_event(void *arg)
 			disarm_timer(c);
 			c->last_boot_ms = (double)(now_ns() - c->boot_cmd_ns) / 1e6;
 			c->boots++;
+			c->online_ns = now_ns();
 			char why[64];
 			snprintf(why, sizeof(why), "booted in %.1f ms", c->last_boot_ms);
 			set_state(c, CARD_ONLINE, why);
@@ -468,9 +469,12 @@ int card_reset(struct mic_card *c)
 	for (int i = 0; i < c->nvdev; i++)
 		vdev_lock(c->vdev[i]);
 	int rc = mic_hw_reset(c->hw);
-	setup_after_reset(c);
+	setup_after_reset(c); /* new DMA channels: their counters start at 0 */
 	for (int i = 0; i < c->nvdev; i++) {
 		vdev_card_gone_locked(c->vdev[i]);
+		/* Like a device's hardware counters: a card reset zeroes them,
+		 * the card's own device resets and reboots do not. */
+		vdev_stats_zero(&c->vdev[i]->stats);
 		vdev_unlock(c->vdev[i]);
 	}
 	if (rc) {

@@ -56,6 +56,7 @@ struct mic_card {
 	uint64_t boot_cmd_ns;
 	double last_boot_ms;
 	unsigned boots, crashes;
+	uint64_t online_ns;        /* when the card OS last came online */
 	int suspending;   /* being shut down by an OSPM suspend */
 	uint32_t heartbeat;        /* last MIC_SPAD_HEARTBEAT seen while online */
 	uint64_t heartbeat_ns;     /* when it last changed */

@@ -28,6 +28,7 @@
 #include "host/backends/backends.h"
 #include "host/card.h"
 #include "host/config.h"
+#include "host/stats.h"
 #include "lib/log.h"
 
 /* Each waiting request holds a connection: bounded, so clients cannot use
@@ -480,6 +481,34 @@ static void cmd_status_json(struct micd *d, int fd, struct request *rq)
 	send_status(d, fd, rq, 1);
 }
 
+/* stats [CARD], stats-json [CARD]: host/stats.c */
+static void send_stats(struct micd *d, int fd, struct request *rq, int json)
+{
+	if (rq->argc > 1 && !rq->card)
+		return answer(fd, 4, "no card named '%s'", rq->argv[1]);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return answer(fd, 1, "out of memory");
+	stats_write(f, d->cards, d->ncards, rq->card, json);
+	fclose(f);
+	send_all(fd, "OK\n", 3);
+	send_all(fd, buf, len);
+	free(buf);
+	close(fd);
+}
+
+static void cmd_stats(struct micd *d, int fd, struct request *rq)
+{
+	send_stats(d, fd, rq, 0);
+}
+
+static void cmd_stats_json(struct micd *d, int fd, struct request *rq)
+{
+	send_stats(d, fd, rq, 1);
+}
+
 static void cmd_suspend(struct micd *d, int fd, struct request *rq)
 {
 	(void)rq;
@@ -586,6 +615,8 @@ static const struct command {
 	{ "wait", CMD_CARD | CMD_WAITS, cmd_wait },
 	{ "console-size", CMD_CARD, cmd_console_size },
 	{ "log", CMD_CARD, cmd_log },
+	{ "stats", 0, cmd_stats },
+	{ "stats-json", 0, cmd_stats_json },
 };
 
 static void handle_request(struct micd *d, int fd, char *line)

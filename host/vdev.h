@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dma/mic_dma.h"
+#include "host/stats.h"
 #include "hw/mic_hw.h"
 #include "vop/host/vop_host.h"
 
@@ -62,6 +63,9 @@ struct vdev {
 	struct mic_dma_chan *dma; /* host channel for large copies, or NULL */
 	int dma_off;      /* a copy failed or timed out: CPU only until the card resets */
 	uint64_t dma_bytes, dma_copies; /* moved by DMA, for tests and status */
+	/* micctl stats: added by the backend's serve(), zeroed by a card reset
+	 * only (host/stats.h) */
+	struct vdev_stats stats;
 };
 
 /* Copies of at least this many bytes between card memory and a backend

@@ -147,6 +147,15 @@ void mic_hw_uart_drain(struct mic_hw *hw);
 void mic_hw_card_view(struct mic_hw *hw, struct mic_hw_view *out);
 /* pid of the card's firmware process, for tests and diagnostics. */
 pid_t mic_hw_card_pid(const struct mic_hw *hw);
+/* What the card's processes use of their cgroup's limits, as the kernel
+ * counts it (never the card's word); MIC_HW_USAGE_NONE where unknown (no
+ * sandbox yet) or unlimited. */
+#define MIC_HW_USAGE_NONE UINT64_MAX
+struct mic_hw_usage {
+	uint64_t memory, memory_max; /* bytes */
+	uint64_t pids, pids_max;
+};
+void mic_hw_usage(const struct mic_hw *hw, struct mic_hw_usage *out);
 
 /* --- card side --- */
 

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hw/mic_hw.h"
 #include "lib/log.h"
 #include "lib/proc.h"
 #include "sandbox.h"
@@ -330,6 +331,32 @@ int sandbox_oom_fd(const struct sandbox *sb)
 uint64_t sandbox_memory_max(const struct sandbox *sb)
 {
 	return sb->cfg.memory_max;
+}
+
+/* A cgroup counter: a number, or "max" (v2's unlimited). */
+static uint64_t read_counter(const char *dir, const char *file)
+{
+	char path[600], buf[64], *end;
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (!dir[0] || read_file(path, buf, sizeof(buf)) < 0 || buf[0] < '0' || buf[0] > '9')
+		return MIC_HW_USAGE_NONE;
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	return errno || (*end && *end != '\n') ? MIC_HW_USAGE_NONE : (uint64_t)v;
+}
+
+void sandbox_usage_at(bool v2, const char *mem, const char *pids, struct mic_hw_usage *out)
+{
+	out->memory = read_counter(mem, v2 ? "memory.current" : "memory.usage_in_bytes");
+	out->memory_max = read_counter(mem, v2 ? "memory.max" : "memory.limit_in_bytes");
+	out->pids = read_counter(pids, "pids.current");
+	out->pids_max = read_counter(pids, "pids.max");
+}
+
+void sandbox_usage(const struct sandbox *sb, struct mic_hw_usage *out)
+{
+	sandbox_usage_at(sb->v2, sb->v2 ? sb->v2dir : sb->dir[V1_MEMORY],
+			 sb->v2 ? sb->v2dir : sb->dir[V1_PIDS], out);
 }
 
 bool sandbox_oom_check(struct sandbox *sb)

@@ -48,5 +48,14 @@ int sandbox_oom_fd(const struct sandbox *sb);
 bool sandbox_oom_check(struct sandbox *sb);
 /* The memory limit in bytes. */
 uint64_t sandbox_memory_max(const struct sandbox *sb);
+/* Memory and processes in use and their limits, from the cgroup's files
+ * (v2 memory.current/max, pids.current/max; v1 memory.usage_in_bytes and
+ * limit_in_bytes, pids.current/max). */
+struct mic_hw_usage;
+void sandbox_usage(const struct sandbox *sb, struct mic_hw_usage *out);
+/* The same from the given cgroup directories (tests/hw/test_sandbox_usage.c
+ * checks both layouts without a second cgroup mount). */
+void sandbox_usage_at(bool v2, const char *mem_dir, const char *pids_dir,
+		      struct mic_hw_usage *out);
 
 #endif

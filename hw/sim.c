@@ -309,6 +309,14 @@ bool mic_hw_fault_pending(struct mic_hw *hw)
 	return poll(&p, 1, 0) == 1;
 }
 
+void mic_hw_usage(const struct mic_hw *hw, struct mic_hw_usage *out)
+{
+	*out = (struct mic_hw_usage){ MIC_HW_USAGE_NONE, MIC_HW_USAGE_NONE, MIC_HW_USAGE_NONE,
+				      MIC_HW_USAGE_NONE };
+	if (hw->sb)
+		sandbox_usage(hw->sb, out);
+}
+
 const char *mic_hw_fault_reason(const struct mic_hw *hw)
 {
 	return hw->fault;

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ESCAPE_KEY 0x1d /* Ctrl-] */
@@ -39,6 +40,9 @@ static void usage(void)
 		"  resume                      boot every card that suspend shut down\n"
 		"  wait CARD STATE [--timeout SECONDS]\n"
 		"  log CARD                    the card OS log, read from card memory\n"
+		"  stats [CARD] [--json] [--watch SECONDS]\n"
+		"                              traffic of each device and DMA channel, uptime,\n"
+		"                              boots, memory and processes; --watch redraws\n"
 		"  console-size CARD COLS ROWS set the console's terminal size (done by\n"
 		"                              console itself when attached to a terminal)\n"
 		"  console CARD [--linger S]   attach to the card's console (Ctrl-] detaches);\n"
@@ -107,6 +111,30 @@ static int request_to(const char *rundir, const char *line, FILE *out)
 static int request(const char *rundir, const char *line)
 {
 	return request_to(rundir, line, stdout);
+}
+
+/*
+ * stats --watch: the request again every interval until interrupted, on a
+ * cleared screen like top; into a pipe or file, one block after another
+ * without escape sequences (a JSON document per line with --json).
+ */
+static int watch(const char *rundir, const char *line, double interval, int json)
+{
+	int tty = isatty(1);
+	for (int n = 0;; n++) {
+		if (tty)
+			fputs("\033[H\033[2J", stdout);
+		else if (n && !json)
+			fputc('\n', stdout);
+		int rc = request(rundir, line);
+		fflush(stdout);
+		if (rc)
+			return rc;
+		struct timespec ts = { (time_t)interval,
+				       (long)((interval - (double)(time_t)interval) * 1e9) };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -231,7 +259,7 @@ int main(int argc, char **argv)
 {
 	const char *rundir = getenv("MIC_RUNDIR");
 	int json = 0, nowait = 0;
-	double timeout = 10, linger = 0.5;
+	double timeout = 10, linger = 0.5, watch_s = 0;
 	/* Options may come before or after the command words. */
 	char *words[4];
 	int nw = 0;
@@ -246,6 +274,8 @@ int main(int argc, char **argv)
 			timeout = seconds_arg("--timeout", argv[++i]);
 		else if (!strcmp(argv[i], "--linger") && i + 1 < argc)
 			linger = seconds_arg("--linger", argv[++i]);
+		else if (!strcmp(argv[i], "--watch") && i + 1 < argc)
+			watch_s = seconds_arg("--watch", argv[++i]);
 		else if (argv[i][0] == '-')
 			usage();
 		else if (nw < 4)
@@ -257,6 +287,10 @@ int main(int argc, char **argv)
 		rundir = "/run/micstack";
 	if (nw == 0)
 		usage();
+	if (watch_s && (strcmp(words[0], "stats") || watch_s < 0.1)) {
+		fprintf(stderr, "micctl: --watch is for stats, at least 0.1 seconds\n");
+		return 2;
+	}
 	const char *cmd = words[0];
 	char line[256];
 	if (!strcmp(cmd, "status") && nw <= 2) {
@@ -273,6 +307,11 @@ int main(int argc, char **argv)
 		return console(rundir, words[1], linger);
 	} else if (!strcmp(cmd, "log") && nw == 2) {
 		snprintf(line, sizeof(line), "log %s\n", words[1]);
+	} else if (!strcmp(cmd, "stats") && nw <= 2) {
+		snprintf(line, sizeof(line), "%s %s\n", json ? "stats-json" : "stats",
+			 nw > 1 ? words[1] : "");
+		if (watch_s > 0)
+			return watch(rundir, line, watch_s, json);
 	} else {
 		usage();
 	}

@@ -121,6 +121,8 @@ static uint8_t do_request(struct block *b, struct mic_vop_chain *c)
 		struct iovec iov = { b->bounce, len };
 		if (mic_vop_host_chain_push(dev, c, &iov, 1) != (ssize_t)len)
 			return VIRTIO_BLK_S_IOERR;
+		vdev_stat_add(&b->vd.stats, VS_READS, 1);
+		vdev_stat_add(&b->vd.stats, VS_READ_BYTES, len);
 		return VIRTIO_BLK_S_OK;
 	}
 	case VIRTIO_BLK_T_OUT: {
@@ -130,14 +132,19 @@ static uint8_t do_request(struct block *b, struct mic_vop_chain *c)
 		struct iovec iov = { b->bounce, len };
 		if (mic_vop_host_chain_pull(dev, c, &iov, 1) != (ssize_t)len)
 			return VIRTIO_BLK_S_IOERR;
-		return file_io(b, 1, b->bounce, len, sector * SECTOR) ? VIRTIO_BLK_S_IOERR :
-									 VIRTIO_BLK_S_OK;
+		if (file_io(b, 1, b->bounce, len, sector * SECTOR))
+			return VIRTIO_BLK_S_IOERR;
+		vdev_stat_add(&b->vd.stats, VS_WRITES, 1);
+		vdev_stat_add(&b->vd.stats, VS_WRITE_BYTES, len);
+		return VIRTIO_BLK_S_OK;
 	}
 	case VIRTIO_BLK_T_FLUSH:
 		if (c->read_len != sizeof(h) || c->write_len != 1)
 			return VIRTIO_BLK_S_IOERR;
-		if (b->ro || fdatasync(b->fd) == 0)
+		if (b->ro || fdatasync(b->fd) == 0) {
+			vdev_stat_add(&b->vd.stats, VS_FLUSHES, 1);
 			return VIRTIO_BLK_S_OK;
+		}
 		io_error(b, "flush", 0);
 		return VIRTIO_BLK_S_IOERR;
 	case VIRTIO_BLK_T_GET_ID: {
@@ -166,7 +173,10 @@ static void block_serve(struct vdev *vd)
 		}
 		if (mic_vop_host_vq_get(vd->dev, VQ_REQ, c) != 1)
 			break;
-		finish(b, c, do_request(b, c));
+		uint8_t status = do_request(b, c);
+		if (status != VIRTIO_BLK_S_OK)
+			vdev_stat_add(&vd->stats, VS_ERRORS, 1);
+		finish(b, c, status);
 		if (mic_vop_host_vq_put(vd->dev, c) < 0)
 			break;
 		used = 1;

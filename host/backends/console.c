@@ -62,6 +62,7 @@ static int serve_tx(struct console *c)
 		if (n < 0 || mic_vop_host_vq_put(dev, &c->chain) < 0)
 			return used;
 		c->out_len = (size_t)n;
+		vdev_stat_add(&c->vd.stats, VS_FROM_CARD_BYTES, (uint64_t)n);
 		used = 1;
 	}
 }
@@ -90,6 +91,7 @@ static int serve_rx(struct console *c)
 			return used;
 		memmove(c->in, c->in + n, c->in_len - (size_t)n);
 		c->in_len -= (size_t)n;
+		vdev_stat_add(&c->vd.stats, VS_TO_CARD_BYTES, (uint64_t)n);
 		used = 1;
 	}
 }

@@ -69,6 +69,7 @@ static int serve_tx(struct net *n, int *more)
 		if (n->tx_chain.read_len > PKT_MAX || n->tx_chain.read_len < HDR_LEN + 14) {
 			if (mic_vop_host_vq_put(dev, &n->tx_chain) < 0)
 				return used;
+			vdev_stat_add(&n->vd.stats, VS_FROM_CARD_DROPS, 1);
 			used = 1;
 			continue;
 		}
@@ -81,7 +82,12 @@ static int serve_tx(struct net *n, int *more)
 		memset(n->tx_buf + 10, 0, 2);
 		/* A short write is a frame the kernel refused (bad GSO header, TAP
 		 * down): dropped, as on a real link. */
-		if (write(n->tap, n->tx_buf, (size_t)len) != len) { /* dropped */ }
+		if (write(n->tap, n->tx_buf, (size_t)len) != len) {
+			vdev_stat_add(&n->vd.stats, VS_FROM_CARD_DROPS, 1);
+		} else {
+			vdev_stat_add(&n->vd.stats, VS_FROM_CARD_PACKETS, 1);
+			vdev_stat_add(&n->vd.stats, VS_FROM_CARD_BYTES, (uint64_t)len - HDR_LEN);
+		}
 	}
 	*more = 1;
 	return used;
@@ -112,12 +118,15 @@ static int serve_rx(struct net *n, int *more)
 			/* The card's buffer is too small for this packet: drop the
 			 * packet, keep the buffer for the next one. */
 			n->rx_len = 0;
+			vdev_stat_add(&n->vd.stats, VS_TO_CARD_DROPS, 1);
 			continue;
 		}
 		struct iovec iov = { n->rx_buf, n->rx_len };
 		ssize_t w = mic_vop_host_chain_push(dev, &n->rx_chain, &iov, 1);
 		if (w < 0 || mic_vop_host_vq_put(dev, &n->rx_chain) < 0)
 			return used;
+		vdev_stat_add(&n->vd.stats, VS_TO_CARD_PACKETS, 1);
+		vdev_stat_add(&n->vd.stats, VS_TO_CARD_BYTES, n->rx_len - HDR_LEN);
 		n->rx_chain_held = 0;
 		n->rx_len = 0;
 		used = 1;
