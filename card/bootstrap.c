@@ -259,7 +259,7 @@ static void card_os_child(struct bootstrap *b, int errfd, int sock)
 		goto fail;
 	step++;
 	/* The image, then the host's overlay over it (the card's own ssh keys:
-	 * docs/architecture.md 3.19). */
+	 * docs/architecture.md, "ssh into the card"). */
 	if (extract(b, (const char *)mic_cardmem(&b->hw, b->bp.image_addr, b->bp.image_size) +
 			       sizeof(struct mic_image_hdr),
 		    b->img.payload_size) < 0 ||

@@ -2,7 +2,7 @@
 /*
  * The card's ssh server: dropbear from the image, started by the card OS
  * when the host's overlay gave the card its host key, and restarted when it
- * exits (docs/architecture.md 3.19).
+ * exits (docs/architecture.md, "ssh into the card").
  */
 #ifndef MIC_CARD_SSHD_H
 #define MIC_CARD_SSHD_H

@@ -3,7 +3,7 @@
  * A card's state on the host (its directory, its ssh host key) and the
  * overlay: the files the host lays over the card's image at each boot, a
  * tar archive written into card memory next to the image
- * (docs/architecture.md 3.19).
+ * (docs/architecture.md, "ssh into the card").
  */
 #ifndef MIC_HOST_OVERLAY_H
 #define MIC_HOST_OVERLAY_H
