@@ -297,15 +297,18 @@ int micd_cfg_finish(struct micd_cfg *c, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: a card name has no '/'", k->name);
 			return -1;
 		}
-		if (!k->state_dir[0] &&
-		    (size_t)snprintf(k->state_dir, sizeof(k->state_dir), "%s/%s", c->statedir,
-				     k->name) >= sizeof(k->state_dir)) {
-			snprintf(err, errlen, "%s: state directory path too long", k->name);
-			return -1;
+		if (!k->state_dir[0]) {
+			char dir[sizeof(k->state_dir)];
+			if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", c->statedir, k->name) >=
+			    sizeof(dir)) {
+				snprintf(err, errlen, "%s: state directory path too long", k->name);
+				return -1;
+			}
+			memcpy(k->state_dir, dir, sizeof(dir));
 		}
 		if (!k->ssh_authorized_keys[0])
-			snprintf(k->ssh_authorized_keys, sizeof(k->ssh_authorized_keys), "%s",
-				 c->ssh_authorized_keys);
+			memcpy(k->ssh_authorized_keys, c->ssh_authorized_keys,
+			       sizeof(k->ssh_authorized_keys));
 		if (!k->memory_max)
 			k->memory_max = k->aperture_size;
 		char who[200];
