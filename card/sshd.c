@@ -20,7 +20,9 @@ struct cos_sshd {
 	 * card OS's own log is copied to: a user's shell is no place for them */
 	struct cardlog log;
 	pid_t pid;
-	int logfd;
+	/* one pipe for every server started: sessions of a server that died
+	 * may still write to it */
+	int logfd, logw;
 	char line[400];
 	size_t len;
 	struct cos_timer *retry;
@@ -40,6 +42,7 @@ static void on_log(void *ctx, uint32_t events)
 	struct cos_sshd *s = ctx;
 	char buf[1024];
 	ssize_t n;
+	(void)events;
 	while ((n = read(s->logfd, buf, sizeof(buf))) > 0)
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == '\n' || s->len == sizeof(s->line))
@@ -47,14 +50,6 @@ static void on_log(void *ctx, uint32_t events)
 			if (buf[i] != '\n')
 				s->line[s->len++] = buf[i];
 		}
-	(void)events;
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-		/* every writer (dropbear and its sessions) is gone */
-		flush_line(s);
-		cos_unwatch(s->os->loop, s->logfd);
-		close(s->logfd);
-		s->logfd = -1;
-	}
 }
 
 static void on_retry(void *ctx)
@@ -66,7 +61,7 @@ static void on_retry(void *ctx)
 		start(s);
 }
 
-static void on_exit_(void *ctx, pid_t pid, int status)
+static void on_server_exit(void *ctx, pid_t pid, int status)
 {
 	struct cos_sshd *s = ctx;
 	(void)pid;
@@ -80,23 +75,12 @@ static void on_exit_(void *ctx, pid_t pid, int status)
 
 static void start(struct cos_sshd *s)
 {
-	int p[2];
-	if (s->logfd >= 0) { /* sessions of the previous server may still hold it */
-		cos_unwatch(s->os->loop, s->logfd);
-		close(s->logfd);
-		s->logfd = -1;
-	}
-	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-		cardlog(&s->os->log, "sshd: %s", strerror(errno));
-		return;
-	}
 	pid_t pid = fork();
 	if (pid == 0) {
 		setsid();
 		int null = open("/dev/null", O_RDWR);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0 || dup2(p[1], 2) < 0)
+		if (null < 0 || dup2(null, 0) < 0 || dup2(s->logw, 1) < 0 || dup2(s->logw, 2) < 0)
 			_exit(127);
-		fcntl(1, F_SETFL, 0);
 		/* Nothing of the card runtime: no hardware fd, doorbell or FUSE
 		 * session reaches the server or the shells it starts. */
 		syscall(SYS_close_range, 3, ~0u, 0);
@@ -111,20 +95,12 @@ static void start(struct cos_sshd *s)
 		execve(DROPBEAR, argv, envp);
 		_exit(127);
 	}
-	close(p[1]);
 	if (pid < 0) {
 		cardlog(&s->os->log, "sshd: fork: %s", strerror(errno));
-		close(p[0]);
 		return;
 	}
 	s->pid = pid;
-	s->logfd = p[0];
-	s->len = 0;
-	cos_on_exit(s->os->loop, pid, on_exit_, s);
-	if (cos_watch(s->os->loop, s->logfd, EPOLLIN, on_log, s) < 0) {
-		close(s->logfd);
-		s->logfd = -1;
-	}
+	cos_on_exit(s->os->loop, pid, on_server_exit, s);
 	cardlog(&s->os->log, "sshd: dropbear on port 22 (pid %d)", pid);
 }
 
@@ -141,7 +117,19 @@ void cos_sshd_start(struct cos *c)
 	if (!s)
 		return;
 	s->os = c;
-	s->logfd = -1;
+	int p[2] = { -1, -1 };
+	if (pipe2(p, O_CLOEXEC) < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    cos_watch(c->loop, p[0], EPOLLIN, on_log, s) < 0) {
+		cardlog(&c->log, "sshd: log pipe: %s", strerror(errno));
+		if (p[0] >= 0) {
+			close(p[0]);
+			close(p[1]);
+		}
+		free(s);
+		return;
+	}
+	s->logfd = p[0];
+	s->logw = p[1];
 	cardlog_open(&s->log, &c->hw, c->bp.log_addr, c->bp.log_size, "sshd");
 	c->sshd = s;
 	start(s);
@@ -158,13 +146,11 @@ void cos_sshd_stop(struct cos *c)
 		cos_on_exit_cancel(c->loop, s->pid);
 		kill(s->pid, SIGKILL);
 	}
-	if (s->logfd >= 0) {
-		on_log(s, EPOLLIN);
-		if (s->logfd >= 0) {
-			cos_unwatch(c->loop, s->logfd);
-			close(s->logfd);
-		}
-	}
+	on_log(s, EPOLLIN);
+	flush_line(s);
+	cos_unwatch(c->loop, s->logfd);
+	close(s->logfd);
+	close(s->logw);
 	free(s);
 	c->sshd = NULL;
 }

@@ -82,6 +82,21 @@ check "mic1, with no authorized keys, refuses the key login" refused
 logged() { micctl log mic0 | grep -q "sshd: .*Pubkey auth succeeded for 'root'"; }
 check "mic0's card log shows the accepted key" logged
 
+os=$(card_os_pid mic0)
+db=$(pgrep -P "$os" -x dropbear)
+kill -KILL $db
+restarted() {
+    local n
+    for _ in $(seq 60); do
+        n=$(pgrep -P "$os" -x dropbear)
+        [ -n "$n" ] && [ "$n" != "$db" ] && wait_ssh 10.97.0.2 && return 0
+        sleep 0.05
+    done
+    return 1
+}
+check "a killed ssh server is started again by the card OS" restarted
+check "and lets the key in" [ "$(cssh root@10.97.0.2 hostname)" = mic0 ]
+
 micctl shutdown mic0 >/dev/null && micctl boot mic0 >/dev/null
 wait_ssh 10.97.0.2
 check "after shutdown and boot: same host key (StrictHostKeyChecking)" [ "$(cssh root@10.97.0.2 hostname)" = mic0 ]
