@@ -56,13 +56,24 @@ run hostnet ping -c 3 -i 0.2 10.77.0.2
 printf '$ micctl console mic0  # ping -c 2 10.77.0.1\n'
 printf 'ping -c 2 10.77.0.1\n' | micctl console mic0 --linger 2.5 | tr -d '\r' | grep -E 'bytes from|packets'
 step "ssh into the card from the host end of the link (dropbear in the card; host key from $MIC_STATEDIR/mic0)"
-echo "10.77.0.2 $(cat "$MIC_STATEDIR/mic0/ssh_host_ed25519_key.pub")" > "$MIC_RUNDIR/known_hosts"
-SSH=(-F /dev/null -i "$MIC_RUNDIR/id" -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile="$MIC_RUNDIR/known_hosts")
-printf '$ ssh root@10.77.0.2 hostname\n'
-hostnet ssh "${SSH[@]}" root@10.77.0.2 hostname
+# "Host mic0" as a user would put it in ~/.ssh/config; the demo's own file
+cat > "$MIC_RUNDIR/ssh_config" <<EOF
+Host mic0
+    HostName 10.77.0.2
+    User root
+    HostKeyAlias mic0
+    IdentityFile $MIC_RUNDIR/id
+    IdentitiesOnly yes
+    UserKnownHostsFile $MIC_RUNDIR/known_hosts
+    BatchMode yes
+EOF
+echo "mic0 $(cat "$MIC_STATEDIR/mic0/ssh_host_ed25519_key.pub")" > "$MIC_RUNDIR/known_hosts"
+printf '$ ssh mic0 hostname\n'
+hostnet ssh -F "$MIC_RUNDIR/ssh_config" mic0 hostname
 head -c 4M /dev/urandom > "$MIC_RUNDIR/blob"
-printf '$ scp blob root@10.77.0.2:/tmp/ && ssh root@10.77.0.2 md5sum /tmp/blob\n'
-hostnet scp "${SSH[@]}" -q "$MIC_RUNDIR/blob" root@10.77.0.2:/tmp/ && hostnet ssh "${SSH[@]}" root@10.77.0.2 md5sum /tmp/blob
+printf '$ scp blob mic0:/tmp/ && ssh mic0 md5sum /tmp/blob\n'
+hostnet scp -F "$MIC_RUNDIR/ssh_config" -q "$MIC_RUNDIR/blob" mic0:/tmp/ &&
+    hostnet ssh -F "$MIC_RUNDIR/ssh_config" mic0 md5sum /tmp/blob
 printf 'host: %s\n' "$(md5sum < "$MIC_RUNDIR/blob")"
 step "the disk: $DISK (ext4, made on the host) is the card's /dev/vda, over virtio-block"
 # the card's driver makes /dev/vda shortly after boot
