@@ -78,6 +78,11 @@ static enum mic_boot_err validate(struct bootstrap *b)
 		return e;
 	if (memcmp(&b->img, img, sizeof(b->img)))
 		return MIC_BOOT_ERR_IMG_HDR_CSUM; /* changed while we checked it */
+	if (b->bp.overlay_size) {
+		const void *ov = mic_cardmem(&b->hw, b->bp.overlay_addr, b->bp.overlay_size);
+		if (!ov || mic_overlay_check(&b->bp, ov))
+			return MIC_BOOT_ERR_OVERLAY;
+	}
 	return MIC_BOOT_OK;
 }
 
@@ -166,17 +171,16 @@ static int extract_symlink(struct link_dirs *ld, struct archive_entry *e)
 	return rc;
 }
 
-static int extract(struct bootstrap *b)
+/* Unpacks a tar archive in card memory into the current directory. */
+static int extract(struct bootstrap *b, const char *payload, uint64_t size)
 {
-	const char *payload = (const char *)mic_cardmem(&b->hw, b->bp.image_addr, b->bp.image_size) +
-			      sizeof(struct mic_image_hdr);
 	struct archive *in = archive_read_new();
 	struct archive *out = archive_write_disk_new();
 	archive_read_support_format_tar(in);
 	archive_write_disk_set_options(out, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
 						    ARCHIVE_EXTRACT_SECURE_SYMLINKS |
 						    ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
-	int rc = archive_read_open_memory(in, payload, b->img.payload_size);
+	int rc = archive_read_open_memory(in, payload, size);
 	struct archive_entry *e;
 	struct link_dirs ld = { .root = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC) };
 	bool logged = false;
@@ -352,7 +356,14 @@ static void card_os_child(struct bootstrap *b, int errfd, int sock)
 	    mount("cardroot", "/mnt", "tmpfs", MS_NODEV, root_opts) < 0 || chdir("/mnt") < 0)
 		goto fail;
 	step++;
-	if (extract(b) < 0)
+	/* The image, then the host's overlay over it (the card's own ssh keys:
+	 * docs/architecture.md, "ssh into the card"). */
+	if (extract(b, (const char *)mic_cardmem(&b->hw, b->bp.image_addr, b->bp.image_size) +
+			       sizeof(struct mic_image_hdr),
+		    b->img.payload_size) < 0 ||
+	    (b->bp.overlay_size &&
+	     extract(b, mic_cardmem(&b->hw, b->bp.overlay_addr, b->bp.overlay_size),
+		     b->bp.overlay_size) < 0))
 		goto fail;
 	step++;
 	mkdir(".oldroot", 0700);

@@ -19,6 +19,7 @@
 
 #include "card/mount.h"
 #include "card/os.h"
+#include "card/sshd.h"
 #include "card/vop.h"
 #include "dma/mic_dma.h"
 #include "lib/clock.h"
@@ -219,12 +220,14 @@ int main(int argc, char **argv)
 	bus_start(&c, &dma_drv, &dma_dev);
 	if ((rc = cos_vop_start(&c)))
 		cardlog(&c.log, "virtio transport: %s", strerror(-rc));
+	cos_sshd_start(&c);
 
 	fw_state(&c, MIC_FW_ONLINE);
 	cardlog(&c.log, "online");
 	while (!c.halting)
 		cos_loop_run_once(c.loop, -1);
 	stop_processes(&c);
+	cos_sshd_stop(&c);
 	/* Devices go first (reverse probe order), so the host sees each one
 	 * reset by its driver before the card reports it has halted. */
 	cos_vop_stop(&c);

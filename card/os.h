@@ -16,6 +16,7 @@
 #include "mic/boot.h"
 
 struct cos_vop;
+struct cos_sshd;
 
 struct cos {
 	struct mic_hw_view hw;
@@ -27,6 +28,7 @@ struct cos {
 	/* the card's MIC virtual bus: DMA device, virtio devices */
 	struct mbus bus;
 	struct cos_vop *vop;
+	struct cos_sshd *sshd; /* card/sshd.h; NULL: no ssh server */
 	/* a process the card OS must not stop before its devices go (the
 	 * filesystem server of a disk), as a driver tells: nonzero to spare */
 	int (*spare)(void *ctx, pid_t pid);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -13,6 +15,7 @@
 #include "host/backends/backends.h"
 #include "host/card.h"
 #include "host/link.h"
+#include "host/overlay.h"
 #include "lib/image.h"
 #include "lib/log.h"
 
@@ -402,6 +405,11 @@ int card_init(struct mic_card *c, const struct micd_cfg *d, const struct card_cf
 		snprintf(err, errlen, "%s: card bootstrap %s: %s", cfg->name, d->bootstrap, strerror(errno));
 		return -1;
 	}
+	char warn[PATH_MAX + 160];
+	if (overlay_prepare(cfg, err, errlen, warn, sizeof(warn)) < 0)
+		return -1;
+	if (warn[0])
+		log_warn("%s", warn);
 	int rc = mic_hw_create(&hc, &c->hw);
 	if (rc) {
 		snprintf(err, errlen, "%s: cannot create card: %s", cfg->name, strerror(-rc));
@@ -576,6 +584,36 @@ static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t 
 	return 0;
 }
 
+/* Writes the overlay (host files over the image: the card's ssh keys) into
+ * card memory after the image; its place and checksum go into bp. */
+static int place_overlay(struct mic_card *c, uint64_t image_size, struct mic_bootparam *bp,
+			 char *err, size_t errlen)
+{
+	void *ov;
+	size_t len;
+	char warn[PATH_MAX + 160];
+	if (overlay_build(&c->cfg, &ov, &len, err, errlen, warn, sizeof(warn)) < 0)
+		return -1;
+	if (warn[0])
+		log_warn("%s", warn);
+	if (!len)
+		return 0;
+	uint64_t at = MIC_IMAGE_ADDR + ((image_size + 4095) & ~4095ull);
+	void *dst = mic_cardmem(c->v, at, len);
+	if (!dst) {
+		snprintf(err, errlen, "%s: no room in card memory for the overlay after the image",
+			 c->cfg.name);
+	} else {
+		memcpy(dst, ov, len);
+		bp->overlay_addr = at;
+		bp->overlay_size = len;
+		bp->overlay_crc32 = mic_overlay_crc(ov, len);
+	}
+	explicit_bzero(ov, len);
+	free(ov);
+	return dst ? 0 : -1;
+}
+
 int card_boot(struct mic_card *c, char *err, size_t errlen)
 {
 	if (c->state != CARD_READY)
@@ -597,6 +635,8 @@ int card_boot(struct mic_card *c, char *err, size_t errlen)
 	bp.heap_addr = MIC_CARD_HEAP_ADDR;
 	snprintf(bp.name, sizeof(bp.name), "%s", c->cfg.name);
 	snprintf(bp.cmdline, sizeof(bp.cmdline), "%s", c->cfg.cmdline);
+	if (place_overlay(c, size, &bp, err, errlen))
+		return -1;
 	mic_bootparam_seal(&bp);
 	/* A card OS that halted on its own may have trashed the device page
 	 * without a reset since: the new one must find it pristine too. */

@@ -52,6 +52,7 @@ void micd_cfg_defaults(struct micd_cfg *c)
 	memset(c, 0, sizeof(*c));
 	exe_dir(dir, sizeof(dir));
 	snprintf(c->rundir, sizeof(c->rundir), "/run/micstack");
+	snprintf(c->statedir, sizeof(c->statedir), "/var/lib/micstack");
 	snprintf(c->bootstrap, sizeof(c->bootstrap), "%s/mic-bootstrap", dir);
 	/* build tree: build/bin/../images; installed: PREFIX/bin/../share/micstack */
 	snprintf(c->image, sizeof(c->image), "%s/../images/card.img", dir);
@@ -157,6 +158,10 @@ static int on_key(void *user, const char *section, const char *key, const char *
 			return set_str(c->rundir, sizeof(c->rundir), val);
 		if (!strcmp(key, "group"))
 			return set_str(c->group, sizeof(c->group), val);
+		if (!strcmp(key, "statedir"))
+			return val[0] == '/' && set_str(c->statedir, sizeof(c->statedir), val);
+		if (!strcmp(key, "ssh_authorized_keys"))
+			return set_str(c->ssh_authorized_keys, sizeof(c->ssh_authorized_keys), val);
 		if (!strcmp(key, "bootstrap"))
 			return set_str(c->bootstrap, sizeof(c->bootstrap), val);
 		if (!strcmp(key, "image"))
@@ -218,6 +223,10 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		return set_str(k->bridge, sizeof(k->bridge), val);
 	if (!strcmp(key, "disk"))
 		return set_str(k->disk, sizeof(k->disk), val);
+	if (!strcmp(key, "state_dir"))
+		return val[0] == '/' && set_str(k->state_dir, sizeof(k->state_dir), val);
+	if (!strcmp(key, "ssh_authorized_keys"))
+		return set_str(k->ssh_authorized_keys, sizeof(k->ssh_authorized_keys), val);
 	if (!strcmp(key, "disk_readonly")) {
 		k->disk_readonly = parse_bool(val);
 		return 1;
@@ -313,6 +322,22 @@ int micd_cfg_finish(struct micd_cfg *c, char *err, size_t errlen)
 			return -1;
 		}
 		k->id_base = (uint32_t)base;
+		if (strchr(k->name, '/')) {
+			snprintf(err, errlen, "%s: a card name has no '/'", k->name);
+			return -1;
+		}
+		if (!k->state_dir[0]) {
+			char dir[sizeof(k->state_dir)];
+			if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", c->statedir, k->name) >=
+			    sizeof(dir)) {
+				snprintf(err, errlen, "%s: state directory path too long", k->name);
+				return -1;
+			}
+			memcpy(k->state_dir, dir, sizeof(dir));
+		}
+		if (!k->ssh_authorized_keys[0])
+			memcpy(k->ssh_authorized_keys, c->ssh_authorized_keys,
+			       sizeof(k->ssh_authorized_keys));
 		if (!k->memory_max)
 			k->memory_max = k->aperture_size;
 		char who[200];

@@ -34,10 +34,16 @@ struct card_cfg {
 	uint64_t memory_max;  /* cgroup memory limit; 0 = the aperture size (the card's RAM) */
 	uint32_t pids_max;
 	uint32_t cpu_weight;  /* 1..10000, 100 = an equal share */
+	/* Per-card state kept on the host (ssh host key): default
+	 * <statedir>/<name>; made by micd, never removed by it */
+	char state_dir[PATH_MAX];
+	char ssh_authorized_keys[PATH_MAX]; /* root's authorized_keys in the card, "" = none */
 };
 
 struct micd_cfg {
 	char rundir[PATH_MAX];
+	char statedir[PATH_MAX]; /* parent of the cards' state directories */
+	char ssh_authorized_keys[PATH_MAX]; /* for cards that name none */
 	char group[64];          /* group allowed on the control socket, "" = root only */
 	char bootstrap[PATH_MAX];
 	char image[PATH_MAX];    /* default card OS image */

@@ -829,10 +829,12 @@ static void on_signal(void *arg)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: micd [--config FILE] [--rundir DIR] [--cards N] [--image FILE] [-v]\n"
+	fprintf(stderr, "usage: micd [--config FILE] [--rundir DIR] [--statedir DIR] [--cards N] [--image FILE] [-v]\n"
 			"  --config FILE  cards and settings (default: one card mic0)\n"
 			"  --rundir DIR   control socket and per-card links (default /run/micstack,\n"
 			"                 or $MIC_RUNDIR)\n"
+			"  --statedir DIR the cards' state directories, DIR/<card> (ssh host keys;\n"
+			"                 default /var/lib/micstack, or $MIC_STATEDIR)\n"
 			"  --cards N      N default cards mic0..micN-1 (1..8)\n"
 			"  --image FILE   card OS image for cards that name none\n");
 	exit(2);
@@ -865,15 +867,17 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' }, { "rundir", required_argument, NULL, 'r' },
 		{ "cards", required_argument, NULL, 'n' },  { "image", required_argument, NULL, 'i' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
-		{ 0 }
+		{ "statedir", required_argument, NULL, 's' }, { 0 }
 	};
 	static struct micd d; /* large; lives for the whole process */
 	micd_cfg_defaults(&d.cfg);
 	const char *config = NULL, *rundir = getenv("MIC_RUNDIR"), *image = NULL;
+	const char *statedir = getenv("MIC_STATEDIR");
 	int ncards = 0, verbose = 0, o;
 	while ((o = getopt_long(argc, argv, "c:r:n:i:vh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
+		case 's': statedir = optarg; break;
 		case 'r': rundir = optarg; break;
 		case 'n': {
 			char *end;
@@ -902,6 +906,8 @@ int main(int argc, char **argv)
 		snprintf(d.cfg.rundir, sizeof(d.cfg.rundir), "%s", rundir);
 	if (image)
 		snprintf(d.cfg.image, sizeof(d.cfg.image), "%s", image);
+	if (statedir)
+		snprintf(d.cfg.statedir, sizeof(d.cfg.statedir), "%s", statedir);
 	if (micd_cfg_finish(&d.cfg, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;

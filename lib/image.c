@@ -49,7 +49,21 @@ enum mic_boot_err mic_bootparam_check(const struct mic_bootparam *bp, uint64_t m
 	    bp->log_addr > mem_size || bp->log_size > mem_size - bp->log_addr ||
 	    !memchr(bp->name, 0, sizeof(bp->name)) || !memchr(bp->cmdline, 0, sizeof(bp->cmdline)))
 		return MIC_BOOT_ERR_PARAM_RANGE;
+	if (bp->overlay_addr > mem_size || bp->overlay_size > mem_size - bp->overlay_addr)
+		return MIC_BOOT_ERR_OVERLAY;
 	return MIC_BOOT_OK;
+}
+
+enum mic_boot_err mic_overlay_check(const struct mic_bootparam *bp, const void *overlay)
+{
+	if (bp->overlay_size && crc(overlay, bp->overlay_size) != bp->overlay_crc32)
+		return MIC_BOOT_ERR_OVERLAY;
+	return MIC_BOOT_OK;
+}
+
+uint32_t mic_overlay_crc(const void *overlay, uint64_t len)
+{
+	return crc(overlay, len);
 }
 
 void mic_bootparam_seal(struct mic_bootparam *bp)
@@ -70,6 +84,7 @@ const char *mic_boot_strerror(uint32_t err)
 		[MIC_BOOT_ERR_IMG_CSUM] = "image payload checksum mismatch (corrupt image)",
 		[MIC_BOOT_ERR_IMG_INIT] = "image names no usable init",
 		[MIC_BOOT_ERR_START] = "card OS could not be started",
+		[MIC_BOOT_ERR_OVERLAY] = "the host's overlay is corrupt or outside card memory",
 	};
 	return err < MIC_BOOT_ERR__COUNT ? msg[err] : "unknown boot error";
 }

@@ -4,6 +4,8 @@
 set -u
 BIN=$(cd "${1:-build}/bin" && pwd)
 export MIC_RUNDIR=$(mktemp -d /tmp/micstack-demo.XXXXXX)
+# the card's state directory (its ssh host key) stays with the demo too
+export MIC_STATEDIR=$MIC_RUNDIR/state
 export PATH="$BIN:$PATH"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -16,7 +18,9 @@ echo "hello from the host, written by debugfs" > "$MIC_RUNDIR/hello.txt"
 debugfs -w -R "write $MIC_RUNDIR/hello.txt /hello.txt" "$DISK" >/dev/null 2>&1
 # micd gets a network namespace of its own (unshare execs it, so $! is micd):
 # its TAP mic0 and the addresses below never touch this machine's network.
-printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\nhost_ip = 10.77.0.1/24\ndisk = %s\n' "$DISK" > "$MIC_RUNDIR/micd.conf"
+# a key for ssh into the card, the demo's own (never ~/.ssh)
+ssh-keygen -q -t ed25519 -N '' -f "$MIC_RUNDIR/id"
+printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\nhost_ip = 10.77.0.1/24\ndisk = %s\nssh_authorized_keys = %s/id.pub\n' "$DISK" "$MIC_RUNDIR" > "$MIC_RUNDIR/micd.conf"
 unshare --net "$BIN/micd" --rundir "$MIC_RUNDIR" --config "$MIC_RUNDIR/micd.conf" > "$MIC_RUNDIR/micd.log" 2>&1 &
 MICD=$!
 hostnet() { nsenter -t "$MICD" -n "$@"; }
@@ -50,6 +54,26 @@ printf 'card: %s\n' "$(nsenter -t "$os" -n ip -br addr show eth0)"
 run hostnet ping -c 3 -i 0.2 10.77.0.2
 printf '$ micctl console mic0  # ping -c 2 10.77.0.1\n'
 printf 'ping -c 2 10.77.0.1\n' | micctl console mic0 --linger 2.5 | tr -d '\r' | grep -E 'bytes from|packets'
+step "ssh into the card from the host end of the link (dropbear in the card; host key from $MIC_STATEDIR/mic0)"
+# "Host mic0" as a user would put it in ~/.ssh/config; the demo's own file
+cat > "$MIC_RUNDIR/ssh_config" <<EOF
+Host mic0
+    HostName 10.77.0.2
+    User root
+    HostKeyAlias mic0
+    IdentityFile $MIC_RUNDIR/id
+    IdentitiesOnly yes
+    UserKnownHostsFile $MIC_RUNDIR/known_hosts
+    BatchMode yes
+EOF
+echo "mic0 $(cat "$MIC_STATEDIR/mic0/ssh_host_ed25519_key.pub")" > "$MIC_RUNDIR/known_hosts"
+printf '$ ssh mic0 hostname\n'
+hostnet ssh -F "$MIC_RUNDIR/ssh_config" mic0 hostname
+head -c 4M /dev/urandom > "$MIC_RUNDIR/blob"
+printf '$ scp blob mic0:/tmp/ && ssh mic0 md5sum /tmp/blob\n'
+hostnet scp -F "$MIC_RUNDIR/ssh_config" -q "$MIC_RUNDIR/blob" mic0:/tmp/ &&
+    hostnet ssh -F "$MIC_RUNDIR/ssh_config" mic0 md5sum /tmp/blob
+printf 'host: %s\n' "$(md5sum < "$MIC_RUNDIR/blob")"
 step "the disk: $DISK (ext4, made on the host) is the card's /dev/vda, over virtio-block"
 # the card's driver makes /dev/vda shortly after boot
 for _ in $(seq 100); do nsenter -t "$os" -m -- /bin/busybox test -b /dev/vda && break; sleep 0.05; done

@@ -10,9 +10,10 @@
  *
  * --default builds the standard image: busybox with its applet links, the
  * card runtime as init (and as mount/umount), fuse2fs and e2fsprogs for the
- * card's disk, and the shared libraries they need (found with ldd, so a
- * sanitizer build of the runtime carries its runtime too).  --tar takes
- * the entries of a tar archive made by any other tool, as they are.
+ * card's disk, dropbear and OpenSSH's sftp-server for ssh, scp and sftp, and
+ * the shared libraries they need (found with ldd, so a sanitizer build of
+ * the runtime carries its runtime too).  --tar takes the entries of a tar
+ * archive made by any other tool, as they are.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -321,6 +322,37 @@ static int add_disk_tools(struct builder *b)
 	return 0;
 }
 
+/* The card's ssh server (dropbear, started by the card OS when the host's
+ * overlay gave it a host key) and the SFTP server dropbear runs for the
+ * sftp subsystem, which OpenSSH's scp uses too.  Dropbear looks for it at
+ * /usr/lib/sftp-server, where Debian links it.  Missing on the build host:
+ * a warning, the card has no ssh. */
+static int add_ssh_tools(struct builder *b)
+{
+	static const char dropbear[] = "/usr/sbin/dropbear", sftp[] = "/usr/lib/openssh/sftp-server";
+	if (access(dropbear, X_OK) < 0 || access(sftp, X_OK) < 0) {
+		fprintf(stderr, "mic-mkimage: warning: %s or %s not found: the card has no ssh\n",
+			dropbear, sftp);
+		return 0;
+	}
+	/* dropbear lets in only users whose shell is listed here */
+	static const char shells[] = "/bin/sh\n/bin/ash\n";
+	if (add_file(b, dropbear, dropbear) || add_libs(b, dropbear) || add_parents(b, sftp) ||
+	    add_file(b, sftp, sftp) || add_libs(b, sftp) ||
+	    add_entry(b, "/usr/lib/sftp-server", S_IFLNK | 0777, "openssh/sftp-server", NULL, 0) ||
+	    add_entry(b, "/etc/dropbear", S_IFDIR | 0755, NULL, NULL, 0) ||
+	    add_entry(b, "/etc/shells", S_IFREG | 0644, NULL, shells, sizeof(shells) - 1))
+		return -1;
+	/* the login records dropbear keeps (busybox who and last read them) */
+	if (add_dir(b, "/var/log") ||
+	    add_entry(b, "/var/run", S_IFLNK | 0777, "../run", NULL, 0) ||
+	    add_entry(b, "/var/log/lastlog", S_IFREG | 0644, NULL, NULL, 0) ||
+	    add_entry(b, "/var/log/wtmp", S_IFREG | 0664, NULL, NULL, 0) ||
+	    add_entry(b, "/run/utmp", S_IFREG | 0664, NULL, NULL, 0))
+		return -1;
+	return 0;
+}
+
 static int add_default_tree(struct builder *b, const char *runtime, const char *busybox)
 {
 	static const char *const dirs[] = { "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/etc",
@@ -371,7 +403,7 @@ static int add_default_tree(struct builder *b, const char *runtime, const char *
 		return -1;
 	if (add_libs(b, runtime))
 		return -1;
-	return add_disk_tools(b);
+	return add_disk_tools(b) || add_ssh_tools(b) ? -1 : 0;
 }
 
 /* Copies the entries of an existing tar archive, names and all: the card's

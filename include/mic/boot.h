@@ -43,6 +43,7 @@ enum mic_boot_err {
 	MIC_BOOT_ERR_IMG_CSUM,
 	MIC_BOOT_ERR_IMG_INIT,      /* no usable init in the image */
 	MIC_BOOT_ERR_START,         /* the card OS could not be started */
+	MIC_BOOT_ERR_OVERLAY,       /* the host's overlay is corrupt or outside card memory */
 	MIC_BOOT_ERR__COUNT
 };
 
@@ -70,6 +71,12 @@ struct mic_bootparam {
 	uint64_t heap_addr;    /* first free card address for the OS */
 	char name[MIC_NAME_MAX];       /* hostname, NUL-terminated */
 	char cmdline[MIC_CMDLINE_MAX]; /* NUL-terminated */
+	/* Files the host lays over the image's root tree (per-card ssh keys),
+	 * a tar archive like the image's payload; size 0 = none. */
+	uint64_t overlay_addr;
+	uint64_t overlay_size;
+	uint32_t overlay_crc32;
+	uint32_t overlay_pad;
 	uint32_t csum;         /* crc32 of the bytes before this field */
 	uint32_t reserved;
 };

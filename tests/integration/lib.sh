@@ -9,6 +9,8 @@ T_FAILS=0
 T_CHECKS=0
 RUNDIR=$(mktemp -d /tmp/micstack-test.XXXXXX)
 export MIC_RUNDIR=$RUNDIR
+# the cards' state directories (ssh host keys), never the machine's
+export MIC_STATEDIR=$RUNDIR/state
 MICD_PID=
 MICCTL="$BIN/micctl"
 

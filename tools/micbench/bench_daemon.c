@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#include <ftw.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -66,6 +67,11 @@ static int start(struct bench_daemon *b, const char *config, int ncards)
 		 * the machine's, unless the caller made one for it already. */
 		if (!b->keep_netns && unshare(CLONE_NEWNET) < 0)
 			_exit(126);
+		/* the cards' state directories (ssh host keys) are the
+		 * benchmark's, removed with it, never the machine's */
+		char state[sizeof(b->rundir) + 8];
+		snprintf(state, sizeof(state), "%s/state", b->rundir);
+		setenv("MIC_STATEDIR", state, 1);
 		if (config)
 			execl(micd, "micd", "--rundir", b->rundir, "--config", config, (char *)NULL);
 		else
@@ -97,6 +103,15 @@ int bench_daemon_start_config(struct bench_daemon *b, const char *config, int nc
 	return start(b, config, ncards);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	remove(path);
+	return 0;
+}
+
 void bench_daemon_stop(struct bench_daemon *b)
 {
 	if (b->pid <= 0)
@@ -104,6 +119,9 @@ void bench_daemon_stop(struct bench_daemon *b)
 	kill(b->pid, SIGTERM);
 	waitpid(b->pid, NULL, 0);
 	b->pid = -1;
+	char state[sizeof(b->rundir) + 8];
+	snprintf(state, sizeof(state), "%s/state", b->rundir);
+	nftw(state, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 	rmdir(b->rundir);
 }
 
