@@ -202,6 +202,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		return set_str(k->tap, sizeof(k->tap), val);
 	if (!strcmp(key, "disk"))
 		return set_str(k->disk, sizeof(k->disk), val);
+	if (!strcmp(key, "disk_vhost_user"))
+		return set_str(k->disk_vhost_user, sizeof(k->disk_vhost_user), val);
 	if (!strcmp(key, "disk_readonly")) {
 		k->disk_readonly = parse_bool(val);
 		return 1;

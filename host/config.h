@@ -23,6 +23,8 @@ struct card_cfg {
 	char tap[16];         /* host TAP name, default = card name */
 	char disk[PATH_MAX];  /* virtio-block backing file, "" = no disk */
 	int disk_readonly;
+	/* virtio-block from a vhost-user backend's socket instead of disk (108 = sun_path) */
+	char disk_vhost_user[108];
 	/* The card's sandbox (docs/architecture.md, "What a card can reach") */
 	uint32_t id_base;     /* host uid/gid of the card's root; 0 = from the daemon's range */
 	uint64_t memory_max;  /* cgroup memory limit; 0 = the aperture size (the card's RAM) */

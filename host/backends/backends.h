@@ -21,4 +21,9 @@ int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 			const struct card_cfg *cfg, struct vdev **out);
 
+/* virtio-block served by a vhost-user backend listening on cfg->disk_vhost_user
+ * (qemu-storage-daemon, ...): micd is the front end. */
+int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
+			const char *path, struct vdev **out);
+
 #endif

@@ -1,0 +1,110 @@
+# virtio-block from an external vhost-user backend: qemu-storage-daemon
+# exports a qcow2 image, micd is the vhost-user front end, the card drives
+# the same virtio-blk device as with the built-in backend.
+. "$(dirname "$0")/lib.sh"
+for t in qemu-storage-daemon qemu-img debugfs e2fsck nsenter; do
+    command -v $t >/dev/null || { say "FAIL: $t missing (scripts/install-deps.sh)"; rm -rf "$RUNDIR"; exit 1; }
+done
+IMG=$RUNDIR/disk.qcow2
+SOCK=$RUNDIR/vhost-blk.sock
+QSD_PID=
+card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
+card_lsh() { card_ush "$1" sh -lc "$2"; }
+wait_vda() {
+    for _ in $(seq 1 100); do card_ush "$1" test -s /dev/vda 2>/dev/null && return 0; sleep 0.05; done
+    return 1
+}
+# start_qsd: the backend exports the image on $SOCK (it creates the socket
+# and waits for a front end there)
+start_qsd() {
+    rm -f "$SOCK"
+    setpriv --pdeathsig TERM qemu-storage-daemon \
+        --blockdev driver=file,node-name=file0,filename="$IMG" \
+        --blockdev driver=qcow2,node-name=disk0,file=file0 \
+        --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$SOCK",writable=on \
+        >>"$RUNDIR/qsd.log" 2>&1 &
+    QSD_PID=$!
+    for _ in $(seq 1 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
+    say "qemu-storage-daemon did not start:"; cat "$RUNDIR/qsd.log"; exit 1
+}
+stop_qsd() { [ -n "$QSD_PID" ] && kill -TERM "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null; QSD_PID=; }
+dev_state() { micctl status mic0 --json | grep -o '"type":"block","state":"[a-z]*","reason":"[^"]*"'; }
+wait_dev() { # wait_dev STATE [REASON-PATTERN]
+    for _ in $(seq 1 100); do
+        dev_state | grep -q "\"state\":\"$1\",\"reason\":\"${2:-}" && return 0; sleep 0.05
+    done
+    return 1
+}
+
+qemu-img create -q -f qcow2 "$IMG" 64M
+start_qsd
+cat > "$RUNDIR/micd.conf" <<EOF
+[mic0]
+disk_vhost_user = $SOCK
+EOF
+start_micd --config "$RUNDIR/micd.conf"
+micctl wait mic0 ready --timeout 3 >/dev/null
+check "micd negotiated with the backend" grep -q 'block served by vhost-user backend' "$RUNDIR/micd.log"
+
+# (1) the card's disk is the qcow2 image's 64 MiB
+micctl boot mic0 >/dev/null
+micctl wait mic0 online --timeout 20 >/dev/null
+check "card has /dev/vda" wait_vda mic0
+check "card sees the image's size (131072 sectors)" sh -c "micctl log mic0 | grep -q 'probe virtio-block: 131072 sectors'"
+check "status: block ready" wait_dev ready
+head -c 3145728 /dev/urandom > "$RUNDIR/raw"
+card_ush mic0 dd of=/dev/vda bs=1M seek=40 conv=fsync < "$RUNDIR/raw" 2>/dev/null
+card_ush mic0 dd if=/dev/vda bs=1M skip=40 count=3 iflag=direct 2>/dev/null > "$RUNDIR/raw.got"
+check "card reads back 3 MiB it wrote (direct I/O)" cmp -s "$RUNDIR/raw" "$RUNDIR/raw.got"
+check "the rings went to the backend at the first kick" grep -q 'rings handed to vhost-user backend' "$RUNDIR/micd.log"
+
+# (2) a filesystem made, mounted and written in the card
+head -c 1048576 /dev/urandom > "$RUNDIR/big"
+echo "written in the card over vhost-user" > "$RUNDIR/small"
+check "card makes ext4 on /dev/vda" card_lsh mic0 "mkfs.ext4 -F -q /dev/vda"
+check "card mounts it" card_lsh mic0 "mount -t ext4 /dev/vda /mnt"
+card_ush mic0 dd of=/mnt/big bs=64K conv=fsync 2>/dev/null < "$RUNDIR/big"
+card_ush mic0 sh -c "mkdir /mnt/dir && cat > /mnt/dir/small" < "$RUNDIR/small"
+check "card sees its files" [ "$(card_ush mic0 md5sum /mnt/big | cut -c1-32)" = "$(md5sum < "$RUNDIR/big" | cut -c1-32)" ]
+check "card unmounts" card_lsh mic0 "umount /mnt"
+micctl shutdown mic0 >/dev/null
+check "card shut down cleanly (ready)" [ "$(state_of mic0)" = ready ]
+check "card synced its disk at shutdown" sh -c "micctl log mic0 | grep -q 'disk synced'"
+check "host stopped the rings (GET_VRING_BASE) without complaint" sh -c "! grep -q 'backend gone' '$RUNDIR/micd.log'"
+
+# (3) the host reads the image: qcow2 consistent, the files there
+stop_qsd
+check "micd saw the backend go" wait_dev broken 'vhost-user backend gone'
+check "qemu-img check is clean" qemu-img check -q "$IMG"
+qemu-img convert -O raw "$IMG" "$RUNDIR/disk.raw"
+check "e2fsck -fn of the image passes" e2fsck -fn "$RUNDIR/disk.raw"
+debugfs -R "cat /big" "$RUNDIR/disk.raw" 2>/dev/null > "$RUNDIR/big.got"
+check "host reads the card's 1 MiB file" cmp -s "$RUNDIR/big" "$RUNDIR/big.got"
+check "host reads the card's small file" [ "$(debugfs -R 'cat /dir/small' "$RUNDIR/disk.raw" 2>/dev/null)" = "$(cat "$RUNDIR/small")" ]
+
+# (4) the backend comes back: micd reconnects; the card's next boot drives it
+start_qsd
+for _ in $(seq 1 100); do grep -q 'is back' "$RUNDIR/micd.log" && break; sleep 0.1; done
+check "micd reconnected to the restarted backend" grep -q 'vhost-user backend .* is back' "$RUNDIR/micd.log"
+micctl boot mic0 >/dev/null
+micctl wait mic0 online --timeout 20 >/dev/null
+check "after a reboot the device is ready again" wait_dev ready
+check "card mounts the filesystem again" card_lsh mic0 "mount /dev/vda /mnt"
+check "and reads its file" [ "$(card_ush mic0 cat /mnt/dir/small)" = "$(cat "$RUNDIR/small")" ]
+card_lsh mic0 "umount /mnt"
+
+# (5) kill -9 of the backend while the card runs: seen at once, micd and
+# the console go on
+kill -KILL "$QSD_PID"; wait "$QSD_PID" 2>/dev/null; QSD_PID=
+t0=$(date +%s%N)
+check "status shows the device broken, backend gone" wait_dev broken 'vhost-user backend gone: connection closed'
+say "backend death seen after $((($(date +%s%N) - t0) / 1000000)) ms"
+check "micd answers" micctl status mic0
+check "card still online" [ "$(state_of mic0)" = online ]
+out=$(micctl console mic0 --linger 0.5 <<< 'echo console-$((6*7))' | tr -d '\r')
+check "the console still works" sh -c "echo '$out' | grep -qx console-42"
+check "micd reset of the card returns" timeout 20 micctl reset mic0
+micctl wait mic0 ready --timeout 5 >/dev/null
+check "device still broken while the backend is away" wait_dev broken 'vhost-user backend gone'
+
+finish
