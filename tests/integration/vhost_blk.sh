@@ -28,19 +28,35 @@ start_qsd() {
     say "qemu-storage-daemon did not start:"; cat "$RUNDIR/qsd.log"; exit 1
 }
 stop_qsd() { [ -n "$QSD_PID" ] && kill -TERM "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null; QSD_PID=; }
-dev_state() { micctl status mic0 --json | grep -o '"type":"block","state":"[a-z]*","reason":"[^"]*"'; }
-wait_dev() { # wait_dev STATE [REASON-PATTERN]
+# dev_state [CARD [TYPE]]: '"type":...,"state":...,"reason":...' of a device
+dev_state() { micctl status "${1:-mic0}" --json | grep -o "\"type\":\"${2:-block}\",\"state\":\"[a-z]*\",\"reason\":\"[^\"]*\""; }
+wait_dev() { # wait_dev STATE [REASON-PATTERN [CARD [TYPE]]]
     for _ in $(seq 1 100); do
-        dev_state | grep -q "\"state\":\"$1\",\"reason\":\"${2:-}" && return 0; sleep 0.05
+        dev_state "${3:-mic0}" "${4:-block}" | grep -q "\"state\":\"$1\",\"reason\":\"${2:-}" && return 0; sleep 0.05
     done
     return 1
 }
 
 qemu-img create -q -f qcow2 "$IMG" 64M
 start_qsd
+# mic1: a hostile card OS with a disk of its own from a second backend
+"$BIN/mic-mkimage" --default --runtime "$BIN/mic-hostile-card" -o "$RUNDIR/hostile.img" >/dev/null
+qemu-img create -q -f qcow2 "$RUNDIR/hostile.qcow2" 8M
+HSOCK=$RUNDIR/hostile.sock
+setpriv --pdeathsig TERM qemu-storage-daemon \
+    --blockdev driver=file,node-name=file0,filename="$RUNDIR/hostile.qcow2" \
+    --blockdev driver=qcow2,node-name=disk0,file=file0 \
+    --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$HSOCK",writable=on \
+    >>"$RUNDIR/qsd-hostile.log" 2>&1 &
+HQSD_PID=$!
+for _ in $(seq 1 100); do [ -S "$HSOCK" ] && break; sleep 0.05; done
 cat > "$RUNDIR/micd.conf" <<EOF
 [mic0]
 disk_vhost_user = $SOCK
+[mic1]
+image = $RUNDIR/hostile.img
+cmdline = mic.hostile=blkpage
+disk_vhost_user = $HSOCK
 EOF
 start_micd --config "$RUNDIR/micd.conf"
 micctl wait mic0 ready --timeout 3 >/dev/null
@@ -93,7 +109,26 @@ check "card mounts the filesystem again" card_lsh mic0 "mount /dev/vda /mnt"
 check "and reads its file" [ "$(card_ush mic0 cat /mnt/dir/small)" = "$(cat "$RUNDIR/small")" ]
 card_lsh mic0 "umount /mnt"
 
-# (5) kill -9 of the backend while the card runs: seen at once, micd and
+# (5) a hostile card aims a read of its vhost-user disk at the device page
+# in host memory: the backend can only reach what micd's memory table
+# holds (card memory, the device's own rings), so the page stays intact
+# (its console, which micd re-checks every second, stays ready); at most
+# the hostile card's own disk breaks; the other card's disk goes on
+micctl boot mic1 >/dev/null
+micctl wait mic1 online --timeout 20 >/dev/null
+for _ in $(seq 1 100); do grep -q 'disk read aimed at the device page' "$RUNDIR/micd.log" && break; sleep 0.05; done
+check "hostile: the card attacked" grep -q 'disk read aimed at the device page' "$RUNDIR/micd.log"
+sleep 2.5 # two wake-ups of every device thread of mic1: each checks the page
+say "hostile card's disk: $(dev_state mic1); its backend: $(tail -2 "$RUNDIR/qsd-hostile.log" | tr '\n' ' ')"
+check "hostile: the device page is intact (console ready)" wait_dev ready '' mic1 console
+check "hostile: no device broken by a changed page" sh -c "! grep -q 'mic1: .*broken.*device page:' '$RUNDIR/micd.log'"
+check "hostile: the backend found no such address in the table" grep -q 'invalid address' "$RUNDIR/qsd-hostile.log"
+check "hostile: only the hostile card's disk broke" wait_dev broken 'vhost-user backend gone' mic1
+card_ush mic0 dd if=/dev/vda bs=1M count=2 iflag=direct 2>/dev/null | wc -c > "$RUNDIR/n"
+check "hostile: the other card's disk still works" [ "$(cat "$RUNDIR/n")" = 2097152 ]
+check "hostile: micd answers" micctl status mic1
+
+# (6) kill -9 of the backend while the card runs: seen at once, micd and
 # the console go on
 kill -KILL "$QSD_PID"; wait "$QSD_PID" 2>/dev/null; QSD_PID=
 t0=$(date +%s%N)
@@ -107,4 +142,5 @@ check "micd reset of the card returns" timeout 20 micctl reset mic0
 micctl wait mic0 ready --timeout 5 >/dev/null
 check "device still broken while the backend is away" wait_dev broken 'vhost-user backend gone'
 
+kill -TERM "$HQSD_PID" 2>/dev/null; wait "$HQSD_PID" 2>/dev/null
 finish
