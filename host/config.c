@@ -279,6 +279,11 @@ int micd_cfg_finish(struct micd_cfg *c, char *err, size_t errlen)
 	const uint64_t size = c->idmap_size;
 	for (int i = 0; i < c->ncards; i++) {
 		struct card_cfg *k = &c->cards[i];
+		if (k->disk[0] && k->disk_vhost_user[0]) {
+			snprintf(err, errlen, "%s: disk and disk_vhost_user both given: one disk per card",
+				 k->name);
+			return -1;
+		}
 		uint64_t base = k->id_base ? k->id_base : (uint64_t)c->idmap_base + (uint64_t)i * size;
 		if (base + size > UINT32_MAX) {
 			snprintf(err, errlen, "%s: id range %llu+%llu does not fit in 32 bits", k->name,
