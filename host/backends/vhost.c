@@ -68,6 +68,7 @@ struct vhost {
 	int kick[MIC_MAX_VRINGS], call[MIC_MAX_VRINGS];
 	int started;             /* rings handed to the backend */
 	uint64_t offered;        /* what the card was offered */
+	uint8_t config[VHU_MAX_CONFIG]; /* config space as published */
 	char gone[128];          /* why the backend is gone, "" if it is not */
 	uint64_t next_try_ms;
 	unsigned backoff_ms;
@@ -250,6 +251,9 @@ static void vhost_poll(struct vdev *vd)
 		if (connect_backend(h, VHU_TIMEOUT_MS / 2, why, sizeof(why)) == 0) {
 			log_info("%s: %s: vhost-user backend %s is back; the device works again once "
 				 "the card resets it", vd->card, h->type->name, h->path);
+			/* NEEDS_RESET is set; a config change is how a virtio
+			 * device tells the driver to look (no wait for its ack). */
+			mic_vop_host_dev_config_change(vd->dev, h->config, h->type->config_len, 0);
 			return;
 		}
 		h->backoff_ms = h->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : h->backoff_ms * 2;
@@ -310,7 +314,7 @@ int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, cons
 	char why[128] = "";
 	if (!rc && (rc = connect_backend(h, VHU_TIMEOUT_MS * 2, why, sizeof(why))) == 0)
 		why[0] = 0;
-	uint8_t config[VHU_MAX_CONFIG] = { 0 };
+	uint8_t *config = h->config;
 	if (!rc && (rc = vhu_get_config(h->conn, config, h->type->config_len)))
 		snprintf(why, sizeof(why), "config space: %s",
 			 rc == -ENOTSUP ? "backend has no GET_CONFIG" :
