@@ -342,7 +342,7 @@ static int start_devices(struct mic_card *c, char *err, size_t errlen)
 	if (!rc && c->cfg.disk_vhost_user[0]) {
 		what = "block (vhost-user)";
 		if (!(rc = vhost_backend_start(c->vop, c->v, c->cfg.name, c->cfg.disk_vhost_user,
-					       &c->vdev[c->nvdev])))
+					       c->cfg.disk_vhost_user_cmd, &c->vdev[c->nvdev])))
 			c->nvdev++;
 	} else if (!rc && c->cfg.disk[0]) {
 		what = "block";

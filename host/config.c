@@ -202,6 +202,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		return set_str(k->tap, sizeof(k->tap), val);
 	if (!strcmp(key, "disk"))
 		return set_str(k->disk, sizeof(k->disk), val);
+	if (!strcmp(key, "disk_vhost_user_cmd"))
+		return set_str(k->disk_vhost_user_cmd, sizeof(k->disk_vhost_user_cmd), val);
 	if (!strcmp(key, "disk_vhost_user"))
 		return set_str(k->disk_vhost_user, sizeof(k->disk_vhost_user), val);
 	if (!strcmp(key, "disk_readonly")) {
@@ -279,6 +281,11 @@ int micd_cfg_finish(struct micd_cfg *c, char *err, size_t errlen)
 	const uint64_t size = c->idmap_size;
 	for (int i = 0; i < c->ncards; i++) {
 		struct card_cfg *k = &c->cards[i];
+		if (k->disk_vhost_user_cmd[0] && !k->disk_vhost_user[0]) {
+			snprintf(err, errlen, "%s: disk_vhost_user_cmd needs disk_vhost_user (its socket)",
+				 k->name);
+			return -1;
+		}
 		if (k->disk[0] && k->disk_vhost_user[0]) {
 			snprintf(err, errlen, "%s: disk and disk_vhost_user both given: one disk per card",
 				 k->name);

@@ -10,24 +10,33 @@
 #include <inttypes.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "host/backends/backends.h"
 #include "host/vhost_user.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/proc.h"
 
 #define VQ_NUM 128
 #define RECONNECT_MIN_MS 500
 #define RECONNECT_MAX_MS 8000
-#define TAG_SOCKET UINT64_MAX /* epoll data of the socket; rings use their index */
+#define TAG_SOCKET UINT64_MAX       /* epoll data of the socket; rings use their index */
+#define TAG_CHILD (UINT64_MAX - 1)  /* the backend micd started */
+#define START_WAIT_MS 5000          /* a backend micd started has this long to listen */
+#define HEALTHY_MS 30000            /* ran this long: the next restart is quick again */
 
 /* What micd must know of a device type to put it in the device page: the
  * rest is the backend's business.  virtio-fs plugs in as a row with
@@ -72,7 +81,112 @@ struct vhost {
 	char gone[128];          /* why the backend is gone, "" if it is not */
 	uint64_t next_try_ms;
 	unsigned backoff_ms;
+	/* A backend micd starts and restarts (disk_vhost_user_cmd), else "". */
+	char cmd[512];
+	int child_pidfd;         /* -1 when none runs */
+	uint64_t child_since_ms, respawn_ms;
+	unsigned respawn_backoff_ms, restarts;
 };
+
+extern char **environ;
+
+/* Starts the configured backend: /bin/sh -c "exec CMD" with
+ * MIC_VHOST_SOCKET naming the socket it must listen on, every signal
+ * unblocked (micd blocks some for its signalfd), no fd of micd's beyond
+ * stdio, and SIGTERM when the thread that started it ends. */
+static int spawn_backend(struct vhost *h)
+{
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	char **envp = calloc(n + 2, sizeof(*envp));
+	char var[160], shcmd[sizeof(h->cmd) + 8];
+	char *argv[] = { "/bin/sh", "-c", shcmd, NULL };
+	if (!envp)
+		return -ENOMEM;
+	snprintf(var, sizeof(var), "MIC_VHOST_SOCKET=%s", h->path);
+	snprintf(shcmd, sizeof(shcmd), "exec %s", h->cmd);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "MIC_VHOST_SOCKET=", 17))
+			envp[k++] = environ[i];
+	envp[k++] = var;
+	unlink(h->path); /* a stale socket of the last instance */
+	int pidfd = -1;
+	pid_t pid = proc_clone(0, &pidfd);
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		int null = open("/dev/null", O_RDONLY);
+		if (null >= 0 && null != 0)
+			dup2(null, 0);
+		syscall(SYS_close_range, 3u, ~0u, 0u);
+		execve(argv[0], argv, envp);
+		_exit(127);
+	}
+	int e = errno;
+	free(envp);
+	if (pid < 0)
+		return -e;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CHILD };
+	epoll_ctl(h->vd.fd, EPOLL_CTL_ADD, pidfd, &ev);
+	h->child_pidfd = pidfd;
+	h->child_since_ms = now_ms();
+	log_info("%s: %s: started vhost-user backend (pid %d): %s", h->vd.card, h->type->name,
+		 (int)pid, h->cmd);
+	return 0;
+}
+
+/* The backend micd started exited: collect it, restart it after a
+ * backoff that doubles while it keeps dying young. */
+static void child_exited(struct vhost *h)
+{
+	siginfo_t si = { 0 };
+	if (waitid(P_PIDFD, (id_t)h->child_pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+		return;
+	uint64_t now = now_ms();
+	if (now - h->child_since_ms >= HEALTHY_MS || !h->respawn_backoff_ms)
+		h->respawn_backoff_ms = RECONNECT_MIN_MS;
+	else if (h->respawn_backoff_ms < RECONNECT_MAX_MS)
+		h->respawn_backoff_ms *= 2;
+	log_err("%s: %s: vhost-user backend (pid %d) %s %d; restarting it in %u ms", h->vd.card,
+		h->type->name, (int)si.si_pid, si.si_code == CLD_EXITED ? "exited with status" :
+		"killed by signal", si.si_status, h->respawn_backoff_ms);
+	close(h->child_pidfd); /* leaves the epoll set with it */
+	h->child_pidfd = -1;
+	h->respawn_ms = now + h->respawn_backoff_ms;
+}
+
+/* Restarts the backend when its backoff is over; the connection follows
+ * through the reconnect below. */
+static void supervise(struct vhost *h)
+{
+	if (!h->cmd[0] || h->child_pidfd >= 0 || now_ms() < h->respawn_ms)
+		return;
+	if (spawn_backend(h) == 0) {
+		h->restarts++;
+		h->backoff_ms = RECONNECT_MIN_MS;
+		h->next_try_ms = now_ms() + 100;
+	} else {
+		h->respawn_ms = now_ms() + RECONNECT_MAX_MS;
+	}
+}
+
+static void stop_child(struct vhost *h)
+{
+	if (h->child_pidfd < 0)
+		return;
+	syscall(SYS_pidfd_send_signal, h->child_pidfd, SIGTERM, NULL, 0);
+	struct pollfd p = { .fd = h->child_pidfd, .events = POLLIN };
+	if (poll(&p, 1, 2000) <= 0)
+		syscall(SYS_pidfd_send_signal, h->child_pidfd, SIGKILL, NULL, 0);
+	siginfo_t si;
+	waitid(P_PIDFD, (id_t)h->child_pidfd, &si, WEXITED);
+	close(h->child_pidfd);
+	h->child_pidfd = -1;
+}
 
 static void drop_conn(struct vhost *h, const char *why)
 {
@@ -232,6 +346,10 @@ static void vhost_poll(struct vdev *vd)
 				socket_event(h);
 			continue;
 		}
+		if (ev[i].data.u64 == TAG_CHILD) {
+			child_exited(h);
+			continue;
+		}
 		uint64_t cnt;
 		if (read(h->call[ev[i].data.u64], &cnt, sizeof(cnt)) == sizeof(cnt) && h->started)
 			interrupt = 1;
@@ -239,6 +357,7 @@ static void vhost_poll(struct vdev *vd)
 	/* Through the card's doorbell register: status bit and line. */
 	if (interrupt)
 		mic_vop_host_dev_interrupt(vd->dev);
+	supervise(h);
 	if (!h->conn) {
 		/* The card learns through NEEDS_RESET; a reset it asks for
 		 * clears it, so it is set again while the backend stays away. */
@@ -273,6 +392,7 @@ static void vhost_destroy(struct vdev *vd)
 		vhost_quiesce(vd);
 	if (h->conn)
 		vhu_close(h->conn);
+	stop_child(h);
 	for (unsigned i = 0; i < MIC_MAX_VRINGS; i++) {
 		if (h->kick[i] >= 0)
 			close(h->kick[i]);
@@ -294,11 +414,12 @@ static const struct vdev_ops vhost_ops = {
 };
 
 int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
-			const char *path, struct vdev **out)
+			const char *path, const char *cmd, struct vdev **out)
 {
 	struct vhost *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
+	h->child_pidfd = -1;
 	h->type = &type_blk;
 	h->vd.ops = &vhost_ops;
 	h->vd.priv = h;
@@ -312,8 +433,19 @@ int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, cons
 		rc = -errno;
 	h->nvq = 1; /* until the config says otherwise */
 	char why[128] = "";
-	if (!rc && (rc = connect_backend(h, VHU_TIMEOUT_MS * 2, why, sizeof(why))) == 0)
-		why[0] = 0;
+	if (!rc && cmd && cmd[0]) {
+		if (snprintf(h->cmd, sizeof(h->cmd), "%s", cmd) >= (int)sizeof(h->cmd))
+			rc = -ENAMETOOLONG;
+		else if ((rc = spawn_backend(h)))
+			snprintf(why, sizeof(why), "cannot start it: %s", strerror(-rc));
+	}
+	if (!rc) {
+		/* A backend just started needs a moment before it listens. */
+		uint64_t until = now_ms() + (h->cmd[0] ? START_WAIT_MS : 0);
+		while ((rc = connect_backend(h, VHU_TIMEOUT_MS * 2, why, sizeof(why))) &&
+		       (rc == -ENOENT || rc == -ECONNREFUSED) && now_ms() < until)
+			usleep(20000);
+	}
 	uint8_t *config = h->config;
 	if (!rc && (rc = vhu_get_config(h->conn, config, h->type->config_len)))
 		snprintf(why, sizeof(why), "config space: %s",

@@ -50,6 +50,16 @@ setpriv --pdeathsig TERM qemu-storage-daemon \
     >>"$RUNDIR/qsd-hostile.log" 2>&1 &
 HQSD_PID=$!
 for _ in $(seq 1 100); do [ -S "$HSOCK" ] && break; sleep 0.05; done
+# mic2: a backend micd starts and restarts itself (the socket comes in
+# MIC_VHOST_SOCKET)
+qemu-img create -q -f qcow2 "$RUNDIR/m2.qcow2" 16M
+cat > "$RUNDIR/qsd-m2.sh" <<SCRIPT
+#!/bin/sh
+exec qemu-storage-daemon --blockdev driver=file,node-name=file0,filename=$RUNDIR/m2.qcow2 \\
+    --blockdev driver=qcow2,node-name=disk0,file=file0 \\
+    --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=\$MIC_VHOST_SOCKET,writable=on
+SCRIPT
+chmod +x "$RUNDIR/qsd-m2.sh"
 cat > "$RUNDIR/micd.conf" <<EOF
 [mic0]
 disk_vhost_user = $SOCK
@@ -57,6 +67,9 @@ disk_vhost_user = $SOCK
 image = $RUNDIR/hostile.img
 cmdline = mic.hostile=blkpage
 disk_vhost_user = $HSOCK
+[mic2]
+disk_vhost_user = $RUNDIR/m2.sock
+disk_vhost_user_cmd = $RUNDIR/qsd-m2.sh
 EOF
 start_micd --config "$RUNDIR/micd.conf"
 micctl wait mic0 ready --timeout 3 >/dev/null
@@ -174,5 +187,25 @@ check "micd reset of the card returns" timeout 20 micctl reset mic0
 micctl wait mic0 ready --timeout 5 >/dev/null
 check "device still broken while the backend is away" wait_dev broken 'vhost-user backend gone'
 
+# (7) a backend micd started: killed, it is restarted with backoff, and the
+# card's disk works again in the same boot; it goes when micd goes
+m2_pid() { pgrep -f "^qemu-storage-daemon .*$RUNDIR/m2.qcow2" | head -1; }
+check "micd started mic2's backend" grep -q 'mic2: block: started vhost-user backend' "$RUNDIR/micd.log"
+micctl boot mic2 >/dev/null
+micctl wait mic2 online --timeout 20 >/dev/null
+card_ush mic2 dd of=/dev/vda bs=64K count=8 conv=fsync < "$RUNDIR/before" 2>/dev/null
+check "mic2 writes its disk" [ $? -eq 0 ]
+old_pid=$(m2_pid)
+kill -KILL "$old_pid"
+check "status shows mic2's disk broken" wait_dev broken 'vhost-user backend gone' mic2
+for _ in $(seq 1 100); do new_pid=$(m2_pid); [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] && break; sleep 0.1; done
+check "micd restarted the backend ($old_pid -> $new_pid)" sh -c "[ -n '$new_pid' ] && [ '$new_pid' != '$old_pid' ]"
+check "micd logged the restart" grep -q "mic2: block: vhost-user backend (pid $old_pid) killed by signal 9; restarting it in" "$RUNDIR/micd.log"
+check "mic2's disk ready again in the same boot" wait_dev ready '' mic2
+card_ush mic2 dd if=/dev/vda bs=64K count=8 iflag=direct 2>/dev/null | cmp -s - "$RUNDIR/before"
+check "mic2 reads what it wrote before the kill" [ $? -eq 0 ]
 kill -TERM "$HQSD_PID" 2>/dev/null; wait "$HQSD_PID" 2>/dev/null
+last_pid=$(m2_pid)
+stop_micd
+check "the backend micd started is gone with it" sh -c "! kill -0 $last_pid 2>/dev/null"
 finish
