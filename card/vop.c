@@ -247,3 +247,16 @@ int cos_vdev_release(struct cos_vdev *vd)
 	vd->nmem = 0;
 	return rc;
 }
+
+int cos_vdev_recover(struct cos_vdev *vd, uint64_t features, uint64_t *negotiated,
+		     struct mic_vop_vq **vqs, unsigned nvq)
+{
+	int rc = mic_vop_cdev_reset(vd->cdev, 1000);
+	if (!rc)
+		rc = cos_vdev_setup(vd, features, negotiated, vqs, nvq);
+	if (!rc) {
+		mic_vop_cdev_set_h2c_db(vd->cdev, vd->line);
+		rc = mic_vop_cdev_driver_ok(vd->cdev);
+	}
+	return rc;
+}

@@ -366,7 +366,12 @@ static int start_devices(struct mic_card *c, char *err, size_t errlen)
 		if (!(rc = net_backend_start(c->vop, c->v, &c->cfg, &c->vdev[c->nvdev])))
 			c->nvdev++;
 	}
-	if (!rc && c->cfg.disk[0]) {
+	if (!rc && c->cfg.disk_vhost_user[0]) {
+		what = "block (vhost-user)";
+		if (!(rc = vhost_backend_start(c->vop, c->v, c->cfg.name, c->cfg.disk_vhost_user,
+					       c->cfg.disk_vhost_user_cmd, &c->vdev[c->nvdev])))
+			c->nvdev++;
+	} else if (!rc && c->cfg.disk[0]) {
 		what = "block";
 		if (!(rc = block_backend_start(c->vop, c->v, &c->cfg, &c->vdev[c->nvdev])))
 			c->nvdev++;
