@@ -244,7 +244,9 @@ int micbench_dma(int argc, char **argv, FILE *out)
 	if ((rc = mic_dma_host_init(b.h)))
 		goto out;
 	for (unsigned c = 0; c < MIC_DMA_HOST_CHANS; c++)
-		if ((rc = mic_dma_host_chan_open(b.h, c, c * RING_BYTES, RING_SLOTS, &b.chan[c])))
+		if ((rc = mic_dma_chan_open(b.h, c, mic_dma_pool_addr(c * RING_BYTES),
+					    (uint8_t *)b.h->hostmem.va + c * RING_BYTES, RING_SLOTS,
+					    &b.chan[c])))
 			goto out;
 	/* Fault every page in once: page faults are not what is measured. */
 	memset(b.h->aperture.va, 0x11, b.h->aperture.size);
