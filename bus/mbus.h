@@ -23,9 +23,8 @@ enum mbus_dev_id {
 struct mbus_device;
 
 /* Interrupts reach a driver as a pollable file descriptor that it watches
- * in its own event loop: every driver (the card's virtio drivers in the
- * card OS's loop, the DMA driver's interrupt waits) runs its own loop, so
- * the bus keeps no handler threads. */
+ * in the loop it already has (the card's virtio drivers in the card OS's
+ * event loop), so the bus runs no handler threads. */
 struct mbus_hw_ops {
 	/* Claims interrupt line `line` and returns a file descriptor that
 	 * polls readable while the line is pending (ack with ack_irq).
