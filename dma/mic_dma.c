@@ -564,8 +564,3 @@ int mic_dma_memcpy_timeout(struct mic_dma_chan *c, uint64_t dst, uint64_t src, u
 		rc = mic_dma_submit(&b, mode == MIC_DMA_WAIT_IRQ ? MIC_DMA_SUBMIT_INTR : 0, &ck);
 	return rc ? rc : mic_dma_wait(c, ck, mode, timeout_ms);
 }
-
-int mic_dma_memcpy_sync(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len)
-{
-	return mic_dma_memcpy_timeout(c, dst, src, len, MIC_DMA_WAIT_POLL, 10000);
-}

@@ -92,11 +92,9 @@ int mic_dma_tx_status(struct mic_dma_chan *c, mic_dma_cookie_t cookie);
 int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_wait_mode mode,
 		 int timeout_ms);
 
-/* One copy, submitted and waited for (polling, 10 s timeout). */
-int mic_dma_memcpy_sync(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len);
-/* The same, waiting in the given mode (IRQ: the batch raises the
- * interrupt) at most timeout_ms: -ETIMEDOUT if the completion was not seen
- * in time (the caller may reset the channel). */
+/* One copy, submitted and waited for in the given mode (IRQ: the batch
+ * raises the interrupt) at most timeout_ms: -ETIMEDOUT if the completion
+ * was not seen in time (the caller may reset the channel). */
 int mic_dma_memcpy_timeout(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len,
 			   enum mic_dma_wait_mode mode, int timeout_ms);
 

@@ -161,8 +161,10 @@ static void dma_driver_on_the_bus(void **state)
 			 -EPERM);
 	assert_int_equal(mic_dma_request_chan(&cdev, 4, 0x120000, f->card + 0x120000, 8, &cc), 0);
 	fx_fill(f, f->card + (1 << 20) * 8, 1 << 20);
-	assert_int_equal(mic_dma_memcpy_sync(hc, 9 << 20, 8 << 20, 1 << 20), 0);
-	assert_int_equal(mic_dma_memcpy_sync(cc, 10 << 20, 9 << 20, 1 << 20), 0);
+	assert_int_equal(mic_dma_memcpy_timeout(hc, 9 << 20, 8 << 20, 1 << 20, MIC_DMA_WAIT_POLL,
+						10000), 0);
+	assert_int_equal(mic_dma_memcpy_timeout(cc, 10 << 20, 9 << 20, 1 << 20, MIC_DMA_WAIT_POLL,
+						10000), 0);
 	assert_memory_equal(f->card + (10 << 20), f->card + (8 << 20), 1 << 20);
 	mic_dma_release_chan(&hdev, hc);
 	assert_int_equal(mic_dma_request_chan(&hdev, 0, 0x100000, f->card + 0x100000, 8, &hc), 0);

@@ -55,7 +55,7 @@ static void check_copy(struct fx *f, struct mic_dma_chan *c, uint64_t dst, uint6
 	fx_fill(f, s, len);
 	memset(d, 0xee, 64);
 	memset(d + 64 + len, 0xee, 64);
-	int rc = mic_dma_memcpy_sync(c, dst, src, len);
+	int rc = mic_dma_memcpy_timeout(c, dst, src, len, MIC_DMA_WAIT_POLL, 10000);
 	if (rc)
 		fail_msg("copy %#llx <- %#llx len %llu: %d", (unsigned long long)dst,
 			 (unsigned long long)src, (unsigned long long)len, rc);

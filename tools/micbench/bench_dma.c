@@ -116,7 +116,8 @@ static double dma_sync_gbps(struct bench *b, uint64_t size, int *err)
 		n = 2;
 	uint64_t t0 = now_ns();
 	for (uint64_t i = 0; i < n && !*err; i++) {
-		*err = mic_dma_memcpy_sync(b->chan[0], dst_of(b, 0) + off, src_of(b, 0) + off, size);
+		*err = mic_dma_memcpy_timeout(b->chan[0], dst_of(b, 0) + off, src_of(b, 0) + off, size,
+					      MIC_DMA_WAIT_POLL, 10000);
 		off = off + size >= REGION ? 0 : off + size;
 	}
 	return (double)(n * size) / (double)(now_ns() - t0);
