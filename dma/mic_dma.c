@@ -461,7 +461,8 @@ out:
 
 /* --- completion --- */
 
-int mic_dma_tx_status(struct mic_dma_chan *c, mic_dma_cookie_t cookie)
+/* 0 done, -EINPROGRESS, -EIO failed or cancelled by a reset. */
+static int tx_status(struct mic_dma_chan *c, mic_dma_cookie_t cookie)
 {
 	uint64_t done = atomic_load_explicit(c->done, memory_order_acquire);
 	if (cookie > atomic_load(&c->fail_from) && cookie <= atomic_load(&c->fail_to))
@@ -475,7 +476,7 @@ static int wait_poll(struct mic_dma_chan *c, mic_dma_cookie_t cookie, uint64_t d
 {
 	struct backoff b = { 0 };
 	for (;;) {
-		int rc = mic_dma_tx_status(c, cookie);
+		int rc = tx_status(c, cookie);
 		if (rc != -EINPROGRESS)
 			return rc;
 		if ((b.n & 63) == 0 && timed_out(deadline))
@@ -501,7 +502,7 @@ static int wait_irq(struct mic_dma_chan *c, mic_dma_cookie_t cookie, uint64_t de
 {
 	pthread_mutex_lock(&c->irq_lock);
 	int rc;
-	while ((rc = mic_dma_tx_status(c, cookie)) == -EINPROGRESS) {
+	while ((rc = tx_status(c, cookie)) == -EINPROGRESS) {
 		if (timed_out(deadline)) {
 			rc = -ETIMEDOUT;
 			break;
@@ -545,7 +546,7 @@ int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_w
 		return -EINVAL;
 	uint64_t deadline = deadline_ms(timeout_ms);
 	if (mode == MIC_DMA_WAIT_IRQ) {
-		if (atomic_load(&c->last_intr_cookie) < cookie && mic_dma_tx_status(c, cookie) ==
+		if (atomic_load(&c->last_intr_cookie) < cookie && tx_status(c, cookie) ==
 		    -EINPROGRESS)
 			return -EINVAL;
 		return wait_irq(c, cookie, deadline);

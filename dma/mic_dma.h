@@ -85,10 +85,9 @@ enum mic_dma_wait_mode {
 	MIC_DMA_WAIT_IRQ,  /* sleep on the interrupt; cookie needs SUBMIT_INTR */
 };
 
-/* 0 done, -EINPROGRESS, -EIO failed or cancelled by a reset. */
-int mic_dma_tx_status(struct mic_dma_chan *c, mic_dma_cookie_t cookie);
-/* 0, -EIO, -ETIMEDOUT (timeout_ms < 0: forever), -EINVAL (IRQ mode for a
- * cookie no interrupt will follow). */
+/* 0 done, -EIO failed or cancelled by a reset, -ETIMEDOUT (timeout_ms < 0:
+ * forever; 0: look once), -EINVAL (a cookie never issued, or IRQ mode for
+ * a cookie no interrupt will follow). */
 int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_wait_mode mode,
 		 int timeout_ms);
 

@@ -332,7 +332,7 @@ static void error_then_reset_recovers(void **state)
 	assert_int_equal(mic_dma_submit(&b, 0, &later), -EIO);
 	assert_int_equal(mic_dma_chan_reset(c), 0);
 	assert_int_equal(mic_dma_chan_error(c), 0);
-	assert_int_equal(mic_dma_tx_status(c, bad), -EIO);
+	assert_int_equal(mic_dma_wait(c, bad, MIC_DMA_WAIT_POLL, 0), -EIO);
 	mic_dma_host_init(f->h);
 	check_copy(f, c, CARD_B + 64, CARD_A + 64, 300000);
 	check_copy(f, c, CARD_B + 64, mic_dma_pool_addr(POOL_A), 300000);
