@@ -537,8 +537,8 @@ static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t 
 			snprintf(err, errlen, "%s: reading %s: %s", c->cfg.name, c->cfg.image,
 				 n ? strerror(errno) : "file shrank");
 			close(fd);
-			if (ck) /* leave the channel idle for the next user */
-				mic_dma_wait(c->dma, ck, MIC_DMA_WAIT_POLL, 10000);
+			if (ck) /* cancel the pieces in flight: the channel is idle again */
+				mic_dma_chan_reset(c->dma);
 			return -1;
 		}
 		done += (uint64_t)n;
