@@ -219,7 +219,7 @@ void *cos_vdev_alloc(struct cos_vdev *vd, uint64_t size, uint64_t *addr)
 int cos_vdev_ready(struct cos_vdev *vd, cos_fd_fn on_doorbell, void *ctx)
 {
 	vd->line = mic_vop_cdev_h2c_db(vd->cdev);
-	int fd = mbus_request_irq(&vd->mdev, vd->line, NULL, NULL);
+	int fd = mbus_request_irq(&vd->mdev, vd->line);
 	if (fd < 0)
 		return fd;
 	vd->line_fd = fd;

@@ -225,9 +225,10 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	 * until the card is reset, so a hostile card cannot stretch every copy
 	 * into a timeout. */
 	int timeout = 200 + (int)(len >> 17);
+	enum mic_dma_wait_mode mode = len >= VDEV_DMA_IRQ_MIN ? MIC_DMA_WAIT_IRQ : MIC_DMA_WAIT_POLL;
 	int rc = dir == MIC_VOP_CARD_TO_HOST ?
-			 mic_dma_memcpy_timeout(vd->dma, host_addr, card_addr, len, timeout) :
-			 mic_dma_memcpy_timeout(vd->dma, card_addr, host_addr, len, timeout);
+			 mic_dma_memcpy_timeout(vd->dma, host_addr, card_addr, len, mode, timeout) :
+			 mic_dma_memcpy_timeout(vd->dma, card_addr, host_addr, len, mode, timeout);
 	if (rc) {
 		log_warn("%s: %s: DMA copy failed (%s): CPU copies until the card resets", vd->card,
 			 vd->ops->name, strerror(rc < 0 ? -rc : rc));
@@ -243,6 +244,7 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	}
 	vd->dma_bytes += len;
 	vd->dma_copies++;
+	vd->dma_irq_waits += mode == MIC_DMA_WAIT_IRQ;
 	return 0;
 }
 

@@ -73,6 +73,7 @@ struct vdev {
 	struct mic_dma_chan *dma; /* host channel for large copies, or NULL */
 	int dma_off;      /* a copy failed or timed out: CPU only until the card resets */
 	uint64_t dma_bytes, dma_copies; /* moved by DMA, for tests and status */
+	uint64_t dma_irq_waits;         /* of those, waited for by interrupt */
 	/* micctl stats: added by the backend's serve(), zeroed by a card reset
 	 * only (host/stats.h) */
 	struct vdev_stats stats;
@@ -82,6 +83,11 @@ struct vdev {
  * buffer in the card's host memory pool go by DMA; smaller ones, and
  * buffers the engine cannot reach, by CPU. */
 #define VDEV_DMA_MIN (16u << 10)
+/* Copies of at least this many bytes wait for their completion interrupt
+ * asleep instead of polling: the engine's worker gets the CPU, and the
+ * wake-up comes when the copy ends rather than at the end of a backoff
+ * sleep.  Smaller copies end before a sleep would pay off. */
+#define VDEV_DMA_IRQ_MIN (256u << 10)
 /* Chains a backend serves per queue and wake-up: a card that keeps adding
  * buffers cannot keep the device lock (and micd's main loop) forever. */
 #define VDEV_BUDGET 64
