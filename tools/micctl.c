@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ESCAPE_KEY 0x1d /* Ctrl-] */
@@ -37,6 +38,10 @@ static void usage(void)
 		"  reset CARD [--no-wait]      reset the card, whatever it was doing\n"
 		"  suspend                     OSPM suspend: shut every online card down\n"
 		"  resume                      boot every card that suspend shut down\n"
+		"      boot, shutdown and resume first wait for a transition under way\n"
+		"      that leads where they can run (boot of a card still resetting or\n"
+		"      shutting down); --timeout SECONDS bounds that wait (default: as\n"
+		"      long as the card's own timeouts allow), --no-wait refuses at once\n"
 		"  wait CARD STATE [--timeout SECONDS]\n"
 		"  log CARD                    the card OS log, read from card memory\n"
 		"  console-size CARD COLS ROWS set the console's terminal size (done by\n"
@@ -59,13 +64,42 @@ static double seconds_arg(const char *opt, const char *s)
 	return v;
 }
 
-/* Sends one request; the answer's text goes to out (errors to stderr). */
-static int request_to(const char *rundir, const char *line, FILE *out)
+/* How long a request that waits anyway also waits for a micd that is
+ * starting (`micd & micctl boot mic0`): its socket appears within
+ * milliseconds; a daemon that is not there is reported after this. */
+#define DAEMON_START_GRACE_MS 2000
+
+static int connect_micd(const struct sockaddr_un *sa, int grace_ms)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+			return fd;
+		int e = errno;
+		close(fd);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		long ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+		/* No socket yet, or bound but not yet listening. */
+		if ((e != ENOENT && e != ECONNREFUSED) || ms >= grace_ms) {
+			errno = e;
+			return -1;
+		}
+		poll(NULL, 0, 20);
+	}
+}
+
+/* Sends one request; the answer's text goes to out (errors to stderr).
+ * grace_ms: how long to wait for a micd that is still starting. */
+static int request_grace(const char *rundir, const char *line, FILE *out, int grace_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/micd.sock", rundir);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	int fd = connect_micd(&sa, grace_ms);
+	if (fd < 0) {
 		if (errno == EACCES)
 			fprintf(stderr, "micctl: %s: permission denied (root or the micd group only)\n",
 				sa.sun_path);
@@ -104,9 +138,9 @@ static int request_to(const char *rundir, const char *line, FILE *out)
 	return code;
 }
 
-static int request(const char *rundir, const char *line)
+static int request_to(const char *rundir, const char *line, FILE *out)
 {
-	return request_to(rundir, line, stdout);
+	return request_grace(rundir, line, out, 0);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -231,7 +265,7 @@ int main(int argc, char **argv)
 {
 	const char *rundir = getenv("MIC_RUNDIR");
 	int json = 0, nowait = 0;
-	double timeout = 10, linger = 0.5;
+	double timeout = -1, linger = 0.5; /* timeout: -1 none given */
 	/* Options may come before or after the command words. */
 	char *words[4];
 	int nw = 0;
@@ -258,15 +292,27 @@ int main(int argc, char **argv)
 	if (nw == 0)
 		usage();
 	const char *cmd = words[0];
-	char line[256];
+	char line[256], wait_ms[32] = "";
+	/* "wait MS": how long micd may hold the verb for a transition under way */
+	if (timeout >= 0)
+		snprintf(wait_ms, sizeof(wait_ms), " %ld", (long)(timeout * 1000));
+	int grace = 0; /* requests that wait anyway also wait for micd to start */
 	if (!strcmp(cmd, "status") && nw <= 2) {
 		snprintf(line, sizeof(line), "%s %s\n", json ? "status-json" : "status", nw > 1 ? words[1] : "");
 	} else if ((!strcmp(cmd, "boot") || !strcmp(cmd, "shutdown") || !strcmp(cmd, "reset")) && nw == 2) {
-		snprintf(line, sizeof(line), "%s %s%s\n", cmd, words[1], nowait ? "" : " wait");
-	} else if ((!strcmp(cmd, "suspend") || !strcmp(cmd, "resume")) && nw == 1) {
+		snprintf(line, sizeof(line), "%s %s%s%s\n", cmd, words[1], nowait ? "" : " wait",
+			 nowait || !strcmp(cmd, "reset") ? "" : wait_ms);
+		grace = !nowait;
+	} else if (!strcmp(cmd, "suspend") && nw == 1) {
 		snprintf(line, sizeof(line), "%s\n", cmd);
+		grace = 1;
+	} else if (!strcmp(cmd, "resume") && nw == 1) {
+		snprintf(line, sizeof(line), "resume%s%s\n", wait_ms[0] ? " wait" : "", wait_ms);
+		grace = 1;
 	} else if (!strcmp(cmd, "wait") && nw == 3) {
-		snprintf(line, sizeof(line), "wait %s %s %ld\n", words[1], words[2], (long)(timeout * 1000));
+		snprintf(line, sizeof(line), "wait %s %s %ld\n", words[1], words[2],
+			 (long)((timeout >= 0 ? timeout : 10) * 1000));
+		grace = 1;
 	} else if (!strcmp(cmd, "console-size") && nw == 4) {
 		snprintf(line, sizeof(line), "console-size %s %s %s\n", words[1], words[2], words[3]);
 	} else if (!strcmp(cmd, "console") && nw == 2) {
@@ -276,5 +322,8 @@ int main(int argc, char **argv)
 	} else {
 		usage();
 	}
-	return request(rundir, line);
+	grace = grace ? DAEMON_START_GRACE_MS : 0;
+	if (timeout >= 0 && timeout * 1000 < grace)
+		grace = (int)(timeout * 1000);
+	return request_grace(rundir, line, stdout, grace);
 }
