@@ -706,6 +706,26 @@ static void cmd_console_size(struct micd *d, int fd, struct request *rq)
 	answer(fd, 0, "%s: console %ldx%ld", c->cfg.name, cols, rows);
 }
 
+/* A scripted session on the console (micctl console with stdin not a
+ * terminal): ID starts one, 0 ends it. */
+static void cmd_console_session(struct micd *d, int fd, struct request *rq)
+{
+	(void)d;
+	struct mic_card *c = rq->card;
+	char *end = NULL;
+	unsigned long id = rq->argc > 2 ? strtoul(rq->argv[2], &end, 16) : 0;
+	if (rq->argc < 3 || *end || id > UINT32_MAX)
+		return answer(fd, 2, "console-session needs a hex session id (0 ends it)");
+	struct vdev *con = card_find_vdev(c, VIRTIO_ID_CONSOLE);
+	int rc = con ? console_backend_session(con, (uint32_t)id) : -ENODEV;
+	if (rc)
+		return answer(fd, 1, "%s: console session: %s", c->cfg.name,
+			      rc == -EOPNOTSUPP ? "the card's console driver has no sessions" :
+			      rc == -ENODEV	? "the card's console is not running" :
+						  strerror(-rc));
+	answer(fd, 0, "%s: console session %08lx", c->cfg.name, id);
+}
+
 static void cmd_log(struct micd *d, int fd, struct request *rq)
 {
 	(void)d;
@@ -735,6 +755,7 @@ static const struct command {
 	{ "reset", CMD_CARD, cmd_reset },
 	{ "wait", CMD_CARD | CMD_WAITS, cmd_wait },
 	{ "console-size", CMD_CARD, cmd_console_size },
+	{ "console-session", CMD_CARD, cmd_console_session },
 	{ "log", CMD_CARD, cmd_log },
 };
 

@@ -11,11 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "mic/console.h"
 
 #define ESCAPE_KEY 0x1d /* Ctrl-] */
 
@@ -157,10 +161,88 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Sends one request and drops its answer's text; returns the exit code. */
+static int request_quiet(const char *rundir, const char *line)
+{
+	FILE *null = fopen("/dev/null", "w");
+	int rc = null ? request_to(rundir, line, null) : 1;
+	if (null)
+		fclose(null);
+	return rc;
+}
+
+/* Our terminal's size to the card's console (a virtio config change). */
+static void send_size(const char *rundir, const char *card)
+{
+	struct winsize ws;
+	char line[96];
+	if (ioctl(0, TIOCGWINSZ, &ws) < 0 || !ws.ws_col || !ws.ws_row)
+		return;
+	snprintf(line, sizeof(line), "console-size %s %u %u\n", card, ws.ws_col, ws.ws_row);
+	request_quiet(rundir, line);
+}
+
+/*
+ * A scripted session's output, as the card frames it (include/mic/console.h):
+ * what comes before its begin marker is earlier sessions' (dropped), what
+ * comes after its end marker the terminal's shell again (not read).  A
+ * marker may arrive in pieces: the tail that could start one is held.
+ */
+struct script {
+	char id[9];
+	int begun, ended;
+	char buf[65536 + 2 * MIC_CONSOLE_MARK_MAX];
+	size_t len;
+};
+
+static int script_output(struct script *s, const char *p, size_t n)
+{
+	memcpy(s->buf + s->len, p, n);
+	size_t len = s->len + n, i = 0;
+	char *b = s->buf;
+	s->len = 0;
+	while (i < len && !s->ended) {
+		char *m = memchr(b + i, MIC_CONSOLE_MARK, len - i);
+		size_t upto = m ? (size_t)(m - b) : len;
+		if (s->begun && write_all(1, b + i, upto - i) < 0)
+			return -1;
+		i = upto;
+		if (!m)
+			break;
+		size_t room = len - i - 1 < MIC_CONSOLE_MARK_MAX ? len - i - 1 : MIC_CONSOLE_MARK_MAX;
+		char *e = memchr(b + i + 1, MIC_CONSOLE_MARK, room);
+		if (!e && len - i < MIC_CONSOLE_MARK_MAX) {
+			memmove(s->buf, b + i, len - i); /* perhaps a marker, cut */
+			s->len = len - i;
+			return 0;
+		}
+		char tok[MIC_CONSOLE_MARK_MAX + 1] = "";
+		if (e)
+			snprintf(tok, sizeof(tok), "%.*s", (int)(e - b - i - 1), b + i + 1);
+		size_t bl = strlen(MIC_CONSOLE_BEGIN), el = strlen(MIC_CONSOLE_END);
+		if (!s->begun && !strncmp(tok, MIC_CONSOLE_BEGIN, bl) && !strcmp(tok + bl, s->id)) {
+			s->begun = 1;
+		} else if (s->begun && !strncmp(tok, MIC_CONSOLE_END, el) &&
+			   !strncmp(tok + el, s->id, 8) && tok[el + 8] == ' ') {
+			s->ended = 1;
+		} else {
+			/* Not ours: the byte is output like any other. */
+			if (s->begun && write_all(1, b + i, 1) < 0)
+				return -1;
+			i++;
+			continue;
+		}
+		i = (size_t)(e - b) + 1;
+	}
+	return 0;
+}
+
 /*
  * Attaches to <rundir>/<card>/console, the host end of the card's
  * virtio-console.  The daemon keeps the PTY open, so detaching loses
- * nothing: output waits in the PTY until the next attach.
+ * nothing: output waits in the PTY until the next attach.  On a terminal
+ * the card's terminal follows our window (SIGWINCH); with stdin not a
+ * terminal the session is a scripted one (docs/architecture.md 3.11).
  */
 static int console(const char *rundir, const char *card, double linger)
 {
@@ -199,39 +281,79 @@ static int console(const char *rundir, const char *card, double linger)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	struct winsize ws;
-	if (tty && ioctl(0, TIOCGWINSZ, &ws) == 0 && ws.ws_col && ws.ws_row) {
-		/* the card's shell gets our terminal's size (a virtio config change) */
-		FILE *null = fopen("/dev/null", "w");
-		snprintf(line, sizeof(line), "console-size %s %u %u\n", card, ws.ws_col, ws.ws_row);
-		if (null) {
-			request_to(rundir, line, null);
-			fclose(null);
-		}
-	}
+	int winch = -1;
+	static struct script scr;
+	int script = 0;
 	if (tty) {
+		/* Every window change reaches the card, as it happens. */
+		sigset_t ws;
+		sigemptyset(&ws);
+		sigaddset(&ws, SIGWINCH);
+		sigprocmask(SIG_BLOCK, &ws, NULL);
+		winch = signalfd(-1, &ws, SFD_CLOEXEC | SFD_NONBLOCK);
+		send_size(rundir, card);
 		tcgetattr(0, &saved);
 		raw = saved;
 		cfmakeraw(&raw);
 		tcsetattr(0, TCSANOW, &raw);
 		fprintf(stderr, "micctl: attached to %s console, Ctrl-] detaches\r\n", card);
+	} else {
+		/* A scripted session if the card's driver has them; else the
+		 * terminal's shell, as it always was. */
+		uint32_t id = 0;
+		while (!id && getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+			id = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+		snprintf(scr.id, sizeof(scr.id), "%08x", id);
+		snprintf(line, sizeof(line), "console-session %s %s\n", card, scr.id);
+		script = request_quiet(rundir, line) == 0;
 	}
-	struct pollfd p[2] = { { .fd = 0, .events = POLLIN }, { .fd = fd, .events = POLLIN } };
+	struct pollfd p[3] = { { .fd = script ? -1 : 0, .events = POLLIN },
+			       { .fd = fd, .events = POLLIN },
+			       { .fd = winch, .events = POLLIN } };
 	char buf[65536];
-	int in_open = 1;
+	int in_open = 1, last_nl = 1;
 	rc = 0;
 	for (;;) {
-		int n = poll(p, 2, in_open ? -1 : (int)(linger * 1000));
+		/* A session's shell starts within this, or not at all. */
+		int wait_ms = script && !scr.begun ? 5000 : in_open ? -1 : (int)(linger * 1000);
+		int n = poll(p, 3, wait_ms);
 		if (console_stop || (n < 0 && errno != EINTR))
 			break;
 		if (n < 0)
 			continue;
-		if (n == 0)
-			break; /* quiet after stdin ended */
+		if (n == 0) {
+			if (script && !scr.begun) {
+				fprintf(stderr, "micctl: %s did not start a console session\n", card);
+				rc = 1;
+				break;
+			}
+			if (!script)
+				break; /* quiet after stdin ended */
+			/* A terminal's end of file is read once: a command
+			 * of the script may have taken it, the shell still
+			 * needs one (stdin stays at its end, as a pipe's). */
+			write_all(fd, "\x04", 1);
+			continue;
+		}
+		if (p[2].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(winch, &si, sizeof(si)) == sizeof(si))
+				;
+			send_size(rundir, card);
+		}
 		if (p[1].revents & POLLIN) {
 			ssize_t r = read(fd, buf, sizeof(buf));
-			if (r <= 0 || write_all(1, buf, (size_t)r) < 0)
+			if (r <= 0)
 				break;
+			if (script) {
+				int was = scr.begun;
+				if (script_output(&scr, buf, (size_t)r) < 0 || scr.ended)
+					break;
+				if (!was && scr.begun) /* its shell runs: stdin may go */
+					p[0].fd = 0;
+			} else if (write_all(1, buf, (size_t)r) < 0) {
+				break;
+			}
 		} else if (p[1].revents & (POLLHUP | POLLERR)) {
 			break;
 		}
@@ -240,6 +362,10 @@ static int console(const char *rundir, const char *card, double linger)
 			if (r <= 0) {
 				in_open = 0;
 				p[0].fd = -1;
+				/* End of the script: end of file for its shell,
+				 * after its last line. */
+				if (script)
+					write_all(fd, "\n\x04" + last_nl, last_nl ? 1 : 2);
 				continue;
 			}
 			if (tty && memchr(buf, ESCAPE_KEY, (size_t)r)) {
@@ -251,12 +377,20 @@ static int console(const char *rundir, const char *card, double linger)
 				rc = 1;
 				break;
 			}
+			last_nl = buf[r - 1] == '\n';
 		}
+	}
+	if (script && !scr.ended) {
+		/* Interrupted: the session's shell goes, the terminal's comes back. */
+		snprintf(line, sizeof(line), "console-session %s 0\n", card);
+		request_quiet(rundir, line);
 	}
 	if (tty) {
 		tcsetattr(0, TCSANOW, &saved);
 		fprintf(stderr, "\nmicctl: detached from %s console\n", card);
 	}
+	if (winch >= 0)
+		close(winch);
 	close(fd);
 	return rc;
 }
