@@ -49,10 +49,13 @@ static void usage(void)
 		"  wait CARD STATE [--timeout SECONDS]\n"
 		"  log CARD                    the card OS log, read from card memory\n"
 		"  console-size CARD COLS ROWS set the console's terminal size (done by\n"
-		"                              console itself when attached to a terminal)\n"
+		"                              console itself on a terminal, at every resize)\n"
 		"  console CARD [--linger S]   attach to the card's console (Ctrl-] detaches);\n"
-		"                              with stdin not a terminal: send stdin, print the\n"
-		"                              output until S seconds (default 0.5) of quiet\n");
+		"                              with stdin not a terminal: a scripted session,\n"
+		"                              stdin run by a shell, exactly its output printed,\n"
+		"                              until the script ends (end of file re-sent every\n"
+		"                              S seconds of quiet, default 0.5; a card without\n"
+		"                              sessions: until S seconds of quiet)\n");
 	exit(2);
 }
 

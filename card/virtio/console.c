@@ -60,7 +60,7 @@ struct vcon {
 	int end_status;
 	int hold;              /* the PTY slave, held during a session: no hang-up */
 	struct termios term;   /* the PTY's settings at open: the terminal's */
-	char mark[MIC_CONSOLE_MARK_MAX]; /* a marker waiting for a buffer */
+	char mark[2 * MIC_CONSOLE_MARK_MAX]; /* markers waiting for a buffer */
 	size_t mark_len;
 };
 
@@ -213,11 +213,14 @@ static void stop_shell(struct vcon *v)
 
 static void set_mark(struct vcon *v, const char *what, uint32_t id, int status)
 {
-	int n = status < 0 ? snprintf(v->mark, sizeof(v->mark), "%c%s%08x%c", MIC_CONSOLE_MARK, what,
-				      id, MIC_CONSOLE_MARK) :
-			     snprintf(v->mark, sizeof(v->mark), "%c%s%08x %d%c", MIC_CONSOLE_MARK, what,
-				      id, status, MIC_CONSOLE_MARK);
-	v->mark_len = n > 0 && (size_t)n < sizeof(v->mark) ? (size_t)n : 0;
+	char *p = v->mark + v->mark_len;
+	size_t room = sizeof(v->mark) - v->mark_len;
+	int n = status < 0 ? snprintf(p, room, "%c%s%08x%c", MIC_CONSOLE_MARK, what, id,
+				      MIC_CONSOLE_MARK) :
+			     snprintf(p, room, "%c%s%08x %d%c", MIC_CONSOLE_MARK, what, id, status,
+				      MIC_CONSOLE_MARK);
+	if (n > 0 && (size_t)n < room)
+		v->mark_len += (size_t)n;
 	send_mark(v);
 }
 
@@ -231,6 +234,10 @@ static void set_mark(struct vcon *v, const char *what, uint32_t id, int status)
  */
 static void script_start(struct vcon *v, uint32_t id)
 {
+	/* One session at a time: one still running ends here, and its
+	 * micctl learns it. */
+	if (v->script)
+		set_mark(v, MIC_CONSOLE_END, v->script_id, v->ending ? v->end_status : SIGKILL);
 	stop_shell(v);
 	v->os->log.tee = NULL;
 	if (v->hold < 0)
