@@ -192,11 +192,29 @@ static void send_size(const char *rundir, const char *card)
  * marker may arrive in pieces: the tail that could start one is held.
  */
 struct script {
+	long boots; /* the card's boot count while online, when it began */
 	char id[9];
 	int begun, ended;
 	char buf[65536 + 2 * MIC_CONSOLE_MARK_MAX];
 	size_t len;
 };
+
+/* The card's boot count if it is online, else -1: a session lives as long
+ * as the card OS it began on. */
+static long card_boots(const char *rundir, const char *card)
+{
+	char line[96], *st = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&st, &len);
+	snprintf(line, sizeof(line), "status-json %s\n", card);
+	int rc = mem ? request_to(rundir, line, mem) : 1;
+	if (mem)
+		fclose(mem);
+	const char *b = st ? strstr(st, "\"boots\":") : NULL;
+	long boots = rc == 0 && st && strstr(st, "\"state\":\"online\"") && b ? atol(b + 8) : -1;
+	free(st);
+	return boots;
+}
 
 static int script_output(struct script *s, const char *p, size_t n)
 {
@@ -308,7 +326,8 @@ static int console(const char *rundir, const char *card, double linger)
 			id = (uint32_t)getpid() ^ (uint32_t)time(NULL);
 		snprintf(scr.id, sizeof(scr.id), "%08x", id);
 		snprintf(line, sizeof(line), "console-session %s %s\n", card, scr.id);
-		script = request_quiet(rundir, line) == 0;
+		scr.boots = card_boots(rundir, card);
+		script = scr.boots >= 0 && request_quiet(rundir, line) == 0;
 	}
 	struct pollfd p[3] = { { .fd = script ? -1 : 0, .events = POLLIN },
 			       { .fd = fd, .events = POLLIN },
@@ -332,6 +351,12 @@ static int console(const char *rundir, const char *card, double linger)
 			}
 			if (!script)
 				break; /* quiet after stdin ended */
+			if (card_boots(rundir, card) != scr.boots) {
+				/* Lost, reset or rebooted: its shell is gone. */
+				fprintf(stderr, "micctl: %s went down; the session ended with it\n", card);
+				rc = 1;
+				break;
+			}
 			/* A terminal's end of file is read once: a command
 			 * of the script may have taken it, the shell still
 			 * needs one (stdin stays at its end, as a pipe's). */

@@ -283,10 +283,15 @@ static void spawn_shell(struct vcon *v)
 	pid_t pid = fork();
 	if (pid == 0) {
 		setsid();
-		int s = open(v->pts, O_RDWR); /* first tty opened: our controlling tty */
+		/* The terminal's shell: the first tty opened, its controlling
+		 * tty.  A script's shell has none: when it ends, what it left
+		 * running in the background gets no hang-up (as under the
+		 * terminal's shell, which stays). */
+		int s = open(v->pts, O_RDWR | (script ? O_NOCTTY : 0));
 		if (s < 0)
 			_exit(127);
-		ioctl(s, TIOCSCTTY, 0);
+		if (!script)
+			ioctl(s, TIOCSCTTY, 0);
 		dup2(s, 0);
 		dup2(s, 1);
 		dup2(s, 2);
