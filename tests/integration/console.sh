@@ -38,7 +38,7 @@ micctl console mic0 --linger 2 <<< "seq 1 1500000" | tr -d '\r' | grep -E '^[0-9
 check "10 MiB of output arrive intact, in order ($(stat -c %s "$RUNDIR/seq.out") bytes)" sh -c "seq 1 1500000 | cmp -s - '$RUNDIR/seq.out'"
 
 check "micctl console on a terminal: raw mode, Ctrl-] detaches" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" escape "$BIN/micctl" mic0
-check "the card's terminal follows the window: stty size within 100 ms of each SIGWINCH" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" winch "$BIN/micctl" mic0
+check "the card's terminal follows the window: stty size 100 ms after each SIGWINCH shows the new size" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" winch "$BIN/micctl" mic0
 check "attach/detach cycles lose nothing" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" attach
 
 out=$(con "exit" 1; con "echo respawned-\$((6*7))")
