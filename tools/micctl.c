@@ -393,7 +393,7 @@ static int console(const char *rundir, const char *card, double linger)
 				/* End of the script: end of file for its shell,
 				 * after its last line. */
 				if (script)
-					write_all(fd, "\n\x04" + last_nl, last_nl ? 1 : 2);
+					write_all(fd, last_nl ? "\x04" : "\n\x04", last_nl ? 1 : 2);
 				continue;
 			}
 			if (tty && memchr(buf, ESCAPE_KEY, (size_t)r)) {
