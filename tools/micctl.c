@@ -333,7 +333,7 @@ static int console(const char *rundir, const char *card, double linger)
 			       { .fd = fd, .events = POLLIN },
 			       { .fd = winch, .events = POLLIN } };
 	char buf[65536];
-	int in_open = 1, last_nl = 1;
+	int in_open = 1, last_nl = 1, eofs = 0;
 	rc = 0;
 	for (;;) {
 		/* A session's shell starts within this, or not at all. */
@@ -359,8 +359,11 @@ static int console(const char *rundir, const char *card, double linger)
 			}
 			/* A terminal's end of file is read once: a command
 			 * of the script may have taken it, the shell still
-			 * needs one (stdin stays at its end, as a pipe's). */
-			write_all(fd, "\x04", 1);
+			 * needs one (stdin stays at its end, as a pipe's).
+			 * A few times: each waits in the card's PTY while a
+			 * silent command runs. */
+			if (eofs++ < 16)
+				write_all(fd, "\x04", 1);
 			continue;
 		}
 		if (p[2].revents & POLLIN) {
