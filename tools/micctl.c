@@ -95,7 +95,7 @@ static int connect_micd(const struct sockaddr_un *sa, int grace_ms)
 			errno = e;
 			return -1;
 		}
-		poll(NULL, 0, 20);
+		poll(NULL, 0, 5);
 	}
 }
 

@@ -14,13 +14,16 @@ expect() { # expect RC PATTERN COMMAND...: exit code and message
     check "'$*' exits $rc ($got) and says '$pat': $out" sh -c "[ $got -eq $rc ] && echo \"\$1\" | grep -q -- \"$pat\"" _ "$out"
 }
 
-# As a user would: micd in the background and a boot in the same breath,
-# before the control socket exists or the card's firmware is up.
+# As a user would: micd in the background and boots in the same breath,
+# before the control socket exists or the cards' firmware is up (mic1's
+# boot is issued first: micctl waits for the daemon too).
+micctl boot mic1 > "$RUNDIR/boot1.out" 2>&1 & b1=$!
 unshare --net setpriv --pdeathsig TERM "$BIN/micd" --rundir "$RUNDIR" --config "$RUNDIR/w.conf" >>"$RUNDIR/micd.log" 2>&1 &
 MICD_PID=$!
 expect 0 "mic0: online" micctl boot mic0
-check "the boot found the card still resetting and waited (micd log)" grep -q "mic0: boot waits until the card is ready (it is resetting)" "$RUNDIR/micd.log"
-expect 0 "mic1: online" micctl boot mic1
+wait $b1; rc=$?
+check "a boot issued before micd started waits for it and succeeds ($rc: $(cat "$RUNDIR/boot1.out"))" sh -c "[ $rc -eq 0 ] && grep -q 'mic1: online' '$RUNDIR/boot1.out'"
+check "it found the card still resetting and waited (micd log)" grep -q "mic1: boot waits until the card is ready (it is resetting)" "$RUNDIR/micd.log"
 
 # Boot during a shutdown.
 micctl shutdown mic0 --no-wait >/dev/null
@@ -53,11 +56,22 @@ micctl wait mic0 ready --timeout 5 >/dev/null
 sleep 0.3
 check "a boot whose micctl was interrupted is not started ($(state_of mic0))" [ "$(state_of mic0)" = ready ]
 
-# Shutdown during a boot waits for the card to come online, then shuts it down.
+# Shutdown during a boot waits for the card to come online, then shuts it
+# down.  The card's firmware is stopped (SIGSTOP) across the boot request,
+# so the boot is surely under way when the shutdown comes.
 micctl shutdown mic1 >/dev/null
+fw=$(json_field mic1 firmware_pid)
+kill -STOP "$fw"
 micctl boot mic1 --no-wait >/dev/null
-expect 0 "mic1: ready" micctl shutdown mic1
+micctl shutdown mic1 > "$RUNDIR/sd.out" 2>&1 & sd=$!
+sleep 0.3
+st=$(state_of mic1); if kill -0 $sd 2>/dev/null; then alive=waiting; else alive=returned; fi
+check "the shutdown waits while mic1 boots ($alive, $st)" [ "$alive $st" = "waiting booting" ]
+kill -CONT "$fw"
+wait $sd; rc=$?
+check "then shuts it down once online ($rc: $(cat "$RUNDIR/sd.out"))" sh -c "[ $rc -eq 0 ] && grep -q 'mic1: ready' '$RUNDIR/sd.out'"
 check "the shutdown found mic1 booting and waited (micd log)" grep -q "mic1: shutdown waits until the card is online (it is booting)" "$RUNDIR/micd.log"
+check "mic1 was online in between (micd log)" sh -c "grep -E 'mic1: (booting|online) -> ' '$RUNDIR/micd.log' | tail -2 | tr '\n' ' ' | grep -q 'booting -> online.*online -> shutting_down'"
 
 # Resume during a suspend waits for the suspend, then boots the cards.
 micctl boot mic0 >/dev/null; micctl boot mic1 >/dev/null
