@@ -251,7 +251,6 @@ static int client_gone(int fd)
 	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
-
 /* Returns 1 done ok, -1 failed, 0 keep waiting. */
 static int waiter_check(struct micd *d, struct waiter *w)
 {
