@@ -713,6 +713,33 @@ unsigned card_shutdown_limit_ms(const struct micd_cfg *d)
 	return d->shutdown_timeout_ms * (SHUTDOWN_EXTENSIONS + 1);
 }
 
+enum card_state card_heading(const struct mic_card *c)
+{
+	switch (c->state) {
+	case CARD_RESETTING:
+	case CARD_SHUTTING_DOWN:
+		return c->suspending ? CARD_SUSPENDED : CARD_READY;
+	case CARD_BOOTING:
+		return CARD_ONLINE;
+	default:
+		return c->state;
+	}
+}
+
+unsigned card_transition_limit_ms(const struct mic_card *c)
+{
+	switch (c->state) {
+	case CARD_RESETTING:
+		return c->dcfg->reset_timeout_ms;
+	case CARD_SHUTTING_DOWN: /* keep-alives, then a forced reset */
+		return card_shutdown_limit_ms(c->dcfg) + c->dcfg->reset_timeout_ms;
+	case CARD_BOOTING:
+		return c->dcfg->boot_timeout_ms;
+	default:
+		return 0;
+	}
+}
+
 size_t card_read_log(const struct mic_card *c, char *buf, size_t len)
 {
 	/* Read once, check everything: the card writes this memory. */

@@ -97,6 +97,14 @@ int card_resume(struct mic_card *c, char *err, size_t errlen);
  * asking for more time, up to a limit, before the host resets it. */
 unsigned card_shutdown_limit_ms(const struct micd_cfg *d);
 
+/* Where the transition under way leads when it goes well (resetting and
+ * shutting_down: ready, or suspended for an OSPM suspend; booting: online);
+ * the state itself when no transition is under way. */
+enum card_state card_heading(const struct mic_card *c);
+/* The longest the transition under way may take before the card's own
+ * timers end it (0 when none is under way). */
+unsigned card_transition_limit_ms(const struct mic_card *c);
+
 /* Copies the card OS log (oldest first) into buf; returns its length. */
 size_t card_read_log(const struct mic_card *c, char *buf, size_t len);
 /* The card's device of a VIRTIO_ID_* type, or NULL: which backends a card

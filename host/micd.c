@@ -63,6 +63,10 @@ struct waiter {
 	struct mic_card *card; /* NULL for suspend/resume: all cards */
 	enum card_state target;
 	uint64_t deadline_ns;
+	/* The verb waits for a transition under way before it starts (boot of
+	 * a card still resetting): docs/architecture.md 3.17. */
+	int pending;
+	unsigned wait_ms;
 };
 
 struct micd {
@@ -77,6 +81,7 @@ struct micd {
 	struct client *clients;
 	unsigned nclients;
 	char sock_path[PATH_MAX + 16];
+	int in_waiters, waiters_again; /* waiters_run is not re-entered */
 	int quit;
 	int stopping;           /* SIGTERM: card OSes are being shut down */
 	uint64_t stop_deadline_ns;
@@ -243,6 +248,14 @@ static void status_json(struct micd *d, struct mic_card *only, struct reply *r)
 
 /* --- waiters --- */
 
+/* A client that closed its connection (micctl interrupted) does not need
+ * an answer; POLLHUP, not POLLRDHUP: a half-close still wants one. */
+static int client_gone(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = 0 };
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
 /* Returns 1 done ok, -1 failed, 0 keep waiting. */
 static int waiter_check(struct micd *d, struct waiter *w)
 {
@@ -305,34 +318,134 @@ static void waiter_finish(struct micd *d, struct waiter *w, int result)
 		answer(w->fd, 1, "timed out: %s is %s", c->cfg.name, card_state_name(c->state));
 }
 
+/* Whether a waiting verb can start: 1 now, 0 not yet (the transition under
+ * way leads where it can), -1 never (it failed, or leads elsewhere). */
+static int verb_wants(const struct mic_card *c, enum card_state need)
+{
+	if (c->state == need)
+		return 1;
+	return card_heading(c) == need ? 0 : -1;
+}
+
+static int pending_check(struct micd *d, const struct waiter *w)
+{
+	switch (w->kind) {
+	case W_BOOT:
+		return verb_wants(w->card, CARD_READY);
+	case W_SHUTDOWN:
+		return verb_wants(w->card, CARD_ONLINE);
+	case W_RESUME:
+		/* Resume boots suspended cards: an OSPM suspend still under
+		 * way is waited for. */
+		for (int i = 0; i < d->ncards; i++)
+			if (d->cards[i].state != CARD_SUSPENDED &&
+			    card_heading(&d->cards[i]) == CARD_SUSPENDED)
+				return 0;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+static void resume_start(struct micd *d);
+
+/* Starts a waiting verb; it then waits for its own end like any other.
+ * 0 started, -1 refused (answered). */
+static int pending_start(struct micd *d, struct waiter *w)
+{
+	struct mic_card *c = w->card;
+	char err[256] = "";
+	unsigned ms = 0;
+	int rc = 0;
+	switch (w->kind) {
+	case W_BOOT:
+		rc = card_boot(c, err, sizeof(err));
+		ms = d->cfg.boot_timeout_ms + 1000;
+		break;
+	case W_SHUTDOWN:
+		rc = card_shutdown(c, err, sizeof(err));
+		ms = card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 1000;
+		break;
+	case W_RESUME:
+		resume_start(d);
+		ms = d->cfg.boot_timeout_ms + 2000;
+		break;
+	default:
+		break;
+	}
+	if (rc < 0) {
+		/* The card ended somewhere the verb cannot run from: say
+		 * where, and why it went there. */
+		answer(w->fd, 1, "%s%s%s", err, c->last_error[0] ? ": " : "", c->last_error);
+		return -1;
+	}
+	w->pending = 0;
+	w->deadline_ns = now_ns() + (uint64_t)ms * 1000000u;
+	return 0;
+}
+
+/* Answers the waiters whose condition is met or whose time is up, and
+ * starts the waiting verbs whose card got where they can run.  Called on
+ * every state change; a verb started here changes state again, so the
+ * pass is repeated rather than re-entered. */
 static void waiters_run(struct micd *d, int timed_out_only)
 {
-	uint64_t now = now_ns();
-	for (struct waiter **pp = &d->waiters; *pp;) {
-		struct waiter *w = *pp;
-		int res = timed_out_only ? 0 : waiter_check(d, w);
-		if (res == 0 && now < w->deadline_ns) {
-			pp = &w->next;
-			continue;
-		}
-		*pp = w->next;
-		waiter_finish(d, w, res);
-		free(w);
+	if (d->in_waiters) {
+		d->waiters_again = 1;
+		return;
 	}
+	d->in_waiters = 1;
+	do {
+		d->waiters_again = 0;
+		uint64_t now = now_ns();
+		/* Verbs under way first: the state their card reached is
+		 * theirs before a waiting verb moves the card on. */
+		for (struct waiter **pp = &d->waiters; *pp;) {
+			struct waiter *w = *pp;
+			int res = w->pending ? 0 : timed_out_only ? 0 : waiter_check(d, w);
+			if (w->pending || (res == 0 && now < w->deadline_ns)) {
+				pp = &w->next;
+				continue;
+			}
+			*pp = w->next;
+			waiter_finish(d, w, res);
+			free(w);
+		}
+		for (struct waiter **pp = &d->waiters; *pp;) {
+			struct waiter *w = *pp;
+			int res = w->pending && !timed_out_only ? pending_check(d, w) : 0;
+			if (!w->pending || (res == 0 && now < w->deadline_ns && !d->stopping)) {
+				pp = &w->next;
+				continue;
+			}
+			*pp = w->next;
+			if (client_gone(w->fd)) {
+				/* micctl interrupted while waiting: the verb is
+				 * not wanted any more. */
+				close(w->fd);
+			} else if (d->stopping) {
+				answer(w->fd, 1, "micd is stopping");
+			} else if (res == 0) {
+				answer(w->fd, 1, "timed out after %.1f s: %s is still %s",
+				       w->wait_ms / 1000.0, w->card ? w->card->cfg.name : "a card",
+				       w->card ? card_state_name(w->card->state) : "suspending");
+			} else if (pending_start(d, w) == 0) {
+				w->next = *pp;
+				*pp = w;
+				pp = &w->next;
+				d->waiters_again = 1;
+				continue;
+			}
+			free(w);
+		}
+	} while (d->waiters_again);
+	d->in_waiters = 0;
 }
 
 static void on_card_change(void *ctx, struct mic_card *c)
 {
 	(void)c;
 	waiters_run(ctx, 0);
-}
-
-/* A client that closed its connection (micctl interrupted) does not need
- * an answer; POLLHUP, not POLLRDHUP: a half-close still wants one. */
-static int client_gone(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = 0 };
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
 /* Whether another waiter fits; drops the waiters whose client left first.
@@ -425,7 +538,7 @@ static void do_suspend(struct micd *d, int fd)
 		   card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 2000);
 }
 
-static void do_resume(struct micd *d, int fd)
+static void resume_start(struct micd *d)
 {
 	char err[256];
 	log_info("OSPM resume: booting the cards that were online");
@@ -438,6 +551,41 @@ static void do_resume(struct micd *d, int fd)
 			}
 		}
 	}
+}
+
+/* A verb whose card is on its way to where the verb can run: held until it
+ * gets there (then started), goes elsewhere, or wait_ms pass (-1: as long
+ * as the card's own timers let the transition take). */
+static void add_pending(struct micd *d, int fd, enum wait_kind k, struct mic_card *c, long wait_ms)
+{
+	unsigned ms = 0;
+	for (int i = 0; i < d->ncards; i++)
+		if (!c || c == &d->cards[i]) {
+			unsigned t = card_transition_limit_ms(&d->cards[i]);
+			ms = t > ms ? t : ms;
+		}
+	ms = wait_ms >= 0 ? (unsigned)wait_ms : ms + 1000;
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (!w)
+		return answer(fd, 1, "out of memory");
+	*w = (struct waiter){ .fd = fd, .kind = k, .card = c, .pending = 1, .wait_ms = ms,
+			      .deadline_ns = now_ns() + (uint64_t)ms * 1000000u };
+	if (c)
+		log_info("%s: %s waits until the card is %s (it is %s)", c->cfg.name,
+			 k == W_BOOT ? "boot" : "shutdown", k == W_BOOT ? "ready" : "online",
+			 card_state_name(c->state));
+	else
+		log_info("OSPM resume waits for the suspend under way");
+	w->next = d->waiters;
+	d->waiters = w;
+}
+
+static void do_resume(struct micd *d, int fd, long wait_ms)
+{
+	struct waiter probe = { .kind = W_RESUME };
+	if (pending_check(d, &probe) == 0)
+		return add_pending(d, fd, W_RESUME, NULL, wait_ms);
+	resume_start(d);
 	add_waiter(d, fd, W_RESUME, NULL, 0, d->cfg.boot_timeout_ms + 2000);
 }
 
@@ -447,6 +595,8 @@ struct request {
 	char *argv[8];
 	struct mic_card *card; /* argv[1] if it names one */
 	int wait;              /* "... wait": answer when the action is done */
+	long wait_ms;          /* "... wait MS": how long a transition under way
+				* may be waited for before the verb; -1 default */
 };
 
 static void cmd_ping(struct micd *d, int fd, struct request *rq)
@@ -517,14 +667,15 @@ static void cmd_suspend(struct micd *d, int fd, struct request *rq)
 
 static void cmd_resume(struct micd *d, int fd, struct request *rq)
 {
-	(void)rq;
-	do_resume(d, fd);
+	do_resume(d, fd, rq->wait_ms);
 }
 
 static void cmd_boot(struct micd *d, int fd, struct request *rq)
 {
 	struct mic_card *c = rq->card;
 	char err[256] = "";
+	if (rq->wait && verb_wants(c, CARD_READY) == 0)
+		return add_pending(d, fd, W_BOOT, c, rq->wait_ms);
 	if (card_boot(c, err, sizeof(err)) < 0)
 		return answer(fd, 1, "%s", err);
 	if (!rq->wait)
@@ -536,6 +687,8 @@ static void cmd_shutdown(struct micd *d, int fd, struct request *rq)
 {
 	struct mic_card *c = rq->card;
 	char err[256] = "";
+	if (rq->wait && verb_wants(c, CARD_ONLINE) == 0)
+		return add_pending(d, fd, W_SHUTDOWN, c, rq->wait_ms);
 	if (card_shutdown(c, err, sizeof(err)) < 0)
 		return answer(fd, 1, "%s", err);
 	if (!rq->wait)
@@ -585,6 +738,26 @@ static void cmd_console_size(struct micd *d, int fd, struct request *rq)
 	answer(fd, 0, "%s: console %ldx%ld", c->cfg.name, cols, rows);
 }
 
+/* A scripted session on the console (micctl console with stdin not a
+ * terminal): ID starts one, 0 ends it. */
+static void cmd_console_session(struct micd *d, int fd, struct request *rq)
+{
+	(void)d;
+	struct mic_card *c = rq->card;
+	char *end = NULL;
+	unsigned long id = rq->argc > 2 ? strtoul(rq->argv[2], &end, 16) : 0;
+	if (rq->argc < 3 || *end || id > UINT32_MAX)
+		return answer(fd, 2, "console-session needs a hex session id (0 ends it)");
+	struct vdev *con = card_find_vdev(c, VIRTIO_ID_CONSOLE);
+	int rc = con ? console_backend_session(con, (uint32_t)id) : -ENODEV;
+	if (rc)
+		return answer(fd, 1, "%s: console session: %s", c->cfg.name,
+			      rc == -EOPNOTSUPP ? "the card's console driver has no sessions" :
+			      rc == -ENODEV	? "the card's console is not running" :
+						  strerror(-rc));
+	answer(fd, 0, "%s: console session %08lx", c->cfg.name, id);
+}
+
 static void cmd_log(struct micd *d, int fd, struct request *rq)
 {
 	(void)d;
@@ -614,6 +787,7 @@ static const struct command {
 	{ "reset", CMD_CARD, cmd_reset },
 	{ "wait", CMD_CARD | CMD_WAITS, cmd_wait },
 	{ "console-size", CMD_CARD, cmd_console_size },
+	{ "console-session", CMD_CARD, cmd_console_session },
 	{ "log", CMD_CARD, cmd_log },
 	{ "stats", 0, cmd_stats },
 	{ "stats-json", 0, cmd_stats_json },
@@ -623,7 +797,7 @@ static void handle_request(struct micd *d, int fd, char *line)
 {
 	if (d->stopping)
 		return answer(fd, 1, "micd is stopping");
-	struct request rq = { 0 };
+	struct request rq = { .wait_ms = -1 };
 	for (char *s = strtok(line, " \t\r\n"); s && rq.argc < 8; s = strtok(NULL, " \t\r\n"))
 		rq.argv[rq.argc++] = s;
 	if (rq.argc == 0)
@@ -635,6 +809,16 @@ static void handle_request(struct micd *d, int fd, char *line)
 			cmd = &commands[i];
 	if (!cmd)
 		return answer(fd, 2, "unknown request '%s'", verb);
+	/* "... wait MS": the wait, with a bound for a transition under way. */
+	if (cmd->run != cmd_wait && rq.argc > 2 && !strcmp(rq.argv[rq.argc - 2], "wait")) {
+		char *end = NULL;
+		errno = 0;
+		long ms = strtol(rq.argv[rq.argc - 1], &end, 10);
+		if (errno || *end || end == rq.argv[rq.argc - 1] || ms < 0 || ms > MICD_MAX_WAIT_MS)
+			return answer(fd, 2, "wait timeout must be 0..%d ms", MICD_MAX_WAIT_MS);
+		rq.wait_ms = ms;
+		rq.argc--;
+	}
 	rq.card = rq.argc > 1 ? find_card(d, rq.argv[1]) : NULL;
 	/* status has no "wait" suffix: its second word is a card name. */
 	rq.wait = cmd->run != cmd_status && cmd->run != cmd_status_json && rq.argc > 2 &&

@@ -12,6 +12,10 @@ int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, co
 /* New terminal size: the host PTY's, and the console's config space (a
  * config change the card's driver applies to its own PTY). */
 int console_backend_resize(struct vdev *vd, unsigned cols, unsigned rows);
+/* Starts a scripted session of this id on the console (0 ends one): the
+ * card's driver must have taken MIC_CONSOLE_F_SESSION (-EOPNOTSUPP) and be
+ * running (-ENODEV).  docs/architecture.md 3.11. */
+int console_backend_session(struct vdev *vd, uint32_t id);
 
 /* virtio-net: a TAP device on the host (cfg->tap), one per card. */
 int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "host/backends/backends.h"
+#include "mic/console.h"
 #include "lib/log.h"
 
 enum { VQ_RX = 0, VQ_TX = 1 }; /* port 0: receiveq (to card), transmitq (from card) */
@@ -36,6 +37,7 @@ struct console {
 	char in[RX_BUF];      /* from the PTY, not yet given to the card */
 	size_t in_len;
 	struct mic_vop_chain chain;
+	struct mic_console_config cfg; /* what the config space says, under vd.lock */
 };
 
 /* Card -> host: take transmit chains while the PTY accepts what we have. */
@@ -138,13 +140,31 @@ int console_backend_resize(struct vdev *vd, unsigned cols, unsigned rows)
 		return -EINVAL;
 	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
 	ioctl(c->master, TIOCSWINSZ, &ws);
-	struct virtio_console_config cfg = { .cols = (uint16_t)cols, .rows = (uint16_t)rows };
 	vdev_lock(vd);
+	c->cfg.std.cols = (uint16_t)cols;
+	c->cfg.std.rows = (uint16_t)rows;
 	/* Not waiting for the card's acknowledgement: micd's loop must not
 	 * block on a card; a card that is down reads it at its next boot. */
-	int rc = mic_vop_host_dev_config_change(vd->dev, &cfg, sizeof(cfg), 0);
+	int rc = mic_vop_host_dev_config_change(vd->dev, &c->cfg, sizeof(c->cfg), 0);
 	vdev_unlock(vd);
 	return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+int console_backend_session(struct vdev *vd, uint32_t id)
+{
+	struct console *c = vd->priv;
+	vdev_lock(vd);
+	int rc = -ENODEV;
+	if (!mic_vop_host_dev_ready(vd->dev))
+		rc = -ENODEV;
+	else if (!(mic_vop_host_dev_features(vd->dev) & (1ull << MIC_CONSOLE_F_SESSION)))
+		rc = -EOPNOTSUPP;
+	else {
+		c->cfg.session = id;
+		rc = mic_vop_host_dev_config_change(vd->dev, &c->cfg, sizeof(c->cfg), 0);
+	}
+	vdev_unlock(vd);
+	return rc;
 }
 
 static const struct vdev_ops console_ops = {
@@ -199,14 +219,15 @@ int console_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, co
 		return rc;
 	}
 	c->vd.fd = c->master;
-	struct virtio_console_config cfg = { .cols = 80, .rows = 25 };
+	c->cfg = (struct mic_console_config){ .std = { .cols = 80, .rows = 25 } };
 	struct mic_vop_dev_template t = {
 		.type = VIRTIO_ID_CONSOLE,
 		.num_vq = 2,
 		.vq_num = { 128, 128 },
-		.features = MIC_VOP_TRANSPORT_FEATURES | (1ull << VIRTIO_CONSOLE_F_SIZE),
-		.config_len = sizeof(cfg),
-		.config = &cfg,
+		.features = MIC_VOP_TRANSPORT_FEATURES | (1ull << VIRTIO_CONSOLE_F_SIZE) |
+			    (1ull << MIC_CONSOLE_F_SESSION),
+		.config_len = sizeof(c->cfg),
+		.config = &c->cfg,
 	};
 	rc = vdev_start(&c->vd, vop, view, card, &t);
 	if (rc) {

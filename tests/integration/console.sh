@@ -9,6 +9,16 @@ con() { micctl console mic0 --linger "${2:-0.5}" <<< "$1" | tr -d '\r'; }
 
 out=$(con hostname)
 check "hostname answers mic0" sh -c "echo '$out' | grep -qx mic0"
+# A scripted session's output is the script's output and nothing else: no
+# prompt, no echo, no terminal queries (busybox's line editing asks for the
+# cursor position with ESC[6n), no \r; none of what earlier sessions left.
+echo hostname | micctl console mic0 > "$RUNDIR/script.out"
+check "scripted 'echo hostname | micctl console mic0' prints exactly mic0 ($(od -An -c "$RUNDIR/script.out" | tr -s ' ' | head -c 120))" sh -c "printf 'mic0\n' | cmp -s - '$RUNDIR/script.out'"
+check "no ESC at all in a scripted session's output" sh -c "! grep -q \"\$(printf '\033')\" '$RUNDIR/script.out'"
+printf 'echo one\nsleep 0.7; echo two; (exit 3)' | micctl console mic0 > "$RUNDIR/script2.out"
+check "a script without a final newline, silent for longer than --linger, runs to its end" sh -c "printf 'one\ntwo\n' | cmp -s - '$RUNDIR/script2.out'"
+out=$(echo 'cat; echo after-cat' | micctl console mic0)
+check "a command of the script that reads stdin gets its end, and the script goes on ($out)" [ "$out" = after-cat ]
 out=$(con "grep NSpid /proc/self/status")
 check "card PID namespace: one level, small pid ($out)" sh -c "echo '$out' | grep -Eq '^NSpid:[[:space:]]+[0-9]{1,3}$'"
 card_ns=$(con "readlink /proc/self/ns/pid" | grep '^pid:')
@@ -28,6 +38,7 @@ micctl console mic0 --linger 2 <<< "seq 1 1500000" | tr -d '\r' | grep -E '^[0-9
 check "10 MiB of output arrive intact, in order ($(stat -c %s "$RUNDIR/seq.out") bytes)" sh -c "seq 1 1500000 | cmp -s - '$RUNDIR/seq.out'"
 
 check "micctl console on a terminal: raw mode, Ctrl-] detaches" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" escape "$BIN/micctl" mic0
+check "the card's terminal follows the window: stty size 100 ms after each SIGWINCH shows the new size" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" winch "$BIN/micctl" mic0
 check "attach/detach cycles lose nothing" python3 "$MIC_SRC/tests/integration/console_io.py" "$LINK" attach
 
 out=$(con "exit" 1; con "echo respawned-\$((6*7))")

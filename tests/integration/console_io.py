@@ -7,6 +7,12 @@ usage: console_io.py LINK MODE
   escape   : `micctl console CARD` on a terminal: raw mode, a command
              answered, Ctrl-] detaches with status 0 and the terminal back
              in cooked mode (MICCTL and CARD as further arguments)
+  winch    : `micctl console CARD` on a terminal whose window is resized
+             (TIOCSWINSZ, which sends SIGWINCH): `stty size` typed in the
+             card shell 100 ms after each resize shows the new size, and
+             after three quick resizes the last one; prints how long the
+             card's shell took to see each change (a WINCH trap)
+             (MICCTL and CARD as further arguments)
 """
 import os, select, sys, time
 
@@ -70,6 +76,59 @@ elif mode == "escape":
     print("answered=%s raw=%s detached=%s status=%d" % (b"escape-42" in out, raw_inside,
           b"detached" in out, os.WEXITSTATUS(status)))
     sys.exit(0 if ok else 1)
+elif mode == "winch":
+    import fcntl, pty, re, struct, termios
+    micctl, card = sys.argv[3], sys.argv[4]
+    def resize(fd, rows, cols):
+        # on the master: the kernel sends SIGWINCH to micctl, as a
+        # terminal emulator's resize does
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    def until(fd, pattern, seconds):
+        out, end = b"", time.time() + seconds
+        while time.time() < end:
+            out += read_for(fd, 0.005)
+            m = re.search(pattern, out)
+            if m:
+                return m, out
+        return None, out
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(micctl, [micctl, "console", card])
+    resize(fd, 30, 90)
+    read_for(fd, 0.5)
+    # the card shell prints its terminal's size whenever it changes
+    os.write(fd, b"set +m; trap 'echo SIZE=$(stty size)' WINCH; while true; do sleep 0.01; done\r")
+    read_for(fd, 0.5)
+    ok = True
+    for rows, cols in ((40, 120), (24, 80), (50, 160), (33, 101)):
+        t0 = time.time()
+        resize(fd, rows, cols)
+        m, out = until(fd, rb"SIZE=%d %d" % (rows, cols), 2)
+        print("%dx%d: trap %s after %.1f ms" % (cols, rows, "ran" if m else "did NOT run",
+                                                  (time.time() - t0) * 1000))
+        ok = ok and m is not None
+    os.write(fd, b"\x03")  # Ctrl-C ends the loop
+    read_for(fd, 0.3)
+    # the size is there 100 ms after the resize
+    for rows, cols in ((45, 130), (25, 81)):
+        resize(fd, rows, cols)
+        time.sleep(0.1)
+        os.write(fd, b"stty size\r")
+        m, out = until(fd, rb"\n%d %d\r" % (rows, cols), 2)
+        print("stty size 100 ms after a resize to %dx%d: %s" % (cols, rows, "right" if m else repr(out[-60:])))
+        ok = ok and m is not None
+    # three resizes in a row, 5 ms apart: the last one wins
+    for rows, cols in ((41, 91), (42, 92), (43, 93)):
+        resize(fd, rows, cols)
+        time.sleep(0.005)
+    time.sleep(0.1)
+    os.write(fd, b"stty size\r")
+    m, out = until(fd, rb"\n43 93\r", 2)
+    print("after 3 quick resizes stty size says %s" % ("43 93" if m else repr(out[-60:])))
+    os.write(fd, b"\x1d")
+    read_for(fd, 0.3)
+    os.waitpid(pid, 0)
+    sys.exit(0 if ok and m is not None else 1)
 elif mode == "type":
     fd = attach()
     stop = sys.argv[3]

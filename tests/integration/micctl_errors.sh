@@ -16,8 +16,12 @@ expect 4 "no card named 'mic7'" micctl boot mic7
 expect 4 "no card named 'mic7'" sh -c 'micctl console mic7 < /dev/null'
 expect 0 "once it is online" sh -c 'micctl console mic0 --linger 0.1 < /dev/null'
 expect 1 "mic0 is ready; boot it first" micctl shutdown mic0
+# the firmware held, so the card stays booting however fast a boot is
+fw=$(json_field mic0 firmware_pid)
+kill -STOP "$fw"
 micctl boot mic0 --no-wait >/dev/null
 expect 1 "mic0 is booting; wait or reset" micctl boot mic0
+kill -CONT "$fw"
 micctl wait mic0 online --timeout 5 >/dev/null
 expect 1 "mic0 is online" micctl boot mic0
 expect 1 "timed out: mic0 is online" micctl wait mic0 ready --timeout 0.1

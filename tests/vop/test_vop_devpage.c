@@ -239,6 +239,46 @@ static void config_change_and_remove(void **state)
 	assert_true(mic_vop_cdev_removed(x.cd));
 }
 
+/* The host changes the config again just after the card's driver read the
+ * previous change (a console resized twice in a row): the second change
+ * must reach the driver at its doorbell, not be taken as acknowledged. */
+struct cfg_racer {
+	struct mic_vop_host_dev *hd;
+	uint8_t seen[4];
+	int calls;
+};
+
+static void on_cfg_race(void *ctx, struct mic_vop_cdev *d, unsigned ev)
+{
+	struct cfg_racer *r = ctx;
+	(void)ev;
+	assert_int_equal(mic_vop_cdev_read_config(d, 0, r->seen, 4), 0);
+	if (r->calls++ == 0) {
+		uint8_t second[4] = { 120, 0, 40, 0 };
+		assert_int_equal(mic_vop_host_dev_config_change(r->hd, second, 4, 0), 0);
+	}
+}
+
+static void config_change_during_read(void **state)
+{
+	struct fx *f = *state;
+	struct mic_vop_dev_template t = fx_console_tmpl();
+	struct fx_dev x;
+	fx_bring_up(f, &t, ~0ull, 0, &x);
+	fx_drain_irqs(f);
+	uint8_t first[4] = { 100, 0, 30, 0 }, second[4] = { 120, 0, 40, 0 };
+	assert_int_equal(mic_vop_host_dev_config_change(x.hd, first, 4, 0), 0);
+	struct cfg_racer r = { .hd = x.hd };
+	assert_int_equal(mic_irq_ack(&f->c, MIC_DB_CONFIG), 1);
+	mic_vop_card_config_irq(f->vc, on_cfg_race, &r);
+	assert_memory_equal(r.seen, first, 4);
+	assert_int_equal(mic_irq_ack(&f->c, MIC_DB_CONFIG), 1); /* the second change's */
+	mic_vop_card_config_irq(f->vc, on_cfg_race, &r);
+	assert_int_equal(r.calls, 2);
+	assert_memory_equal(r.seen, second, 4);
+	assert_int_equal(mic_vop_host_dev_config_wait(x.hd, 100), 0);
+}
+
 static void card_open_needs_page(void **state)
 {
 	struct fx *f = *state;
@@ -334,6 +374,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(page_fills_up, fx_setup, fx_teardown),
 		cmocka_unit_test(parser_rejects),
 		cmocka_unit_test_setup_teardown(config_change_and_remove, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(config_change_during_read, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(card_open_needs_page, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(reset_rebuilds_destroyed_pool, fx_setup, fx_teardown),
 	};

@@ -209,9 +209,19 @@ int mic_vop_card_config_irq(struct mic_vop_card *c, mic_vop_cfg_cb cb, void *ctx
 		}
 		if (cc & MIC_VIRTIO_PARAM_CONFIG_CHANGED)
 			ev |= MIC_VOP_CFG_CHANGED;
+		/* A change is acknowledged before the driver reads the bytes:
+		 * one the host makes meanwhile clears the acknowledgement
+		 * again and is seen at its doorbell (acknowledged after, it
+		 * would be skipped, and a console resized twice in a row kept
+		 * the first size).  A removal is acknowledged once done. */
+		if (!(ev & MIC_VOP_CFG_REMOVED)) {
+			shm_st8(&ctl->guest_ack, 1);
+			atomic_thread_fence(memory_order_seq_cst);
+		}
 		if (cb)
 			cb(ctx, d, ev);
-		shm_st8(&ctl->guest_ack, 1);
+		if (ev & MIC_VOP_CFG_REMOVED)
+			shm_st8(&ctl->guest_ack, 1);
 	}
 	return mic_vop_card_scan(c);
 }

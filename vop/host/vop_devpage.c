@@ -495,6 +495,9 @@ int mic_vop_host_dev_config_change(struct mic_vop_host_dev *d, const void *cfg, 
 	struct mic_device_ctrl *c = dctrl(d);
 	memcpy(d->config, cfg, len);
 	memcpy(dconfig(d), cfg, len);
+	/* The bytes before the cleared acknowledgement: a card that
+	 * acknowledged the previous change before reading must see them. */
+	atomic_thread_fence(memory_order_release);
 	shm_st8(&c->guest_ack, 0);
 	/* The card reads the config bytes once it sees config_change. */
 	atomic_thread_fence(memory_order_release);
