@@ -511,6 +511,14 @@ void fake_arm(struct cos_loop *f, const struct fake_fault *x)
 	f->fail_watch_at = x->watch_at;
 }
 
+void fake_probe_fails(struct cos_loop *f, const struct cos_virtio_driver *drv,
+		      struct cos_vdev *vd, const struct fake_fault *x)
+{
+	fake_arm(f, x);
+	assert_true(drv->probe(vd) < 0);
+	assert_true(fake_logged(f, x->log));
+}
+
 int fake_run_tests(const struct CMUnitTest *tests, size_t n, void (*fails)(void **state),
 		   const struct fake_fault *faults, size_t nfaults, CMFixtureFunction setup,
 		   CMFixtureFunction teardown)

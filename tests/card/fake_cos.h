@@ -164,6 +164,10 @@ struct fake_fault {
 };
 /* Arms f with x's faults. */
 void fake_arm(struct cos_loop *f, const struct fake_fault *x);
+/* Probes vd with x armed: the probe must fail and log x->log (what it
+ * must leave is the test's check). */
+void fake_probe_fails(struct cos_loop *f, const struct cos_virtio_driver *drv,
+		      struct cos_vdev *vd, const struct fake_fault *x);
 /* Runs tests[n] and then fails(state) once per fault of faults[nfaults],
  * each test named after its fault; setup finds the fault in *state (NULL
  * for tests[]) before it replaces *state.  cmocka's exit status. */

@@ -184,12 +184,10 @@ static const struct fake_fault faults[] = {
 static void probe_fails(void **state)
 {
 	struct t *t = *state;
-	fake_arm(t->f, t->fault);
-	assert_true(t->drv->probe(&t->vd) < 0);
+	fake_probe_fails(t->f, t->drv, &t->vd, t->fault);
 	check_all_released(t);
 	assert_int_equal(nshells, 0);
 	assert_int_equal(fake_count_fds(), t->fds0);
-	assert_true(fake_logged(t->f, t->fault->log));
 }
 
 /* Reads n bytes from fd within WAIT_MS, running the fake loop meanwhile. */
