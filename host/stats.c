@@ -5,6 +5,7 @@
 #include "host/card.h"
 #include "host/stats.h"
 #include "lib/clock.h"
+#include "lib/json.h"
 
 void vdev_stats_zero(struct vdev_stats *s)
 {
@@ -70,19 +71,14 @@ static uint64_t get(const struct vdev *vd, enum vdev_stat k)
 	return atomic_load_explicit(&vd->stats.v[k], memory_order_relaxed);
 }
 
+static void put_file(void *out, const char *p, size_t n)
+{
+	fwrite(p, 1, n, out);
+}
+
 static void json_str(FILE *out, const char *s)
 {
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
-	}
-	fputc('"', out);
+	json_quote(s, put_file, out);
 }
 
 /* A usage count, or none where the host cannot tell (no cgroup). */
