@@ -112,14 +112,21 @@ static void make_pipe(int p[2])
 	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
 }
 
+/* A pipe with a byte to read, its read end watched by fd_cb into c. */
+static void readable_pipe(struct t *t, int p[2], struct fdcb *c)
+{
+	make_pipe(p);
+	*c = (struct fdcb){ .fd = p[0], .drain = 1 };
+	assert_int_equal(cos_watch(t->l, p[0], EPOLLIN, fd_cb, c), 0);
+	assert_int_equal(write(p[1], "x", 1), 1);
+}
+
 static void watch_unwatch(void **state)
 {
 	struct t *t = *state;
 	int p[2];
-	make_pipe(p);
-	struct fdcb c = { .fd = p[0], .drain = 1 };
-	assert_int_equal(cos_watch(t->l, p[0], EPOLLIN, fd_cb, &c), 0);
-	assert_int_equal(write(p[1], "x", 1), 1);
+	struct fdcb c;
+	readable_pipe(t, p, &c);
 	assert_int_equal(run_until_count(t->l, &c.calls, 1), 1);
 	assert_true(c.events & EPOLLIN);
 	/* drained: nothing more */
@@ -344,10 +351,8 @@ static void run_until_checks_first(void **state)
 {
 	struct t *t = *state;
 	int p[2];
-	make_pipe(p);
-	struct fdcb c = { .fd = p[0], .drain = 1 };
-	assert_int_equal(cos_watch(t->l, p[0], EPOLLIN, fd_cb, &c), 0);
-	assert_int_equal(write(p[1], "x", 1), 1);
+	struct fdcb c;
+	readable_pipe(t, p, &c);
 	int checks = 0;
 	assert_int_equal(cos_loop_run_until(t->l, ret42, &checks, 10), 42);
 	assert_int_equal(checks, 1);
