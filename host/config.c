@@ -8,15 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
-
-static void exe_dir(char *buf, size_t len)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-	buf[n > 0 ? n : 0] = 0;
-	char *s = strrchr(buf, '/');
-	if (s)
-		*s = 0;
-}
+#include "lib/proc.h"
 
 /* The host TAP is named after the card unless configured. */
 static void tap_default(struct card_cfg *k)
@@ -50,7 +42,7 @@ void micd_cfg_defaults(struct micd_cfg *c)
 {
 	char dir[PATH_MAX - 64];
 	memset(c, 0, sizeof(*c));
-	exe_dir(dir, sizeof(dir));
+	proc_exe_dir(dir, sizeof(dir));
 	snprintf(c->rundir, sizeof(c->rundir), "/run/micstack");
 	snprintf(c->statedir, sizeof(c->statedir), "/var/lib/micstack");
 	snprintf(c->bootstrap, sizeof(c->bootstrap), "%s/mic-bootstrap", dir);

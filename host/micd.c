@@ -29,6 +29,7 @@
 #include "host/card.h"
 #include "host/config.h"
 #include "host/stats.h"
+#include "lib/json.h"
 #include "lib/log.h"
 
 /* Each waiting request holds a connection: bounded, so clients cannot use
@@ -195,19 +196,14 @@ static void status_text(struct micd *d, struct mic_card *only, struct reply *r)
 	}
 }
 
+static void put_reply(void *r, const char *p, size_t n)
+{
+	rprintf(r, "%.*s", (int)n, p);
+}
+
 static void json_str(struct reply *r, const char *s)
 {
-	rprintf(r, "\"");
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			rprintf(r, "\\%c", ch);
-		else if (ch < 0x20)
-			rprintf(r, "\\u%04x", ch);
-		else
-			rprintf(r, "%c", ch);
-	}
-	rprintf(r, "\"");
+	json_quote(s, put_reply, r);
 }
 
 static void status_json(struct micd *d, struct mic_card *only, struct reply *r)

@@ -5,6 +5,7 @@
 #include "host/card.h"
 #include "host/stats.h"
 #include "lib/clock.h"
+#include "lib/json.h"
 
 void vdev_stats_zero(struct vdev_stats *s)
 {
@@ -70,25 +71,21 @@ static uint64_t get(const struct vdev *vd, enum vdev_stat k)
 	return atomic_load_explicit(&vd->stats.v[k], memory_order_relaxed);
 }
 
-static void json_str(FILE *out, const char *s)
+static void put_file(void *out, const char *p, size_t n)
 {
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
-	}
-	fputc('"', out);
+	fwrite(p, 1, n, out);
 }
 
-static void json_num(FILE *out, uint64_t v)
+static void json_str(FILE *out, const char *s)
+{
+	json_quote(s, put_file, out);
+}
+
+/* A usage count, or none where the host cannot tell (no cgroup). */
+static void num(FILE *out, uint64_t v, const char *none)
 {
 	if (v == MIC_HW_USAGE_NONE)
-		fputs("null", out);
+		fputs(none, out);
 	else
 		fprintf(out, "%" PRIu64, v);
 }
@@ -151,15 +148,42 @@ struct chan_use {
 	const char *user;
 };
 
-static int channels(const struct mic_card *c, struct chan_use *u)
+/* Calls fn with the i-th channel's use and counters, for each. */
+static void each_channel(FILE *out, const struct mic_card *c,
+			 void (*fn)(FILE *out, int i, const struct chan_use *u,
+				    const struct mic_dma_stats *s))
 {
+	struct chan_use use[1 + CARD_MAX_VDEVS];
 	int n = 0;
 	if (c->dma)
-		u[n++] = (struct chan_use){ c->dma, "download" };
+		use[n++] = (struct chan_use){ c->dma, "download" };
 	for (int i = 0; i < c->nvdev; i++)
 		if (c->vdev[i]->dma)
-			u[n++] = (struct chan_use){ c->vdev[i]->dma, c->vdev[i]->ops->name };
-	return n;
+			use[n++] = (struct chan_use){ c->vdev[i]->dma, c->vdev[i]->ops->name };
+	for (int i = 0; i < n; i++) {
+		struct mic_dma_stats s;
+		mic_dma_chan_stats(use[i].chan, &s);
+		fn(out, i, &use[i], &s);
+	}
+}
+
+static void chan_json(FILE *out, int i, const struct chan_use *u, const struct mic_dma_stats *s)
+{
+	fprintf(out,
+		"%s{\"channel\":%u,\"user\":\"%s\",\"bytes\":%" PRIu64 ",\"cpu_bytes\":%" PRIu64
+		",\"descriptors\":%" PRIu64 ",\"kicks\":%" PRIu64 ",\"busy_ms\":%.3f}",
+		i ? "," : "", mic_dma_chan_id(u->chan), u->user, s->dma_bytes, s->cpu_bytes,
+		s->descriptors, s->head_writes, (double)s->busy_ns / 1e6);
+}
+
+static void chan_text(FILE *out, int i, const struct chan_use *u, const struct mic_dma_stats *s)
+{
+	(void)i;
+	fprintf(out,
+		"  dma %u    %s: %" PRIu64 " bytes by the engine, %" PRIu64 " by the CPU, %" PRIu64
+		" descriptors, %" PRIu64 " kicks, busy %.1f ms\n",
+		mic_dma_chan_id(u->chan), u->user, s->dma_bytes, s->cpu_bytes, s->descriptors,
+		s->head_writes, (double)s->busy_ns / 1e6);
 }
 
 static double uptime_ms(const struct mic_card *c)
@@ -178,13 +202,13 @@ static void card_json(FILE *out, const struct mic_card *c)
 	fprintf(out, ",\"state\":\"%s\",\"uptime_ms\":%.1f,\"boots\":%u,\"crashes\":%u",
 		card_state_name(c->state), uptime_ms(c), c->boots, c->crashes);
 	fprintf(out, ",\"memory_bytes\":");
-	json_num(out, u.memory);
+	num(out, u.memory, "null");
 	fprintf(out, ",\"memory_limit_bytes\":");
-	json_num(out, u.memory_max);
+	num(out, u.memory_max, "null");
 	fprintf(out, ",\"pids\":");
-	json_num(out, u.pids);
+	num(out, u.pids, "null");
 	fprintf(out, ",\"pids_limit\":");
-	json_num(out, u.pids_max);
+	num(out, u.pids_max, "null");
 	fprintf(out, ",\"devices\":[");
 	for (int i = 0; i < c->nvdev; i++) {
 		if (i)
@@ -192,17 +216,7 @@ static void card_json(FILE *out, const struct mic_card *c)
 		device_json(out, c->vdev[i]);
 	}
 	fprintf(out, "],\"dma\":[");
-	struct chan_use use[1 + CARD_MAX_VDEVS];
-	int n = channels(c, use);
-	for (int i = 0; i < n; i++) {
-		struct mic_dma_stats s;
-		mic_dma_chan_stats(use[i].chan, &s);
-		fprintf(out,
-			"%s{\"channel\":%u,\"user\":\"%s\",\"bytes\":%" PRIu64 ",\"cpu_bytes\":%" PRIu64
-			",\"descriptors\":%" PRIu64 ",\"kicks\":%" PRIu64 ",\"busy_ms\":%.3f}",
-			i ? "," : "", mic_dma_chan_id(use[i].chan), use[i].user, s.dma_bytes,
-			s.cpu_bytes, s.descriptors, s.head_writes, (double)s.busy_ns / 1e6);
-	}
+	each_channel(out, c, chan_json);
 	fprintf(out, "]}");
 }
 
@@ -212,14 +226,6 @@ static void mib(FILE *out, uint64_t v)
 		fputs("?", out);
 	else
 		fprintf(out, "%.1f", (double)v / (1 << 20));
-}
-
-static void count(FILE *out, uint64_t v)
-{
-	if (v == MIC_HW_USAGE_NONE)
-		fputs("?", out);
-	else
-		fprintf(out, "%" PRIu64, v);
 }
 
 static void card_text(FILE *out, const struct mic_card *c)
@@ -233,23 +239,13 @@ static void card_text(FILE *out, const struct mic_card *c)
 	fputs(" of ", out);
 	mib(out, u.memory_max);
 	fputs(" MiB, processes ", out);
-	count(out, u.pids);
+	num(out, u.pids, "?");
 	fputs(" of ", out);
-	count(out, u.pids_max);
+	num(out, u.pids_max, "?");
 	fputc('\n', out);
 	for (int i = 0; i < c->nvdev; i++)
 		device_text(out, c->vdev[i]);
-	struct chan_use use[1 + CARD_MAX_VDEVS];
-	int n = channels(c, use);
-	for (int i = 0; i < n; i++) {
-		struct mic_dma_stats s;
-		mic_dma_chan_stats(use[i].chan, &s);
-		fprintf(out,
-			"  dma %u    %s: %" PRIu64 " bytes by the engine, %" PRIu64
-			" by the CPU, %" PRIu64 " descriptors, %" PRIu64 " kicks, busy %.1f ms\n",
-			mic_dma_chan_id(use[i].chan), use[i].user, s.dma_bytes, s.cpu_bytes,
-			s.descriptors, s.head_writes, (double)s.busy_ns / 1e6);
-	}
+	each_channel(out, c, chan_text);
 }
 
 void stats_write(FILE *out, struct mic_card *cards, int ncards, const struct mic_card *only,

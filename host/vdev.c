@@ -175,6 +175,16 @@ void vdev_stop(struct vdev *vd)
 	pthread_mutex_destroy(&vd->snap_lock);
 }
 
+int vdev_budget(struct vdev *vd, unsigned *left)
+{
+	if (!*left) {
+		vd->more = 1;
+		return 0;
+	}
+	(*left)--;
+	return 1;
+}
+
 void vdev_lock(struct vdev *vd)
 {
 	pthread_mutex_lock(&vd->lock);

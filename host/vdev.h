@@ -92,6 +92,10 @@ struct vdev {
  * buffers cannot keep the device lock (and micd's main loop) forever. */
 #define VDEV_BUDGET 64
 
+/* Counts one more chain against a serve()'s budget left (from VDEV_BUDGET):
+ * 0 once it is spent, with vd->more set to come back without sleeping. */
+int vdev_budget(struct vdev *vd, unsigned *left);
+
 /* Adds the device described by t to the card's device page and starts its
  * thread.  vd->ops, priv and fd are set by the backend beforehand.  On
  * failure what it did is undone (vdev_stop): the backend only frees its

@@ -43,3 +43,12 @@ pid_t proc_clone_into(unsigned long long flags, int *pidfd, int cgroup_fd)
 	}
 	return (pid_t)syscall(SYS_clone3, &a, sizeof(a));
 }
+
+void proc_exe_dir(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	buf[n > 0 ? n : 0] = 0;
+	char *s = strrchr(buf, '/');
+	if (s)
+		*s = 0;
+}

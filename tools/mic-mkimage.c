@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "lib/image.h"
+#include "lib/proc.h"
 
 struct membuf {
 	char *data;
@@ -267,15 +268,6 @@ static int add_libs(struct builder *b, const char *elf)
 	return rc;
 }
 
-static void exe_dir(char *buf, size_t len)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-	buf[n > 0 ? n : 0] = 0;
-	char *s = strrchr(buf, '/');
-	if (s)
-		*s = 0;
-}
-
 /* fuse2fs mounts the card's disk in the card (its host kernel must never
  * parse a filesystem the card controls); e2fsprogs make and check one.
  * Missing on the build host: a warning, the image works without a disk. */
@@ -507,7 +499,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (deflt && !runtime[0]) {
-		exe_dir(runtime, sizeof(runtime) - 16);
+		proc_exe_dir(runtime, sizeof(runtime) - 16);
 		strcat(runtime, "/mic-card");
 	}
 

@@ -166,11 +166,7 @@ static void block_serve(struct vdev *vd)
 	struct block *b = vd->priv;
 	struct mic_vop_chain *c = &b->chain;
 	int used = 0;
-	for (unsigned budget = VDEV_BUDGET;; budget--) {
-		if (!budget) {
-			vd->more = 1; /* more may wait: come back without sleeping */
-			break;
-		}
+	for (unsigned left = VDEV_BUDGET; vdev_budget(vd, &left);) {
 		if (mic_vop_host_vq_get(vd->dev, VQ_REQ, c) != 1)
 			break;
 		uint8_t status = do_request(b, c);

@@ -45,11 +45,7 @@ static int serve_tx(struct console *c)
 {
 	struct mic_vop_host_dev *dev = c->vd.dev;
 	int used = 0;
-	for (unsigned budget = VDEV_BUDGET;; budget--) {
-		if (!budget) {
-			c->vd.more = 1;
-			return used;
-		}
+	for (unsigned left = VDEV_BUDGET; vdev_budget(&c->vd, &left);) {
 		while (c->out_off < c->out_len) {
 			ssize_t n = write(c->master, c->out + c->out_off, c->out_len - c->out_off);
 			if (n <= 0)
@@ -67,6 +63,7 @@ static int serve_tx(struct console *c)
 		vdev_stat_add(&c->vd.stats, VS_FROM_CARD_BYTES, (uint64_t)n);
 		used = 1;
 	}
+	return used;
 }
 
 /* Host -> card: fill the card's receive buffers with what the PTY has. */
@@ -74,11 +71,7 @@ static int serve_rx(struct console *c)
 {
 	struct mic_vop_host_dev *dev = c->vd.dev;
 	int used = 0;
-	for (unsigned budget = VDEV_BUDGET;; budget--) {
-		if (!budget) {
-			c->vd.more = 1;
-			return used;
-		}
+	for (unsigned left = VDEV_BUDGET; vdev_budget(&c->vd, &left);) {
 		if (c->in_len == 0) {
 			ssize_t n = read(c->master, c->in, sizeof(c->in));
 			if (n <= 0)
@@ -96,6 +89,7 @@ static int serve_rx(struct console *c)
 		vdev_stat_add(&c->vd.stats, VS_TO_CARD_BYTES, (uint64_t)n);
 		used = 1;
 	}
+	return used;
 }
 
 static void console_serve(struct vdev *vd)

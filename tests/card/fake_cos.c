@@ -56,7 +56,14 @@ struct cos_loop *fake_create(struct cos *os, struct cos_vdev *vd, uint64_t host_
 	f->vq_size = 128;
 	f->next_addr = 1ull << 32;
 	os->loop = f;
-	os->log.prog = "card";
+	/* the real card/cardlog.c, its ring in test memory */
+	cardlog_open(&os->log, NULL, 0, 0, "card");
+	os->log.to_stderr = getenv("FAKE_COS_LOG") != NULL;
+	f->log = calloc(1, sizeof(*f->log) + FAKE_LOG_SIZE);
+	assert_non_null(f->log);
+	f->log->magic = MIC_LOG_MAGIC;
+	f->log->size = FAKE_LOG_SIZE;
+	os->log.log = f->log;
 	memset(vd, 0, sizeof(*vd));
 	vd->os = os;
 	vd->cdev = &f->cdev;
@@ -80,6 +87,8 @@ void fake_destroy(struct cos_loop *f)
 	for (unsigned i = 0; i < f->nmem; i++)
 		free(f->mem[i].ptr);
 	f->os->loop = NULL;
+	f->os->log.log = NULL;
+	free(f->log);
 	free(f);
 }
 
@@ -221,18 +230,6 @@ int mic_vop_vq_add_sgs(struct mic_vop_vq *q, const struct mic_vop_sg *sg, unsign
 	return 0;
 }
 
-int mic_vop_vq_add_outbuf(struct mic_vop_vq *q, const struct mic_vop_sg *sg, unsigned n,
-			  void *token)
-{
-	return mic_vop_vq_add_sgs(q, sg, n, 0, token);
-}
-
-int mic_vop_vq_add_inbuf(struct mic_vop_vq *q, const struct mic_vop_sg *sg, unsigned n,
-			 void *token)
-{
-	return mic_vop_vq_add_sgs(q, sg, 0, n, token);
-}
-
 bool mic_vop_vq_kick(struct mic_vop_vq *q)
 {
 	q->kicks++;
@@ -279,7 +276,7 @@ void fake_doorbell(struct cos_loop *f)
 	f->doorbell(f->doorbell_ctx, EPOLLIN);
 }
 
-/* --- bus/mbus.h, card/cardlog.h --- */
+/* --- bus/mbus.h --- */
 
 uint64_t mbus_ack_irq(struct mbus_device *dev, unsigned line)
 {
@@ -289,37 +286,10 @@ uint64_t mbus_ack_irq(struct mbus_device *dev, unsigned line)
 	return 1;
 }
 
-/* As card/cardlog.c, the line with its prefix and newline, to the tee;
- * kept for fake_logged. */
-void cardlog(struct cardlog *l, const char *fmt, ...)
-{
-	struct cos *os = (struct cos *)((char *)l - offsetof(struct cos, log));
-	struct cos_loop *f = os->loop;
-	char buf[256];
-	int n = snprintf(buf, sizeof(buf), "%s: ", l->prog ? l->prog : "");
-	va_list ap;
-	va_start(ap, fmt);
-	int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	size_t len = (size_t)n + (size_t)(m < 0 ? 0 : m);
-	if (len > sizeof(buf) - 2)
-		len = sizeof(buf) - 2;
-	buf[len++] = '\n';
-	buf[len] = 0;
-	if (getenv("FAKE_COS_LOG"))
-		fputs(buf, stderr);
-	if (f && f->nlog < FAKE_MAX_LOG)
-		snprintf(f->log[f->nlog++], sizeof(f->log[0]), "%s", buf);
-	if (l->tee)
-		l->tee(l->tee_ctx, buf, len);
-}
-
 int fake_logged(const struct cos_loop *f, const char *s)
 {
-	for (int i = 0; i < f->nlog; i++)
-		if (strstr(f->log[i], s))
-			return 1;
-	return 0;
+	uint64_t n = f->log->head < f->log->size ? f->log->head : f->log->size;
+	return memmem(f->log->data, n, s, strlen(s)) != NULL;
 }
 
 /* --- card/kernel/loop.h --- */
@@ -520,4 +490,46 @@ void fake_isolate(int flags)
 	}
 	if (flags & CLONE_NEWNS)
 		assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+}
+
+void fake_check_released(const struct cos_loop *f, const struct cos_vdev *vd)
+{
+	assert_int_equal(f->releases, 1);
+	assert_int_equal(fake_live_mem(f), 0);
+	assert_int_equal(fake_active_watches(f), 0);
+	assert_false(f->doorbell_watched);
+	assert_int_equal(fake_active_children(f), 0);
+	assert_null(vd->mdev.priv);
+}
+
+void fake_arm(struct cos_loop *f, const struct fake_fault *x)
+{
+	f->fail_setup = x->setup;
+	f->cdev.config_fail = x->config;
+	f->fail_alloc_at = x->alloc_at;
+	f->fail_ready = x->ready;
+	f->fail_watch_at = x->watch_at;
+}
+
+void fake_probe_fails(struct cos_loop *f, const struct cos_virtio_driver *drv,
+		      struct cos_vdev *vd, const struct fake_fault *x)
+{
+	fake_arm(f, x);
+	assert_true(drv->probe(vd) < 0);
+	assert_true(fake_logged(f, x->log));
+}
+
+int fake_run_tests(const struct CMUnitTest *tests, size_t n, void (*fails)(void **state),
+		   const struct fake_fault *faults, size_t nfaults, CMFixtureFunction setup,
+		   CMFixtureFunction teardown)
+{
+	struct CMUnitTest *all = calloc(n + nfaults, sizeof(*all));
+	assert_non_null(all);
+	memcpy(all, tests, n * sizeof(*tests));
+	for (size_t i = 0; i < nfaults; i++)
+		all[n + i] = (struct CMUnitTest){ faults[i].name, fails, setup, teardown,
+						  (void *)&faults[i] };
+	int rc = _cmocka_run_group_tests("tests", all, n + nfaults, NULL, NULL);
+	free(all);
+	return rc;
 }

@@ -29,7 +29,7 @@
 #define FAKE_MAX_WATCH 16
 #define FAKE_MAX_CHILD 8
 #define FAKE_MAX_MEM 512
-#define FAKE_MAX_LOG 64
+#define FAKE_LOG_SIZE (64u << 10) /* the card log ring's bytes */
 
 struct fake_buf {
 	struct mic_vop_sg sg[FAKE_MAX_SG];
@@ -108,8 +108,8 @@ struct cos_loop {
 	/* fault injection: 0 = none; *_at counts calls from 1 */
 	int fail_setup, fail_ready, fail_alloc_at, fail_watch_at;
 	int allocs;
-	char log[FAKE_MAX_LOG][256];
-	int nlog;
+	/* the card log ring card/cardlog.c writes, read by fake_logged */
+	struct mic_log *log;
 };
 
 /* A fake world around a device of the given type (vd and os are the
@@ -148,6 +148,32 @@ int fake_poll(struct cos_loop *f, int timeout_ms);
 int fake_reap(struct cos_loop *f, int block);
 struct fake_child *fake_child_of(struct cos_loop *f, pid_t pid);
 int fake_active_children(const struct cos_loop *f);
+
+/* What every driver leaves after its remove or failed probe: the device
+ * released once, no card memory, watch, doorbell or child left, and no
+ * driver state on vd. */
+void fake_check_released(const struct cos_loop *f, const struct cos_vdev *vd);
+
+/* One step of a driver's probe made to fail: the fake's fault injection
+ * (0 = none) and the log line the driver must say.  own is a fault of the
+ * test's own that the fake knows nothing of (the block test's FUSE). */
+struct fake_fault {
+	const char *name; /* the test's name in the report */
+	int setup, config, alloc_at, ready, watch_at, own;
+	const char *log;
+};
+/* Arms f with x's faults. */
+void fake_arm(struct cos_loop *f, const struct fake_fault *x);
+/* Probes vd with x armed: the probe must fail and log x->log (what it
+ * must leave is the test's check). */
+void fake_probe_fails(struct cos_loop *f, const struct cos_virtio_driver *drv,
+		      struct cos_vdev *vd, const struct fake_fault *x);
+/* Runs tests[n] and then fails(state) once per fault of faults[nfaults],
+ * each test named after its fault; setup finds the fault in *state (NULL
+ * for tests[]) before it replaces *state.  cmocka's exit status. */
+int fake_run_tests(const struct CMUnitTest *tests, size_t n, void (*fails)(void **state),
+		   const struct fake_fault *faults, size_t nfaults, CMFixtureFunction setup,
+		   CMFixtureFunction teardown);
 
 /* Whether a logged line contains s. */
 int fake_logged(const struct cos_loop *f, const char *s);

@@ -112,14 +112,21 @@ static void make_pipe(int p[2])
 	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
 }
 
+/* A pipe with a byte to read, its read end watched by fd_cb into c. */
+static void readable_pipe(struct t *t, int p[2], struct fdcb *c)
+{
+	make_pipe(p);
+	*c = (struct fdcb){ .fd = p[0], .drain = 1 };
+	assert_int_equal(cos_watch(t->l, p[0], EPOLLIN, fd_cb, c), 0);
+	assert_int_equal(write(p[1], "x", 1), 1);
+}
+
 static void watch_unwatch(void **state)
 {
 	struct t *t = *state;
 	int p[2];
-	make_pipe(p);
-	struct fdcb c = { .fd = p[0], .drain = 1 };
-	assert_int_equal(cos_watch(t->l, p[0], EPOLLIN, fd_cb, &c), 0);
-	assert_int_equal(write(p[1], "x", 1), 1);
+	struct fdcb c;
+	readable_pipe(t, p, &c);
 	assert_int_equal(run_until_count(t->l, &c.calls, 1), 1);
 	assert_true(c.events & EPOLLIN);
 	/* drained: nothing more */
@@ -344,10 +351,8 @@ static void run_until_checks_first(void **state)
 {
 	struct t *t = *state;
 	int p[2];
-	make_pipe(p);
-	struct fdcb c = { .fd = p[0], .drain = 1 };
-	assert_int_equal(cos_watch(t->l, p[0], EPOLLIN, fd_cb, &c), 0);
-	assert_int_equal(write(p[1], "x", 1), 1);
+	struct fdcb c;
+	readable_pipe(t, p, &c);
 	int checks = 0;
 	assert_int_equal(cos_loop_run_until(t->l, ret42, &checks, 10), 42);
 	assert_int_equal(checks, 1);
@@ -441,8 +446,11 @@ static void reent_setup(struct t *t, struct reent *r)
 	assert_int_equal(write(r->a[1], "a", 1), 1); /* never read */
 }
 
+/* Undoes reent_setup (a may have unwatched itself already). */
 static void reent_close(struct reent *r)
 {
+	cos_unwatch(r->l, r->a[0]);
+	cos_unwatch(r->l, r->b[0]);
 	close(r->a[0]), close(r->a[1]), close(r->b[0]), close(r->b[1]);
 }
 
@@ -459,8 +467,6 @@ static void no_reentry(void **state)
 	assert_true(r.nested_checks < 50);
 	/* given back: a is still readable and is called again */
 	assert_int_equal(run_until_count(t->l, &r.a_calls, 2), 1);
-	cos_unwatch(t->l, r.a[0]);
-	cos_unwatch(t->l, r.b[0]);
 	reent_close(&r);
 }
 
@@ -476,8 +482,6 @@ static void no_reentry_mod_while_muted(void **state)
 	assert_int_equal(r.a_calls, 1); /* given back with the events asked for: none */
 	assert_int_equal(cos_watch_mod(t->l, r.a[0], EPOLLIN), 0);
 	assert_int_equal(run_until_count(t->l, &r.a_calls, 2), 1);
-	cos_unwatch(t->l, r.a[0]);
-	cos_unwatch(t->l, r.b[0]);
 	reent_close(&r);
 }
 
@@ -490,7 +494,6 @@ static void no_reentry_unwatched_while_running(void **state)
 	assert_int_equal(r.a_calls, 1);
 	run_for(t->l, 40);
 	assert_int_equal(r.a_calls, 1); /* not given back: it was unwatched */
-	cos_unwatch(t->l, r.b[0]);
 	reent_close(&r);
 }
 

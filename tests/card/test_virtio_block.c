@@ -209,6 +209,7 @@ struct t {
 	int fds0;
 	struct fuse_req req[16];
 	int nreq;
+	const struct fake_fault *fault; /* the probe_fails tests' */
 };
 
 static int setup(void **state)
@@ -216,6 +217,7 @@ static int setup(void **state)
 	struct t *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -1;
+	t->fault = *state;
 	alarm(TEST_ALARM_S);
 	memset(&fz, 0, sizeof(fz));
 	kills = 0;
@@ -293,6 +295,17 @@ static struct blk_req host_req(struct t *t, unsigned i)
 	return r;
 }
 
+/* The host's view of posted request 0, checked to be a request of type for
+ * data_len bytes from sector. */
+static struct blk_req host_expect(struct t *t, uint32_t type, uint64_t sector, uint32_t data_len)
+{
+	struct blk_req r = host_req(t, 0);
+	assert_int_equal(le32toh(r.hdr.type), type);
+	assert_int_equal(le64toh(r.hdr.sector), sector);
+	assert_int_equal(r.data_len, data_len);
+	return r;
+}
+
 /* The host completes posted request i with status, and rings. */
 static void host_complete(struct t *t, unsigned i, uint8_t status)
 {
@@ -311,18 +324,19 @@ static void probe(struct t *t)
 
 static void check_all_released(struct t *t)
 {
-	assert_int_equal(t->f->releases, 1);
-	assert_int_equal(fake_live_mem(t->f), 0);
-	assert_int_equal(fake_active_watches(t->f), 0);
-	assert_false(t->f->doorbell_watched);
-	assert_int_equal(fake_active_children(t->f), 0);
-	assert_null(t->vd.mdev.priv);
+	fake_check_released(t->f, &t->vd);
 	assert_null(t->os.spare);
 	assert_null(fz.se); /* the FUSE session destroyed */
 	struct stat st;
 	assert_int_equal(lstat("/dev/vda", &st), -1);
 	assert_int_equal(lstat("/run/virtio-blk", &st), -1);
 	assert_int_equal(fake_count_fds(), t->fds0);
+}
+
+static void remove_dev(struct t *t)
+{
+	t->drv->remove(&t->vd);
+	check_all_released(t);
 }
 
 static void probe_makes_vda_and_remove_releases(void **state)
@@ -344,53 +358,24 @@ static void probe_makes_vda_and_remove_releases(void **state)
 	check_all_released(t);
 }
 
-static void probe_failure(struct t *t, const char *what)
+/* Each step of the probe failing: the probe says so and leaves nothing;
+ * own: the FUSE mount fails. */
+#define FAILED "probe virtio-block failed: "
+static const struct fake_fault faults[] = {
+	{ "probe_fails_setup", .setup = -ENOTSUP, .log = FAILED "negotiate" },
+	{ "probe_fails_config", .config = -EINVAL, .log = FAILED "config" },
+	{ "probe_fails_first_alloc", .alloc_at = 1, .log = FAILED "buffers" },
+	{ "probe_fails_last_alloc", .alloc_at = 2 * NSLOT, .log = FAILED "buffers" },
+	{ "probe_fails_ready", .ready = -EBUSY, .log = FAILED "doorbell" },
+	{ "probe_fails_fuse_mount", .own = 1, .log = FAILED "FUSE" },
+};
+
+static void probe_fails(void **state)
 {
-	assert_true(t->drv->probe(&t->vd) < 0);
+	struct t *t = *state;
+	fz.mount_fail = t->fault->own;
+	fake_probe_fails(t->f, t->drv, &t->vd, t->fault);
 	check_all_released(t);
-	assert_true(fake_logged(t->f, what));
-}
-
-static void probe_fails_setup(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_setup = -ENOTSUP;
-	probe_failure(t, "probe virtio-block failed: negotiate");
-}
-
-static void probe_fails_config(void **state)
-{
-	struct t *t = *state;
-	t->f->cdev.config_fail = -EINVAL;
-	probe_failure(t, "probe virtio-block failed: config");
-}
-
-static void probe_fails_first_alloc(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_alloc_at = 1;
-	probe_failure(t, "probe virtio-block failed: buffers");
-}
-
-static void probe_fails_last_alloc(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_alloc_at = 2 * NSLOT;
-	probe_failure(t, "probe virtio-block failed: buffers");
-}
-
-static void probe_fails_ready(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_ready = -EBUSY;
-	probe_failure(t, "probe virtio-block failed: doorbell");
-}
-
-static void probe_fails_fuse_mount(void **state)
-{
-	struct t *t = *state;
-	fz.mount_fail = 1;
-	probe_failure(t, "probe virtio-block failed: FUSE");
 }
 
 /* card -> host: a FUSE write is one virtio write request; its reply goes
@@ -407,11 +392,8 @@ static void write_path(void **state)
 	assert_true(deliver(t));
 	assert_int_equal(vq(t)->nposted, 1);
 	assert_true(vq(t)->kicks > kicks);
-	struct blk_req r = host_req(t, 0);
-	assert_int_equal(le32toh(r.hdr.type), VIRTIO_BLK_T_OUT);
-	assert_int_equal(le64toh(r.hdr.sector), 8192 / SECTOR);
+	struct blk_req r = host_expect(t, VIRTIO_BLK_T_OUT, 8192 / SECTOR, sizeof(buf));
 	assert_true(r.data_out);
-	assert_int_equal(r.data_len, sizeof(buf));
 	assert_memory_equal(r.data, buf, sizeof(buf));
 	assert_int_equal(w->replied, 0); /* not before the host is done */
 	host_complete(t, 0, VIRTIO_BLK_S_OK);
@@ -431,8 +413,7 @@ static void write_path(void **state)
 	host_complete(t, 0, VIRTIO_BLK_S_OK);
 	assert_int_equal(s->replied, 1);
 	assert_int_equal(s->err, 0);
-	t->drv->remove(&t->vd);
-	check_all_released(t);
+	remove_dev(t);
 }
 
 /* host -> card: a read is widened to whole sectors; FUSE gets the part
@@ -443,11 +424,8 @@ static void read_path(void **state)
 	probe(t);
 	struct fuse_req *rd = fuse_request(t, RQ_READ, 700, 1000, NULL);
 	assert_true(deliver(t));
-	struct blk_req r = host_req(t, 0);
-	assert_int_equal(le32toh(r.hdr.type), VIRTIO_BLK_T_IN);
-	assert_int_equal(le64toh(r.hdr.sector), 1);
+	struct blk_req r = host_expect(t, VIRTIO_BLK_T_IN, 1, 1536); /* sectors 1..3 */
 	assert_false(r.data_out);
-	assert_int_equal(r.data_len, 1536); /* sectors 1..3 */
 	for (uint32_t i = 0; i < r.data_len; i++)
 		r.data[i] = (uint8_t)(512 + i); /* byte k of the disk is k mod 256 */
 	host_complete(t, 0, VIRTIO_BLK_S_OK);
@@ -461,8 +439,7 @@ static void read_path(void **state)
 	assert_int_equal(end->replied, 1);
 	assert_int_equal(end->count, 0);
 	assert_int_equal(vq(t)->nposted, 0);
-	t->drv->remove(&t->vd);
-	check_all_released(t);
+	remove_dev(t);
 }
 
 /* A write of part of a sector: read the covering sectors, merge, write. */
@@ -472,27 +449,21 @@ static void partial_sector_write(void **state)
 	probe(t);
 	struct fuse_req *w = fuse_request(t, RQ_WRITE, 1000, 10, "0123456789");
 	assert_true(deliver(t));
-	struct blk_req r = host_req(t, 0);
-	assert_int_equal(le32toh(r.hdr.type), VIRTIO_BLK_T_IN);
-	assert_int_equal(le64toh(r.hdr.sector), 1);
-	assert_int_equal(r.data_len, 512); /* sector 1 holds bytes 512..1023 */
+	/* sector 1 holds bytes 512..1023 */
+	struct blk_req r = host_expect(t, VIRTIO_BLK_T_IN, 1, 512);
 	memset(r.data, 'x', r.data_len);
 	host_complete(t, 0, VIRTIO_BLK_S_OK);
 	assert_int_equal(w->replied, 0);
 	/* the write phase, posted from the doorbell */
 	assert_int_equal(vq(t)->nposted, 1);
-	r = host_req(t, 0);
-	assert_int_equal(le32toh(r.hdr.type), VIRTIO_BLK_T_OUT);
-	assert_int_equal(le64toh(r.hdr.sector), 1);
-	assert_int_equal(r.data_len, 512); /* sector 1 holds bytes 512..1023 */
+	r = host_expect(t, VIRTIO_BLK_T_OUT, 1, 512);
 	assert_memory_equal(r.data + 1000 - 512, "0123456789", 10);
 	assert_int_equal(r.data[1000 - 512 - 1], 'x');
 	assert_int_equal(r.data[1000 - 512 + 10], 'x');
 	host_complete(t, 0, VIRTIO_BLK_S_OK);
 	assert_int_equal(w->replied, 1);
 	assert_int_equal(w->count, 10);
-	t->drv->remove(&t->vd);
-	check_all_released(t);
+	remove_dev(t);
 }
 
 /* Requests are taken from FUSE only while a slot is free. */
@@ -519,8 +490,7 @@ static void fuse_backpressure(void **state)
 	fake_doorbell(t->f);
 	for (int i = 0; i <= NSLOT; i++)
 		assert_int_equal(w[i]->replied, 1);
-	t->drv->remove(&t->vd);
-	check_all_released(t);
+	remove_dev(t);
 }
 
 /* The host answers while the removal waits: every request is answered
@@ -603,11 +573,10 @@ int main(void)
 	}
 #define T(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(probe_makes_vda_and_remove_releases), T(probe_fails_setup), T(probe_fails_config),
-		T(probe_fails_first_alloc), T(probe_fails_last_alloc), T(probe_fails_ready),
-		T(probe_fails_fuse_mount), T(write_path), T(read_path), T(partial_sector_write),
-		T(fuse_backpressure), T(remove_waits_for_requests_in_flight),
+		T(probe_makes_vda_and_remove_releases), T(write_path), T(read_path),
+		T(partial_sector_write), T(fuse_backpressure), T(remove_waits_for_requests_in_flight),
 		T(remove_with_requests_never_answered), T(remove_unacknowledged_keeps_memory),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return fake_run_tests(tests, sizeof(tests) / sizeof(tests[0]), probe_fails, faults,
+			      sizeof(faults) / sizeof(faults[0]), setup, teardown);
 }

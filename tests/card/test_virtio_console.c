@@ -52,6 +52,7 @@ struct t {
 	int fds0;
 	int master, slave;
 	int probed;
+	const struct fake_fault *fault; /* the probe_fails tests' */
 };
 
 static int setup(void **state)
@@ -59,6 +60,7 @@ static int setup(void **state)
 	struct t *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -1;
+	t->fault = *state;
 	alarm(TEST_ALARM_S);
 	nshells = 0;
 	t->fds0 = fake_count_fds();
@@ -122,12 +124,7 @@ static void probe(struct t *t)
 
 static void check_all_released(struct t *t)
 {
-	assert_int_equal(t->f->releases, 1);
-	assert_int_equal(fake_live_mem(t->f), 0);
-	assert_int_equal(fake_active_watches(t->f), 0);
-	assert_false(t->f->doorbell_watched);
-	assert_int_equal(fake_active_children(t->f), 0);
-	assert_null(t->vd.mdev.priv);
+	fake_check_released(t->f, &t->vd);
 	assert_null(t->os.log.tee);
 	assert_null(t->vd.config_changed);
 }
@@ -174,55 +171,23 @@ static void probe_posts_and_remove_releases(void **state)
 }
 
 /* Each step of the probe failing: the probe says so and leaves nothing. */
-static void probe_failure(struct t *t)
+#define FAILED "probe virtio-console failed"
+static const struct fake_fault faults[] = {
+	{ "probe_fails_setup", .setup = -ENOTSUP, .log = FAILED },
+	{ "probe_fails_first_alloc", .alloc_at = 1, .log = FAILED },
+	{ "probe_fails_tx_alloc", .alloc_at = NBUF + 5, .log = FAILED },
+	{ "probe_fails_last_alloc", .alloc_at = 2 * NBUF, .log = FAILED },
+	{ "probe_fails_ready", .ready = -EBUSY, .log = FAILED },
+	{ "probe_fails_watch", .watch_at = 1, .log = FAILED },
+};
+
+static void probe_fails(void **state)
 {
-	assert_true(t->drv->probe(&t->vd) < 0);
+	struct t *t = *state;
+	fake_probe_fails(t->f, t->drv, &t->vd, t->fault);
 	check_all_released(t);
 	assert_int_equal(nshells, 0);
 	assert_int_equal(fake_count_fds(), t->fds0);
-	assert_true(fake_logged(t->f, "probe virtio-console failed"));
-}
-
-static void probe_fails_setup(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_setup = -ENOTSUP;
-	probe_failure(t);
-}
-
-static void probe_fails_first_alloc(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_alloc_at = 1;
-	probe_failure(t);
-}
-
-static void probe_fails_tx_alloc(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_alloc_at = NBUF + 5;
-	probe_failure(t);
-}
-
-static void probe_fails_last_alloc(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_alloc_at = 2 * NBUF;
-	probe_failure(t);
-}
-
-static void probe_fails_ready(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_ready = -EBUSY;
-	probe_failure(t);
-}
-
-static void probe_fails_watch(void **state)
-{
-	struct t *t = *state;
-	t->f->fail_watch_at = 1;
-	probe_failure(t);
 }
 
 /* Reads n bytes from fd within WAIT_MS, running the fake loop meanwhile. */
@@ -387,11 +352,10 @@ int main(void)
 {
 #define T(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(probe_posts_and_remove_releases), T(probe_fails_setup),
-		T(probe_fails_first_alloc), T(probe_fails_tx_alloc), T(probe_fails_last_alloc),
-		T(probe_fails_ready), T(probe_fails_watch), T(host_to_pty),
-		T(host_to_pty_backpressure), T(pty_to_host), T(log_goes_to_console),
-		T(config_change_sets_size), T(shell_respawned),
+		T(probe_posts_and_remove_releases), T(host_to_pty), T(host_to_pty_backpressure),
+		T(pty_to_host), T(log_goes_to_console), T(config_change_sets_size),
+		T(shell_respawned),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return fake_run_tests(tests, sizeof(tests) / sizeof(tests[0]), probe_fails, faults,
+			      sizeof(faults) / sizeof(faults[0]), setup, teardown);
 }

@@ -14,19 +14,21 @@ wait_vda() {
     for _ in $(seq 1 100); do card_ush "$1" test -s /dev/vda 2>/dev/null && return 0; sleep 0.05; done
     return 1
 }
-# start_qsd: the backend exports the image on $SOCK (it creates the socket
-# and waits for a front end there)
-start_qsd() {
-    rm -f "$SOCK"
+# qsd IMAGE SOCKET LOG: a backend exports IMAGE on SOCKET (it creates the
+# socket and waits for a front end there); its pid in QSD_STARTED
+qsd() {
+    rm -f "$2"
     setpriv --pdeathsig TERM qemu-storage-daemon \
-        --blockdev driver=file,node-name=file0,filename="$IMG" \
+        --blockdev driver=file,node-name=file0,filename="$1" \
         --blockdev driver=qcow2,node-name=disk0,file=file0 \
-        --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$SOCK",writable=on \
-        >>"$RUNDIR/qsd.log" 2>&1 &
-    QSD_PID=$!
-    for _ in $(seq 1 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
-    say "qemu-storage-daemon did not start:"; cat "$RUNDIR/qsd.log"; exit 1
+        --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$2",writable=on \
+        >>"$3" 2>&1 &
+    QSD_STARTED=$!
+    for _ in $(seq 1 100); do [ -S "$2" ] && return 0; sleep 0.05; done
+    say "qemu-storage-daemon did not start:"; cat "$3"; exit 1
 }
+# start_qsd: mic0's backend, of $IMG on $SOCK
+start_qsd() { qsd "$IMG" "$SOCK" "$RUNDIR/qsd.log"; QSD_PID=$QSD_STARTED; }
 stop_qsd() { [ -n "$QSD_PID" ] && kill -TERM "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null; QSD_PID=; }
 # dev_state [CARD [TYPE]]: '"type":...,"state":...,"reason":...' of a device
 dev_state() { micctl status "${1:-mic0}" --json | grep -o "\"type\":\"${2:-block}\",\"state\":\"[a-z]*\",\"reason\":\"[^\"]*\""; }
@@ -43,13 +45,8 @@ start_qsd
 "$BIN/mic-mkimage" --default --runtime "$BIN/mic-hostile-card" -o "$RUNDIR/hostile.img" >/dev/null
 qemu-img create -q -f qcow2 "$RUNDIR/hostile.qcow2" 8M
 HSOCK=$RUNDIR/hostile.sock
-setpriv --pdeathsig TERM qemu-storage-daemon \
-    --blockdev driver=file,node-name=file0,filename="$RUNDIR/hostile.qcow2" \
-    --blockdev driver=qcow2,node-name=disk0,file=file0 \
-    --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$HSOCK",writable=on \
-    >>"$RUNDIR/qsd-hostile.log" 2>&1 &
-HQSD_PID=$!
-for _ in $(seq 1 100); do [ -S "$HSOCK" ] && break; sleep 0.05; done
+qsd "$RUNDIR/hostile.qcow2" "$HSOCK" "$RUNDIR/qsd-hostile.log"
+HQSD_PID=$QSD_STARTED
 # mic2: a backend micd starts and restarts itself (the socket comes in
 # MIC_VHOST_SOCKET)
 qemu-img create -q -f qcow2 "$RUNDIR/m2.qcow2" 16M

@@ -480,18 +480,6 @@ int mic_vop_vq_add_sgs(struct mic_vop_vq *q, const struct mic_vop_sg *sg, unsign
 	return 0;
 }
 
-int mic_vop_vq_add_outbuf(struct mic_vop_vq *q, const struct mic_vop_sg *sg, unsigned n,
-			  void *token)
-{
-	return mic_vop_vq_add_sgs(q, sg, n, 0, token);
-}
-
-int mic_vop_vq_add_inbuf(struct mic_vop_vq *q, const struct mic_vop_sg *sg, unsigned n,
-			 void *token)
-{
-	return mic_vop_vq_add_sgs(q, sg, 0, n, token);
-}
-
 bool mic_vop_vq_kick_prepare(struct mic_vop_vq *q)
 {
 	if (q->broken)
