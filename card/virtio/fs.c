@@ -337,7 +337,7 @@ static int ctl_start(struct vfs *v)
 	 * each boot, and a device that goes removes its socket) */
 	if (bind(v->ctl_fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		return -errno;
-	snprintf(v->ctl_path, sizeof(v->ctl_path), "%s", a.sun_path); /* ours to remove */
+	snprintf(v->ctl_path, sizeof(v->ctl_path), COS_VIRTIOFS_DIR "/%s", v->tag); /* ours to remove */
 	if (chmod(v->ctl_path, 0600) < 0)
 		return -errno;
 	return cos_watch(v->os->loop, v->ctl_fd, EPOLLIN, on_ctl, v);
