@@ -1,93 +1,30 @@
 /* SPDX-License-Identifier: MIT */
 /* The MIC virtual bus: matching, probe/remove order, interrupt plumbing. */
 #include <errno.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "mbus.h"
 
-struct mbus_irq {
-	struct mbus_device *dev;
-	unsigned line;
-	mbus_irq_handler_t handler;
-	void *data;
-	pthread_t thread;
-	int stop_fd; /* -1 when the line is claimed without a handler */
-};
+_Static_assert(MIC_NUM_IRQ_LINES <= 32, "irq_claimed holds one bit per line");
 
 /* --- interrupts over the view's line pipes --- */
 
-static void *irq_thread(void *arg)
-{
-	struct mbus_irq *irq = arg;
-	struct mic_hw_view *v = irq->dev->mmio;
-	for (;;) {
-		struct pollfd pf[2] = { { .fd = v->irq_fd[irq->line], .events = POLLIN },
-					{ .fd = irq->stop_fd, .events = POLLIN } };
-		if (poll(pf, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return NULL;
-		}
-		if (pf[1].revents)
-			return NULL;
-		uint64_t n = mic_irq_ack(v, irq->line);
-		if (n)
-			irq->handler(irq->dev, irq->line, n, irq->data);
-	}
-}
-
-static int view_request_irq(struct mbus_device *dev, unsigned line, mbus_irq_handler_t handler,
-			    void *data)
+static int view_request_irq(struct mbus_device *dev, unsigned line)
 {
 	if (line >= MIC_NUM_IRQ_LINES || !dev->mmio || dev->mmio->irq_fd[line] < 0)
 		return -EINVAL;
-	if (dev->irq[line])
+	if (dev->irq_claimed & 1u << line)
 		return -EBUSY;
-	struct mbus_irq *irq = calloc(1, sizeof(*irq));
-	if (!irq)
-		return -ENOMEM;
-	irq->dev = dev;
-	irq->line = line;
-	irq->handler = handler;
-	irq->data = data;
-	irq->stop_fd = -1;
-	if (handler) {
-		irq->stop_fd = eventfd(0, EFD_CLOEXEC);
-		if (irq->stop_fd < 0) {
-			int rc = -errno;
-			free(irq);
-			return rc;
-		}
-		int rc = pthread_create(&irq->thread, NULL, irq_thread, irq);
-		if (rc) {
-			close(irq->stop_fd);
-			free(irq);
-			return -rc;
-		}
-	}
-	dev->irq[line] = irq;
-	return handler ? 0 : dev->mmio->irq_fd[line];
+	dev->irq_claimed |= 1u << line;
+	return dev->mmio->irq_fd[line];
 }
 
 static void view_free_irq(struct mbus_device *dev, unsigned line)
 {
-	if (line >= MIC_NUM_IRQ_LINES || !dev->irq[line])
-		return;
-	struct mbus_irq *irq = dev->irq[line];
-	if (irq->stop_fd >= 0) {
-		uint64_t one = 1;
-		if (write(irq->stop_fd, &one, sizeof(one)) < 0) { /* cannot fail: fresh counter */ }
-		pthread_join(irq->thread, NULL);
-		close(irq->stop_fd);
-	}
-	dev->irq[line] = NULL;
-	free(irq);
+	if (line < MIC_NUM_IRQ_LINES)
+		dev->irq_claimed &= ~(1u << line);
 }
 
 static uint64_t view_ack_irq(struct mbus_device *dev, unsigned line)
@@ -101,10 +38,9 @@ const struct mbus_hw_ops mbus_view_hw_ops = {
 	.ack_irq = view_ack_irq,
 };
 
-int mbus_request_irq(struct mbus_device *dev, unsigned line, mbus_irq_handler_t handler,
-		     void *data)
+int mbus_request_irq(struct mbus_device *dev, unsigned line)
 {
-	return dev->ops->request_irq(dev, line, handler, data);
+	return dev->ops->request_irq(dev, line);
 }
 
 void mbus_free_irq(struct mbus_device *dev, unsigned line)
@@ -164,9 +100,9 @@ static void do_remove(struct mbus_device *dev)
 		return;
 	if (drv->remove)
 		drv->remove(dev);
-	/* A driver that forgot its interrupts must not leave threads behind. */
+	/* A driver that forgot its interrupts leaves the lines free for the next. */
 	for (unsigned l = 0; l < MIC_NUM_IRQ_LINES; l++)
-		if (dev->irq[l])
+		if (dev->irq_claimed & 1u << l)
 			dev->ops->free_irq(dev, l);
 	dev->driver = NULL;
 	dev->priv = NULL;

@@ -22,19 +22,15 @@ enum mbus_dev_id {
 
 struct mbus_device;
 
-/* Called from the line's interrupt thread with the number of interrupts
- * consumed (already acknowledged). */
-typedef void (*mbus_irq_handler_t)(struct mbus_device *dev, unsigned line, uint64_t count,
-				   void *data);
-
+/* Interrupts reach a driver as a pollable file descriptor that it watches
+ * in the loop it already has (the card's virtio drivers in the card OS's
+ * event loop), so the bus runs no handler threads. */
 struct mbus_hw_ops {
-	/* Claims interrupt line `line`.  Without a handler, returns a file
-	 * descriptor that polls readable while the line is pending (ack with
-	 * ack_irq).  With one, runs it from a thread of the bus ("threaded
-	 * irq") and returns 0.  -EBUSY if claimed, -EINVAL for a bad line. */
-	int (*request_irq)(struct mbus_device *dev, unsigned line, mbus_irq_handler_t handler,
-			   void *data);
-	/* Releases the line; joins the handler thread if there was one. */
+	/* Claims interrupt line `line` and returns a file descriptor that
+	 * polls readable while the line is pending (ack with ack_irq).
+	 * -EBUSY if claimed, -EINVAL for a bad line. */
+	int (*request_irq)(struct mbus_device *dev, unsigned line);
+	/* Releases the line. */
 	void (*free_irq)(struct mbus_device *dev, unsigned line);
 	/* Consumes pending interrupts, returns how many. */
 	uint64_t (*ack_irq)(struct mbus_device *dev, unsigned line);
@@ -43,7 +39,6 @@ struct mbus_hw_ops {
 /* The ops implemented over a struct mic_hw_view's interrupt line pipes. */
 extern const struct mbus_hw_ops mbus_view_hw_ops;
 
-struct mbus_irq; /* bus/mbus.c */
 struct mbus_driver;
 struct mbus;
 
@@ -59,7 +54,7 @@ struct mbus_device {
 	struct mbus *bus;
 	struct mbus_driver *driver;
 	struct mbus_device *next;
-	struct mbus_irq *irq[MIC_NUM_IRQ_LINES];
+	uint32_t irq_claimed; /* bit n: line n claimed */
 	unsigned probe_seq;
 };
 
@@ -97,8 +92,7 @@ void mbus_device_init(struct mbus_device *dev, uint32_t id, const char *name,
 		      struct mic_hw_view *view);
 
 /* Convenience wrappers around dev->ops. */
-int mbus_request_irq(struct mbus_device *dev, unsigned line, mbus_irq_handler_t handler,
-		     void *data);
+int mbus_request_irq(struct mbus_device *dev, unsigned line);
 void mbus_free_irq(struct mbus_device *dev, unsigned line);
 uint64_t mbus_ack_irq(struct mbus_device *dev, unsigned line);
 

@@ -219,7 +219,7 @@ void *cos_vdev_alloc(struct cos_vdev *vd, uint64_t size, uint64_t *addr)
 int cos_vdev_ready(struct cos_vdev *vd, cos_fd_fn on_doorbell, void *ctx)
 {
 	vd->line = mic_vop_cdev_h2c_db(vd->cdev);
-	int fd = mbus_request_irq(&vd->mdev, vd->line, NULL, NULL);
+	int fd = mbus_request_irq(&vd->mdev, vd->line);
 	if (fd < 0)
 		return fd;
 	vd->line_fd = fd;
@@ -245,5 +245,18 @@ int cos_vdev_release(struct cos_vdev *vd)
 			mic_vop_cma_free(vd->cma, vd->mem[i].addr, vd->mem[i].size);
 	}
 	vd->nmem = 0;
+	return rc;
+}
+
+int cos_vdev_recover(struct cos_vdev *vd, uint64_t features, uint64_t *negotiated,
+		     struct mic_vop_vq **vqs, unsigned nvq)
+{
+	int rc = mic_vop_cdev_reset(vd->cdev, 1000);
+	if (!rc)
+		rc = cos_vdev_setup(vd, features, negotiated, vqs, nvq);
+	if (!rc) {
+		mic_vop_cdev_set_h2c_db(vd->cdev, vd->line);
+		rc = mic_vop_cdev_driver_ok(vd->cdev);
+	}
 	return rc;
 }

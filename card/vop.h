@@ -78,5 +78,12 @@ int cos_vdev_ready(struct cos_vdev *vd, cos_fd_fn on_doorbell, void *ctx);
  * are left allocated, since a late host write would corrupt whatever the
  * memory held next (-ETIMEDOUT). */
 int cos_vdev_release(struct cos_vdev *vd);
+/* A device the host flagged NEEDS_RESET, brought back without a reboot:
+ * reset (once the host acknowledges, nothing of the old queues is in use),
+ * negotiate and map the queues again as cos_vdev_setup, DRIVER_OK on the
+ * same doorbell.  The driver's buffers stay allocated; what was in flight
+ * is the driver's to send again. */
+int cos_vdev_recover(struct cos_vdev *vd, uint64_t features, uint64_t *negotiated,
+		     struct mic_vop_vq **vqs, unsigned nvq);
 
 #endif

@@ -120,18 +120,6 @@ int mic_dma_host_init(struct mic_hw_view *host)
 	return mic_mmio_write32(host, MIC_DMA_CTRL, ctrl) ? -EIO : 0;
 }
 
-int mic_dma_host_chan_open(struct mic_hw_view *host, unsigned ch, uint64_t pool_off,
-			   unsigned ring_entries, struct mic_dma_chan **out)
-{
-	size_t sz = mic_dma_chan_mem_size(ring_entries);
-	if (host->side != MIC_SIDE_HOST)
-		return -EPERM;
-	if (!host->hostmem.va || pool_off > host->hostmem.size || sz > host->hostmem.size - pool_off)
-		return -EINVAL;
-	return mic_dma_chan_open(host, ch, mic_dma_pool_addr(pool_off),
-				 (uint8_t *)host->hostmem.va + pool_off, ring_entries, out);
-}
-
 /* --- channel life cycle --- */
 
 size_t mic_dma_chan_mem_size(unsigned ring_entries)
@@ -343,22 +331,7 @@ int mic_dma_prep_memcpy(struct mic_dma_batch *b, uint64_t dst, uint64_t src, uin
 	const struct mic_hw_view *v = b->chan->v;
 	if (len && (!mic_card_addr(v, src, len) || !mic_card_addr(v, dst, len)))
 		return b->err = b->err ? b->err : -EFAULT;
-	struct mic_dma_op op = { .kind = MIC_DMA_OP_MEMCPY, .dst = dst, .src = src, .len = len };
-	return batch_add(b, op);
-}
-
-int mic_dma_prep_status(struct mic_dma_batch *b, uint64_t addr, uint64_t value, int intr)
-{
-	if (addr % MIC_DMA_STATUS_ALIGN || !mic_card_addr(b->chan->v, addr, 8))
-		return b->err = b->err ? b->err : -EFAULT;
-	struct mic_dma_op op = { .kind = MIC_DMA_OP_STATUS, .dst = addr, .src = value,
-				 .intr = intr };
-	return batch_add(b, op);
-}
-
-int mic_dma_prep_intr(struct mic_dma_batch *b)
-{
-	struct mic_dma_op op = { .kind = MIC_DMA_OP_INTR };
+	struct mic_dma_op op = { .dst = dst, .src = src, .len = len };
 	return batch_add(b, op);
 }
 
@@ -491,21 +464,8 @@ int mic_dma_submit(struct mic_dma_batch *b, unsigned flags, mic_dma_cookie_t *co
 	 * known idle, CPU parts need not wait. */
 	bool engine_idle = reg(c, MIC_DMA_REG_TAIL) == c->head && !c->queued;
 	struct mic_dma_op *ops = ops_of(b);
-	for (unsigned i = 0; i < b->n && !rc; i++) {
-		switch (ops[i].kind) {
-		case MIC_DMA_OP_MEMCPY:
-			rc = submit_memcpy(c, &ops[i], &engine_idle);
-			break;
-		case MIC_DMA_OP_STATUS:
-			rc = put_desc(c, mic_dma_desc_status(ops[i].dst, ops[i].src, ops[i].intr));
-			engine_idle = false;
-			break;
-		case MIC_DMA_OP_INTR:
-			rc = put_desc(c, mic_dma_desc_intr());
-			engine_idle = false;
-			break;
-		}
-	}
+	for (unsigned i = 0; i < b->n && !rc; i++)
+		rc = submit_memcpy(c, &ops[i], &engine_idle);
 	if (rc) {
 		kick(c); /* what is queued is valid: let it run */
 		goto out;
@@ -529,7 +489,8 @@ out:
 
 /* --- completion --- */
 
-int mic_dma_tx_status(struct mic_dma_chan *c, mic_dma_cookie_t cookie)
+/* 0 done, -EINPROGRESS, -EIO failed or cancelled by a reset. */
+static int tx_status(struct mic_dma_chan *c, mic_dma_cookie_t cookie)
 {
 	uint64_t done = atomic_load_explicit(c->done, memory_order_acquire);
 	if (cookie > atomic_load(&c->fail_from) && cookie <= atomic_load(&c->fail_to))
@@ -543,7 +504,7 @@ static int wait_poll(struct mic_dma_chan *c, mic_dma_cookie_t cookie, uint64_t d
 {
 	struct backoff b = { 0 };
 	for (;;) {
-		int rc = mic_dma_tx_status(c, cookie);
+		int rc = tx_status(c, cookie);
 		if (rc != -EINPROGRESS)
 			return rc;
 		if ((b.n & 63) == 0 && timed_out(deadline))
@@ -552,11 +513,24 @@ static int wait_poll(struct mic_dma_chan *c, mic_dma_cookie_t cookie, uint64_t d
 	}
 }
 
+/* How long one sleep on the line may last: at most 100 ms (a reset wakes
+ * waiters without an interrupt), never past the deadline. */
+static int poll_ms(uint64_t deadline)
+{
+	if (!deadline)
+		return 100;
+	uint64_t now = now_ns();
+	if (now >= deadline)
+		return 0;
+	uint64_t ms = (deadline - now + 999999) / 1000000;
+	return ms < 100 ? (int)ms : 100;
+}
+
 static int wait_irq(struct mic_dma_chan *c, mic_dma_cookie_t cookie, uint64_t deadline)
 {
 	pthread_mutex_lock(&c->irq_lock);
 	int rc;
-	while ((rc = mic_dma_tx_status(c, cookie)) == -EINPROGRESS) {
+	while ((rc = tx_status(c, cookie)) == -EINPROGRESS) {
 		if (timed_out(deadline)) {
 			rc = -ETIMEDOUT;
 			break;
@@ -582,7 +556,7 @@ static int wait_irq(struct mic_dma_chan *c, mic_dma_cookie_t cookie, uint64_t de
 		/* A completion after the status check leaves the line
 		 * readable, so this poll cannot miss it. */
 		struct pollfd pf = { .fd = c->v->irq_fd[c->line], .events = POLLIN };
-		poll(&pf, 1, 100);
+		poll(&pf, 1, poll_ms(deadline));
 		mic_irq_ack(c->v, c->line);
 		pthread_mutex_lock(&c->irq_lock);
 		c->irq_reader = false;
@@ -615,7 +589,7 @@ int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_w
 	uint64_t deadline = deadline_ms(timeout_ms);
 	int rc;
 	if (mode == MIC_DMA_WAIT_IRQ) {
-		if (atomic_load(&c->last_intr_cookie) < cookie && mic_dma_tx_status(c, cookie) ==
+		if (atomic_load(&c->last_intr_cookie) < cookie && tx_status(c, cookie) ==
 		    -EINPROGRESS)
 			return -EINVAL;
 		rc = wait_irq(c, cookie, deadline);
@@ -628,18 +602,13 @@ int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_w
 }
 
 int mic_dma_memcpy_timeout(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len,
-			   int timeout_ms)
+			   enum mic_dma_wait_mode mode, int timeout_ms)
 {
 	struct mic_dma_batch b;
 	mic_dma_cookie_t ck;
 	mic_dma_batch_init(&b, c);
 	int rc = mic_dma_prep_memcpy(&b, dst, src, len);
 	if (!rc)
-		rc = mic_dma_submit(&b, 0, &ck);
-	return rc ? rc : mic_dma_wait(c, ck, MIC_DMA_WAIT_POLL, timeout_ms);
-}
-
-int mic_dma_memcpy_sync(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len)
-{
-	return mic_dma_memcpy_timeout(c, dst, src, len, 10000);
+		rc = mic_dma_submit(&b, mode == MIC_DMA_WAIT_IRQ ? MIC_DMA_SUBMIT_INTR : 0, &ck);
+	return rc ? rc : mic_dma_wait(c, ck, mode, timeout_ms);
 }

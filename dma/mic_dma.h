@@ -34,11 +34,6 @@ static inline uint64_t mic_dma_pool_addr(uint64_t off)
 	return MIC_SYSMEM_BASE + off;
 }
 
-/* Opens a host channel with its ring at byte `pool_off` of the host memory
- * pool (64-byte aligned, mic_dma_chan_mem_size(ring_entries) bytes). */
-int mic_dma_host_chan_open(struct mic_hw_view *host, unsigned ch, uint64_t pool_off,
-			   unsigned ring_entries, struct mic_dma_chan **out);
-
 /* --- both sides --- */
 
 /* Bytes of ring memory a channel with ring_entries descriptors needs. */
@@ -55,15 +50,11 @@ int mic_dma_chan_open(struct mic_hw_view *v, unsigned ch, uint64_t mem_addr, voi
 void mic_dma_chan_close(struct mic_dma_chan *c);
 unsigned mic_dma_chan_id(const struct mic_dma_chan *c);
 
-/* A batch: operations recorded by the prep calls, handed to the engine by
- * mic_dma_submit().  Owned by one thread; the channel itself may be shared
- * by any number of threads. */
+/* A batch: copies recorded by mic_dma_prep_memcpy(), handed to the engine
+ * by mic_dma_submit() behind one HEAD write.  Owned by one thread; the
+ * channel itself may be shared by any number of threads. */
 struct mic_dma_op {
-	enum { MIC_DMA_OP_MEMCPY, MIC_DMA_OP_STATUS, MIC_DMA_OP_INTR } kind;
-	int intr;
-	uint64_t dst; /* status: address */
-	uint64_t src; /* status: value */
-	uint64_t len;
+	uint64_t dst, src, len;
 };
 
 #define MIC_DMA_BATCH_INLINE 8
@@ -79,10 +70,6 @@ void mic_dma_batch_init(struct mic_dma_batch *b, struct mic_dma_chan *c);
 void mic_dma_batch_release(struct mic_dma_batch *b);
 /* Copy len bytes; -EFAULT if either range is unreachable now. */
 int mic_dma_prep_memcpy(struct mic_dma_batch *b, uint64_t dst, uint64_t src, uint64_t len);
-/* Store a 64-bit value at addr (8-byte aligned) once everything before it in
- * the channel is done; raise the channel's interrupt if intr. */
-int mic_dma_prep_status(struct mic_dma_batch *b, uint64_t addr, uint64_t value, int intr);
-int mic_dma_prep_intr(struct mic_dma_batch *b);
 
 #define MIC_DMA_SUBMIT_INTR 0x1u /* raise the interrupt when the batch completes */
 
@@ -98,19 +85,17 @@ enum mic_dma_wait_mode {
 	MIC_DMA_WAIT_IRQ,  /* sleep on the interrupt; cookie needs SUBMIT_INTR */
 };
 
-/* 0 done, -EINPROGRESS, -EIO failed or cancelled by a reset. */
-int mic_dma_tx_status(struct mic_dma_chan *c, mic_dma_cookie_t cookie);
-/* 0, -EIO, -ETIMEDOUT (timeout_ms < 0: forever), -EINVAL (IRQ mode for a
- * cookie no interrupt will follow). */
+/* 0 done, -EIO failed or cancelled by a reset, -ETIMEDOUT (timeout_ms < 0:
+ * forever; 0: look once), -EINVAL (a cookie never issued, or IRQ mode for
+ * a cookie no interrupt will follow). */
 int mic_dma_wait(struct mic_dma_chan *c, mic_dma_cookie_t cookie, enum mic_dma_wait_mode mode,
 		 int timeout_ms);
 
-/* One copy, submitted and waited for (polling, 10 s timeout). */
-int mic_dma_memcpy_sync(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len);
-/* The same, waiting (polled) at most timeout_ms: -ETIMEDOUT if the
- * completion was not seen in time (the caller may reset the channel). */
+/* One copy, submitted and waited for in the given mode (IRQ: the batch
+ * raises the interrupt) at most timeout_ms: -ETIMEDOUT if the completion
+ * was not seen in time (the caller may reset the channel). */
 int mic_dma_memcpy_timeout(struct mic_dma_chan *c, uint64_t dst, uint64_t src, uint64_t len,
-			   int timeout_ms);
+			   enum mic_dma_wait_mode mode, int timeout_ms);
 
 /* After an error: stops the channel, fails every pending cookie with -EIO
  * and makes the channel usable again.  Also cancels queued work. */

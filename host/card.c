@@ -366,7 +366,12 @@ static int start_devices(struct mic_card *c, char *err, size_t errlen)
 		if (!(rc = net_backend_start(c->vop, c->v, &c->cfg, &c->vdev[c->nvdev])))
 			c->nvdev++;
 	}
-	if (!rc && c->cfg.disk[0]) {
+	if (!rc && c->cfg.disk_vhost_user[0]) {
+		what = "block (vhost-user)";
+		if (!(rc = vhost_backend_start(c->vop, c->v, c->cfg.name, c->cfg.disk_vhost_user,
+					       c->cfg.disk_vhost_user_cmd, &c->vdev[c->nvdev])))
+			c->nvdev++;
+	} else if (!rc && c->cfg.disk[0]) {
 		what = "block";
 		if (!(rc = block_backend_start(c->vop, c->v, &c->cfg, &c->vdev[c->nvdev])))
 			c->nvdev++;
@@ -521,6 +526,11 @@ static int busy_error(struct mic_card *c, const char *what, char *err, size_t er
 	return -1;
 }
 
+/* Bytes of the image read before they are handed to the DMA engine: large
+ * enough that a piece costs far more to copy than to submit, small enough
+ * that reading overlaps most of the copy. */
+#define DOWNLOAD_PIECE (1u << 20)
+
 /* Downloads the image into card memory at MIC_IMAGE_ADDR. */
 static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t errlen)
 {
@@ -548,31 +558,48 @@ static int download_image(struct mic_card *c, uint64_t *size, char *err, size_t 
 	/* With DMA: file -> staging area in the card's host memory -> DMA
 	 * channel 0 -> card memory, as a real host driver would (it cannot
 	 * write card memory faster than the engine).  Without: CPU copy
-	 * straight into the aperture. */
+	 * straight into the aperture.  The file is read in pieces, each handed
+	 * to the engine as soon as it is staged, so the engine copies one piece
+	 * while the next is read; one wait at the end. */
 	uint64_t t0 = now_ns();
 	uint64_t stage = host_pool_avail(c->v, HOST_POOL_STAGE);
 	uint64_t stage_off = host_pool_span(HOST_POOL_STAGE).off;
 	int use_dma = c->dma && (uint64_t)st.st_size <= stage;
 	char *dst = use_dma ? (char *)c->v->hostmem.va + stage_off :
 			      mic_cardmem(c->v, MIC_IMAGE_ADDR, (uint64_t)st.st_size);
-	uint64_t done = 0;
+	uint64_t done = 0, queued = 0;
+	mic_dma_cookie_t ck = 0;
+	int dma_rc = 0;
 	while (done < (uint64_t)st.st_size) {
-		ssize_t n = pread(fd, dst + done, (size_t)st.st_size - done, (off_t)done);
+		uint64_t want = (uint64_t)st.st_size - done;
+		ssize_t n = pread(fd, dst + done, want < DOWNLOAD_PIECE ? want : DOWNLOAD_PIECE,
+				  (off_t)done);
 		if (n <= 0) {
 			snprintf(err, errlen, "%s: reading %s: %s", c->cfg.name, c->cfg.image,
 				 n ? strerror(errno) : "file shrank");
 			close(fd);
+			if (ck) /* cancel the pieces in flight: the channel is idle again */
+				mic_dma_chan_reset(c->dma);
 			return -1;
 		}
 		done += (uint64_t)n;
+		if (use_dma && !dma_rc && (done - queued >= DOWNLOAD_PIECE ||
+					   done == (uint64_t)st.st_size)) {
+			struct mic_dma_batch b;
+			mic_dma_batch_init(&b, c->dma);
+			mic_dma_prep_memcpy(&b, MIC_IMAGE_ADDR + queued,
+					    mic_dma_pool_addr(stage_off + queued), done - queued);
+			dma_rc = mic_dma_submit(&b, 0, &ck);
+			queued = done;
+		}
 	}
 	close(fd);
 	if (use_dma) {
-		int rc = mic_dma_memcpy_sync(c->dma, MIC_IMAGE_ADDR,
-					     mic_dma_pool_addr(stage_off), done);
-		if (rc) {
+		if (!dma_rc)
+			dma_rc = mic_dma_wait(c->dma, ck, MIC_DMA_WAIT_POLL, 10000);
+		if (dma_rc) {
 			log_warn("%s: DMA download failed (%s, error %#x): copying by CPU", c->cfg.name,
-				 strerror(-rc), mic_dma_chan_error(c->dma));
+				 strerror(-dma_rc), mic_dma_chan_error(c->dma));
 			mic_dma_chan_reset(c->dma);
 			memcpy(mic_cardmem(c->v, MIC_IMAGE_ADDR, done), dst, done);
 			use_dma = 0;

@@ -227,6 +227,10 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		return val[0] == '/' && set_str(k->state_dir, sizeof(k->state_dir), val);
 	if (!strcmp(key, "ssh_authorized_keys"))
 		return set_str(k->ssh_authorized_keys, sizeof(k->ssh_authorized_keys), val);
+	if (!strcmp(key, "disk_vhost_user_cmd"))
+		return set_str(k->disk_vhost_user_cmd, sizeof(k->disk_vhost_user_cmd), val);
+	if (!strcmp(key, "disk_vhost_user"))
+		return set_str(k->disk_vhost_user, sizeof(k->disk_vhost_user), val);
 	if (!strcmp(key, "disk_readonly")) {
 		k->disk_readonly = parse_bool(val);
 		return 1;
@@ -315,6 +319,16 @@ int micd_cfg_finish(struct micd_cfg *c, char *err, size_t errlen)
 	const uint64_t size = c->idmap_size;
 	for (int i = 0; i < c->ncards; i++) {
 		struct card_cfg *k = &c->cards[i];
+		if (k->disk_vhost_user_cmd[0] && !k->disk_vhost_user[0]) {
+			snprintf(err, errlen, "%s: disk_vhost_user_cmd needs disk_vhost_user (its socket)",
+				 k->name);
+			return -1;
+		}
+		if (k->disk[0] && k->disk_vhost_user[0]) {
+			snprintf(err, errlen, "%s: disk and disk_vhost_user both given: one disk per card",
+				 k->name);
+			return -1;
+		}
 		uint64_t base = k->id_base ? k->id_base : (uint64_t)c->idmap_base + (uint64_t)i * size;
 		if (base + size > UINT32_MAX) {
 			snprintf(err, errlen, "%s: id range %llu+%llu does not fit in 32 bits", k->name,

@@ -29,6 +29,10 @@ struct card_cfg {
 	char bridge[16];
 	char disk[PATH_MAX];  /* virtio-block backing file, "" = no disk */
 	int disk_readonly;
+	/* virtio-block from a vhost-user backend's socket instead of disk (108 = sun_path) */
+	char disk_vhost_user[108];
+	/* if set, micd starts that backend itself and restarts it (sh -c) */
+	char disk_vhost_user_cmd[512];
 	/* The card's sandbox (docs/architecture.md, "What a card can reach") */
 	uint32_t id_base;     /* host uid/gid of the card's root; 0 = from the daemon's range */
 	uint64_t memory_max;  /* cgroup memory limit; 0 = the aperture size (the card's RAM) */

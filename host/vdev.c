@@ -16,6 +16,8 @@ static int is_broken(struct vdev *vd)
 	const char *why;
 	if (!mic_vop_host_dev_broken(vd->dev, &why))
 		return 0;
+	if (!vd->broken_logged && vd->ops->quiesce)
+		vd->ops->quiesce(vd);
 	if (!vd->broken_logged)
 		log_err("%s: %s device broken, needs reset: %s", vd->card, vd->ops->name,
 			why ? why : "unknown");
@@ -52,6 +54,8 @@ static void publish_state(struct vdev *vd)
  * up.  False if the device is broken. */
 static bool take_events(struct vdev *vd)
 {
+	if (vd->ops->quiesce && mic_vop_host_dev_reset_pending(vd->dev))
+		vd->ops->quiesce(vd);
 	int ev = mic_vop_host_dev_poll(vd->dev);
 	/* Before the broken check: the backend must drop what it held from
 	 * before the reset even when the card broke the device right after. */
@@ -70,6 +74,8 @@ static bool take_events(struct vdev *vd)
 
 static void check_device(struct vdev *vd)
 {
+	if (vd->ops->poll)
+		vd->ops->poll(vd);
 	if (!take_events(vd))
 		return;
 	vd->more = 0;
@@ -92,18 +98,21 @@ static void *vdev_thread(void *arg)
 		struct pollfd p[3] = {
 			{ .fd = vd->stop_fd, .events = POLLIN },
 			{ .fd = vd->view->irq_fd[db], .events = POLLIN },
-			{ .fd = vd->fd, .events = want },
+			{ .fd = vd->fd, .events = want | vd->fd_always },
 		};
-		int n = poll(p, vd->fd >= 0 && want ? 3 : 2, more ? 0 : 1000);
+		int n = poll(p, vd->fd >= 0 && p[2].events ? 3 : 2, more ? 0 : 1000);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (p[0].revents)
 			break;
-		if (p[1].revents)
-			mic_irq_ack(vd->view, db);
 		/* Also on timeouts: a doorbell the card forgot must not stall us. */
 		pthread_mutex_lock(&vd->lock);
+		if (p[1].revents) {
+			mic_irq_ack(vd->view, db);
+			vd->kicked = 1;
+		}
 		check_device(vd);
+		vd->kicked = 0;
 		want = vd->fd_events;
 		more = vd->more;
 		publish_state(vd);
@@ -169,6 +178,8 @@ void vdev_stop(struct vdev *vd)
 void vdev_lock(struct vdev *vd)
 {
 	pthread_mutex_lock(&vd->lock);
+	if (vd->ops->quiesce)
+		vd->ops->quiesce(vd);
 }
 
 void vdev_unlock(struct vdev *vd)
@@ -180,6 +191,8 @@ void vdev_card_gone_locked(struct vdev *vd)
 {
 	if (!vd->dev)
 		return;
+	if (vd->ops->quiesce)
+		vd->ops->quiesce(vd);
 	mic_vop_host_dev_reset(vd->dev);
 	vd->ops->reset(vd);
 	vd->broken_logged = 0;
@@ -212,9 +225,10 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	 * until the card is reset, so a hostile card cannot stretch every copy
 	 * into a timeout. */
 	int timeout = 200 + (int)(len >> 17);
+	enum mic_dma_wait_mode mode = len >= VDEV_DMA_IRQ_MIN ? MIC_DMA_WAIT_IRQ : MIC_DMA_WAIT_POLL;
 	int rc = dir == MIC_VOP_CARD_TO_HOST ?
-			 mic_dma_memcpy_timeout(vd->dma, host_addr, card_addr, len, timeout) :
-			 mic_dma_memcpy_timeout(vd->dma, card_addr, host_addr, len, timeout);
+			 mic_dma_memcpy_timeout(vd->dma, host_addr, card_addr, len, mode, timeout) :
+			 mic_dma_memcpy_timeout(vd->dma, card_addr, host_addr, len, mode, timeout);
 	if (rc) {
 		log_warn("%s: %s: DMA copy failed (%s): CPU copies until the card resets", vd->card,
 			 vd->ops->name, strerror(rc < 0 ? -rc : rc));
@@ -230,6 +244,7 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 	}
 	vd->dma_bytes += len;
 	vd->dma_copies++;
+	vd->dma_irq_waits += mode == MIC_DMA_WAIT_IRQ;
 	return 0;
 }
 

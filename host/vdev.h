@@ -39,6 +39,14 @@ struct vdev_ops {
 	 * in-flight chains, keep the backend's own state (PTY, file). */
 	void (*reset)(struct vdev *vd);
 	void (*destroy)(struct vdev *vd);
+	/* Optional, for a backend in another process (vhost-user): called
+	 * first on every wake-up, whatever the card's driver does (the
+	 * backend's own events: its death, its interrupts)... */
+	void (*poll)(struct vdev *vd);
+	/* ...and before the transport zeroes the rings (card reset, a reset
+	 * the card asked for, the device broken): the backend must stop
+	 * using them first.  Called with vd->lock held; idempotent. */
+	void (*quiesce)(struct vdev *vd);
 };
 
 struct vdev {
@@ -53,6 +61,8 @@ struct vdev {
 	int stop_fd;
 	int fd;           /* backend's file or -1 */
 	short fd_events;  /* poll events wanted on fd */
+	short fd_always;  /* polled on fd in every state, ready or not */
+	int kicked;       /* the card rang the device's doorbell since the last serve */
 	int broken_logged;
 	int more;         /* serve() stopped at its budget: call again soon */
 	/* What micctl status shows, published by the device thread so the
@@ -63,6 +73,7 @@ struct vdev {
 	struct mic_dma_chan *dma; /* host channel for large copies, or NULL */
 	int dma_off;      /* a copy failed or timed out: CPU only until the card resets */
 	uint64_t dma_bytes, dma_copies; /* moved by DMA, for tests and status */
+	uint64_t dma_irq_waits;         /* of those, waited for by interrupt */
 	/* micctl stats: added by the backend's serve(), zeroed by a card reset
 	 * only (host/stats.h) */
 	struct vdev_stats stats;
@@ -72,6 +83,11 @@ struct vdev {
  * buffer in the card's host memory pool go by DMA; smaller ones, and
  * buffers the engine cannot reach, by CPU. */
 #define VDEV_DMA_MIN (16u << 10)
+/* Copies of at least this many bytes wait for their completion interrupt
+ * asleep instead of polling: the engine's worker gets the CPU, and the
+ * wake-up comes when the copy ends rather than at the end of a backoff
+ * sleep.  Smaller copies end before a sleep would pay off. */
+#define VDEV_DMA_IRQ_MIN (256u << 10)
 /* Chains a backend serves per queue and wake-up: a card that keeps adding
  * buffers cannot keep the device lock (and micd's main loop) forever. */
 #define VDEV_BUDGET 64
@@ -87,7 +103,8 @@ void vdev_stop(struct vdev *vd);
 /* The card no longer runs a driver for it (reset, halt, crash). */
 void vdev_card_gone(struct vdev *vd);
 /* Holding the lock keeps the device thread out of the rings and the DMA
- * channel, e.g. while the card is reset underneath. */
+ * channel, e.g. while the card is reset underneath; an out-of-process
+ * backend is stopped too (ops->quiesce). */
 void vdev_lock(struct vdev *vd);
 void vdev_unlock(struct vdev *vd);
 void vdev_card_gone_locked(struct vdev *vd);

@@ -56,6 +56,7 @@ struct slot {
 	fuse_req_t req;
 	uint32_t type;
 	uint32_t skew, len; /* IN: reply data + skew, len bytes; OUT: len written */
+	uint32_t dlen;      /* bytes the device moves (sent again after a device reset) */
 	int expect;         /* self-test request (req == NULL): the status it must get */
 	/* write of part of a sector, in its read phase: the bytes to merge at
 	 * skew once the covering sectors are in (NULL otherwise) */
@@ -88,6 +89,26 @@ static uint64_t bytes(const struct vblk *v)
 
 /* --- virtio side --- */
 
+/* Puts slot i's request (header, data, status) in the ring. */
+static int queue_slot(struct vblk *v, int i)
+{
+	struct slot *s = &v->slot[i];
+	uint8_t *status = (uint8_t *)(s->hdr + 1);
+	*status = 0xff; /* a host that answers nothing is an error */
+	struct mic_vop_sg sg[3] = { { s->hdr_addr, sizeof(*s->hdr) } };
+	unsigned out = 1, in = 0;
+	if (s->type == VIRTIO_BLK_T_OUT)
+		sg[out++] = (struct mic_vop_sg){ s->data_addr, s->dlen };
+	else if (s->dlen)
+		sg[out + in++] = (struct mic_vop_sg){ s->data_addr, s->dlen };
+	sg[out + in++] = (struct mic_vop_sg){ s->hdr_addr + sizeof(*s->hdr), 1 };
+	int rc = mic_vop_vq_add_sgs(v->vq, sg, out, in, (void *)(uintptr_t)(i + 1));
+	if (rc)
+		return rc;
+	v->added = 1;
+	return 0;
+}
+
 /* len: bytes moved by the device; skew, rlen: the part of a read that
  * goes back to FUSE (a read is widened to whole sectors).  Slot i is
  * taken from the free list by the caller. */
@@ -99,26 +120,13 @@ static int submit_slot(struct vblk *v, int i, fuse_req_t req, uint32_t type, uin
 	s->type = type;
 	s->skew = skew;
 	s->len = type == VIRTIO_BLK_T_IN ? rlen : len;
+	s->dlen = len;
 	s->hdr->type = htole32(type);
 	s->hdr->ioprio = 0;
 	s->hdr->sector = htole64(sector);
-	uint8_t *status = (uint8_t *)(s->hdr + 1);
-	*status = 0xff; /* a host that answers nothing is an error */
-	struct mic_vop_sg sg[3] = { { s->hdr_addr, sizeof(*s->hdr) } };
-	unsigned out = 1, in = 0;
-	if (type == VIRTIO_BLK_T_OUT) {
-		if (wdata)
-			memcpy(s->data, wdata, len);
-		sg[out++] = (struct mic_vop_sg){ s->data_addr, len };
-	} else if (len) {
-		sg[out + in++] = (struct mic_vop_sg){ s->data_addr, len };
-	}
-	sg[out + in++] = (struct mic_vop_sg){ s->hdr_addr + sizeof(*s->hdr), 1 };
-	int rc = mic_vop_vq_add_sgs(v->vq, sg, out, in, (void *)(uintptr_t)(i + 1));
-	if (rc)
-		return rc;
-	v->added = 1;
-	return 0;
+	if (type == VIRTIO_BLK_T_OUT && wdata)
+		memcpy(s->data, wdata, len);
+	return queue_slot(v, i);
 }
 
 static int submit(struct vblk *v, fuse_req_t req, uint32_t type, uint64_t sector, uint32_t len,
@@ -696,6 +704,40 @@ static int vblk_spare(void *ctx, pid_t pid)
 	return cos_fuse2fs_of(pid, DISK_FILE); /* the path its fd names */
 }
 
+/* --- recovery --- */
+
+#define VBLK_FEATURES                                                                     \
+	((1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |               \
+	 (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_RO))
+
+/* The host flagged the device NEEDS_RESET (its backend went away and came
+ * back) and said so with a config change: reset it and send again every
+ * request still in flight, so no write FUSE has not yet been told of is
+ * lost, and nothing FUSE was told of is done twice in a way that matters
+ * (a block write or read repeated lands the same). */
+static void vblk_config_changed(struct cos_vdev *vd)
+{
+	struct vblk *v = vd->mdev.priv;
+	if (!v || !mic_vop_cdev_needs_reset(vd->cdev))
+		return;
+	uint64_t f = 0;
+	int rc = cos_vdev_recover(vd, VBLK_FEATURES, &f, &v->vq, 1);
+	if (rc) {
+		cardlog(&v->os->log, "virtio-block: device reset failed: %s", strerror(-rc));
+		return;
+	}
+	bool idle[NSLOT] = { false };
+	for (int k = 0; k < v->nfree; k++)
+		idle[v->free[k]] = true;
+	int again = 0;
+	for (int i = 0; i < NSLOT; i++)
+		if (!idle[i] && queue_slot(v, i) == 0)
+			again++;
+	kick(v);
+	cardlog(&v->os->log, "virtio-block: device reset (host flagged it); %d request(s) sent again",
+		again);
+}
+
 /* --- probe / remove --- */
 
 static int alloc_slots(struct vblk *v)
@@ -735,9 +777,7 @@ static int vblk_probe(struct cos_vdev *vd)
 	dev->priv = v;
 	const char *what = "negotiate";
 	uint64_t f = 0, cap = 0;
-	int rc = cos_vdev_setup(vd, (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
-					    (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_RO),
-				&f, &v->vq, 1);
+	int rc = cos_vdev_setup(vd, VBLK_FEATURES, &f, &v->vq, 1);
 	if (!rc && (what = "config", rc = mic_vop_cdev_read_config(vd->cdev, 0, &cap, sizeof(cap))) == 0) {
 		v->capacity = le64toh(cap);
 		v->ro = !!(f & (1ull << VIRTIO_BLK_F_RO));
@@ -747,6 +787,8 @@ static int vblk_probe(struct cos_vdev *vd)
 		what = "buffers", rc = alloc_slots(v);
 	if (!rc)
 		what = "doorbell", rc = cos_vdev_ready(vd, on_doorbell, v);
+	if (!rc)
+		vd->config_changed = vblk_config_changed;
 	if (!rc && strstr(os->bp.cmdline, "mic.blk_selftest"))
 		selftest_start(v);
 	if (!rc)

@@ -21,4 +21,11 @@ int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 			const struct card_cfg *cfg, struct vdev **out);
 
+/* virtio-block served by a vhost-user backend listening on path
+ * (qemu-storage-daemon, ...): micd is the front end.  With cmd, micd starts
+ * the backend itself (/bin/sh -c, MIC_VHOST_SOCKET = path) and restarts it
+ * with backoff when it exits; NULL or "": the user runs it. */
+int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
+			const char *path, const char *cmd, struct vdev **out);
+
 #endif

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,22 @@ int cos_vdev_setup(struct cos_vdev *vd, uint64_t features, uint64_t *negotiated,
 		vqs[i] = q;
 	}
 	return 0;
+}
+
+int cos_vdev_recover(struct cos_vdev *vd, uint64_t features, uint64_t *negotiated,
+		     struct mic_vop_vq **vqs, unsigned nvq)
+{
+	struct cos_loop *f = vd->os->loop;
+	f->recovers++;
+	f->needs_reset = 0;
+	free_vqs(f);
+	return cos_vdev_setup(vd, features, negotiated, vqs, nvq);
+}
+
+bool mic_vop_cdev_needs_reset(const struct mic_vop_cdev *d)
+{
+	const struct cos_loop *f = (const struct cos_loop *)((const char *)d - offsetof(struct cos_loop, cdev));
+	return f->needs_reset;
 }
 
 void *cos_vdev_alloc(struct cos_vdev *vd, uint64_t size, uint64_t *addr)

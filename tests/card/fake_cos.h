@@ -98,6 +98,9 @@ struct cos_loop {
 	void *doorbell_ctx;
 	int doorbell_watched;
 	int setups, readies, releases, acks;
+	/* the host failed the device (NEEDS_RESET) and how often the driver
+	 * set it up again (cos_vdev_recover) */
+	int needs_reset, recovers;
 	int release_rc; /* 0: the host acknowledges the reset */
 	struct fake_mem mem[FAKE_MAX_MEM];
 	unsigned nmem;

@@ -32,8 +32,9 @@
 static struct mic_dma_chan *host_chan(struct fx *f, unsigned ch, unsigned entries)
 {
 	struct mic_dma_chan *c = NULL;
-	assert_int_equal(mic_dma_host_chan_open(f->h, ch, POOL_RINGS + ch * RING_STRIDE, entries, &c),
-			 0);
+	uint64_t off = POOL_RINGS + ch * RING_STRIDE;
+	assert_int_equal(mic_dma_chan_open(f->h, ch, mic_dma_pool_addr(off), f->pool + off, entries,
+					   &c), 0);
 	return c;
 }
 
@@ -56,7 +57,7 @@ static void check_copy(struct fx *f, struct mic_dma_chan *c, uint64_t dst, uint6
 	fx_fill(f, s, len);
 	memset(d, 0xee, 64);
 	memset(d + 64 + len, 0xee, 64);
-	int rc = mic_dma_memcpy_sync(c, dst, src, len);
+	int rc = mic_dma_memcpy_timeout(c, dst, src, len, MIC_DMA_WAIT_POLL, 10000);
 	if (rc)
 		fail_msg("copy %#llx <- %#llx len %llu: %d", (unsigned long long)dst,
 			 (unsigned long long)src, (unsigned long long)len, rc);
@@ -241,36 +242,46 @@ static void four_host_channels_at_once(void **state)
 	}
 }
 
-static void status_and_interrupt_descriptors(void **state)
+/* A batch of several copies, more than fit inline and more descriptors than
+ * the ring holds, waited for by interrupt. */
+static void batches_and_interrupt_waits(void **state)
 {
 	struct fx *f = *state;
 	struct mic_dma_chan *c = card_chan(f, 7, 16);
-	uint64_t word = CARD_SCRATCH;
-	*(uint64_t *)(f->card + word) = 0;
 	struct mic_dma_batch b;
 	mic_dma_batch_init(&b, c);
 	fx_fill(f, f->card + CARD_A, 8192);
-	mic_dma_prep_memcpy(&b, CARD_B, CARD_A, 8192);
-	mic_dma_prep_status(&b, word, 0x5eed, 0);
-	mic_dma_prep_intr(&b);
-	/* More ops than fit inline in the batch. */
+	memset(f->card + CARD_SCRATCH, 0, 64 * 20);
+	assert_int_equal(mic_dma_prep_memcpy(&b, CARD_B, CARD_A, 8192), 0);
 	for (int i = 0; i < 20; i++)
-		mic_dma_prep_status(&b, word + 8 + 8 * (uint64_t)i, (uint64_t)i, 0);
+		assert_int_equal(mic_dma_prep_memcpy(&b, CARD_SCRATCH + 64 * (uint64_t)i,
+						     CARD_A + 64 * (uint64_t)i, 64), 0);
 	mic_irq_ack(&f->c, MIC_IRQ_DMA(7));
 	mic_dma_cookie_t ck;
 	assert_int_equal(mic_dma_submit(&b, MIC_DMA_SUBMIT_INTR, &ck), 0);
 	assert_int_equal(mic_dma_wait(c, ck, MIC_DMA_WAIT_IRQ, 5000), 0);
-	assert_int_equal(*(uint64_t *)(f->card + word), 0x5eed);
-	assert_int_equal(*(uint64_t *)(f->card + word + 8 + 8 * 19), 19);
+	assert_memory_equal(f->card + CARD_SCRATCH, f->card + CARD_A, 64 * 20);
 	assert_memory_equal(f->card + CARD_B, f->card + CARD_A, 8192);
+	/* A batch that fits the ring is handed over by one HEAD write. */
+	struct mic_dma_stats s0, s1;
+	mic_dma_chan_stats(c, &s0);
+	mic_dma_batch_init(&b, c);
+	for (int i = 0; i < 5; i++)
+		mic_dma_prep_memcpy(&b, CARD_B + 8192 * (uint64_t)i, CARD_A, 8192);
+	assert_int_equal(mic_dma_submit(&b, 0, &ck), 0);
+	assert_int_equal(mic_dma_wait(c, ck, MIC_DMA_WAIT_POLL, 5000), 0);
+	mic_dma_chan_stats(c, &s1);
+	assert_int_equal(s1.head_writes - s0.head_writes, 1);
+	assert_int_equal(s1.descriptors - s0.descriptors, 6);
+	assert_memory_equal(f->card + CARD_B + 4 * 8192, f->card + CARD_A, 8192);
 	/* Bad arguments are refused before anything reaches the engine. */
 	mic_dma_batch_init(&b, c);
-	assert_int_equal(mic_dma_prep_status(&b, word + 4, 1, 0), -EFAULT);
+	assert_int_equal(mic_dma_prep_memcpy(&b, FX_APERTURE - 10, CARD_A, 11), -EFAULT);
 	assert_int_equal(mic_dma_submit(&b, 0, &ck), -EFAULT);
 	mic_dma_batch_init(&b, c);
-	assert_int_equal(mic_dma_prep_memcpy(&b, FX_APERTURE - 10, CARD_A, 11), -EFAULT);
+	assert_int_equal(mic_dma_prep_memcpy(&b, CARD_B, FX_APERTURE - 10, 11), -EFAULT);
 	mic_dma_batch_release(&b);
-	/* Waiting by interrupt needs an interrupt to come. */
+	/* A cookie never issued cannot be waited for. */
 	mic_dma_batch_init(&b, c);
 	mic_dma_prep_memcpy(&b, CARD_B, CARD_A, 64);
 	assert_int_equal(mic_dma_submit(&b, 0, &ck), 0);
@@ -312,8 +323,10 @@ static void busy_time_counts_work_only(void **state)
 	mic_dma_chan_stats(h, &a);
 	assert_int_equal(a.busy_ns, 0);
 	uint64_t t0 = now_ns();
-	assert_int_equal(mic_dma_memcpy_sync(h, CARD_A, mic_dma_pool_addr(POOL_A), 32 << 20), 0);
-	assert_int_equal(mic_dma_memcpy_sync(h, mic_dma_pool_addr(POOL_A), CARD_B, 32 << 20), 0);
+	assert_int_equal(mic_dma_memcpy_timeout(h, CARD_A, mic_dma_pool_addr(POOL_A), 32 << 20,
+							MIC_DMA_WAIT_POLL, 10000), 0);
+	assert_int_equal(mic_dma_memcpy_timeout(h, mic_dma_pool_addr(POOL_A), CARD_B, 32 << 20,
+							MIC_DMA_WAIT_POLL, 10000), 0);
 	uint64_t wall = now_ns() - t0;
 	mic_dma_chan_stats(h, &a);
 	assert_true(a.busy_ns > 0 && a.busy_ns <= wall);
@@ -349,8 +362,9 @@ static void busy_time_counts_work_only(void **state)
 	mic_dma_chan_close(h);
 }
 
-/* A descriptor the engine rejects (here: a status address whose SMPT entry
- * disappeared after prep) fails its cookie; a reset makes the channel work. */
+/* A descriptor the engine rejects (here: a copy from host memory whose SMPT
+ * entry disappeared after prep) fails its cookie; a reset makes the channel
+ * work. */
 static void error_then_reset_recovers(void **state)
 {
 	struct fx *f = *state;
@@ -358,7 +372,7 @@ static void error_then_reset_recovers(void **state)
 	assert_int_equal(mic_dma_chan_open(f->h, 3, CARD_RINGS, f->card + CARD_RINGS, 16, &c), 0);
 	struct mic_dma_batch b;
 	mic_dma_batch_init(&b, c);
-	assert_int_equal(mic_dma_prep_status(&b, mic_dma_pool_addr(0x1000), 1, 0), 0);
+	assert_int_equal(mic_dma_prep_memcpy(&b, CARD_B, mic_dma_pool_addr(0x1000), 4096), 0);
 	mic_mmio_write32(f->h, MIC_SMPT(0), 0);
 	mic_dma_cookie_t bad, later;
 	assert_int_equal(mic_dma_submit(&b, MIC_DMA_SUBMIT_INTR, &bad), 0);
@@ -370,7 +384,7 @@ static void error_then_reset_recovers(void **state)
 	assert_int_equal(mic_dma_submit(&b, 0, &later), -EIO);
 	assert_int_equal(mic_dma_chan_reset(c), 0);
 	assert_int_equal(mic_dma_chan_error(c), 0);
-	assert_int_equal(mic_dma_tx_status(c, bad), -EIO);
+	assert_int_equal(mic_dma_wait(c, bad, MIC_DMA_WAIT_POLL, 0), -EIO);
 	mic_dma_host_init(f->h);
 	check_copy(f, c, CARD_B + 64, CARD_A + 64, 300000);
 	check_copy(f, c, CARD_B + 64, mic_dma_pool_addr(POOL_A), 300000);
@@ -414,8 +428,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(ring_wraps_around, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(threads_share_one_channel, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(four_host_channels_at_once, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(status_and_interrupt_descriptors, fx_setup,
-						fx_teardown),
+		cmocka_unit_test_setup_teardown(batches_and_interrupt_waits, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(sides_request_only_their_channels, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(error_then_reset_recovers, fx_setup, fx_teardown),

@@ -36,7 +36,9 @@ static int setup(void **state)
 		return -1;
 	struct t *t = calloc(1, sizeof(*t));
 	t->f = fx;
-	if (mic_dma_host_init(t->f->h) || mic_dma_host_chan_open(t->f->h, 1, DMA_RING_OFF, 64, &t->chan))
+	if (mic_dma_host_init(t->f->h) ||
+	    mic_dma_chan_open(t->f->h, 1, mic_dma_pool_addr(DMA_RING_OFF),
+			      (uint8_t *)t->f->h->hostmem.va + DMA_RING_OFF, 64, &t->chan))
 		return -1;
 	static const struct vdev_ops ops = { .name = "test" };
 	t->vd.ops = &ops;
@@ -145,11 +147,27 @@ static void large_push_uses_dma(void **state)
 	assert_memory_equal(mic_vop_cma_ptr(t->f->cma, a, len), src, len);
 }
 
+/* Copies from VDEV_DMA_IRQ_MIN up sleep until the completion interrupt;
+ * smaller ones poll.  Both arrive intact. */
+static void large_copies_wait_by_interrupt(void **state)
+{
+	struct t *t = *state;
+	uint8_t *pool_buf = (uint8_t *)t->f->h->hostmem.va + HOST_BUF_OFF;
+	uint64_t irq0 = t->vd.dma_irq_waits;
+	assert_int_equal(card_to_host(t, 64u << 10, pool_buf), 1);
+	assert_int_equal(t->vd.dma_irq_waits, irq0);
+	assert_int_equal(card_to_host(t, 1u << 20, pool_buf), 1);
+	assert_int_equal(t->vd.dma_irq_waits, irq0 + 1);
+}
+
 /* A hostile card keeps zeroing the channel's completion word (it lives in
- * the pool the card can write): copies must not stall, they fall back to
- * the CPU, stay correct, and DMA stays off for the device. */
+ * the pool the card can write), and may keep raising the channel's
+ * interrupt line (it can ring every host line): copies must not stall,
+ * they fall back to the CPU, stay correct, and DMA stays off for the
+ * device. */
 struct scribbler {
 	_Atomic uint64_t *word;
+	struct mic_hw_view *card; /* raises the DMA line too, if set */
 	atomic_int started, stop;
 };
 
@@ -157,18 +175,21 @@ static void *scribble(void *arg)
 {
 	struct scribbler *s = arg;
 	atomic_store(&s->started, 1);
-	while (!atomic_load(&s->stop))
+	while (!atomic_load(&s->stop)) {
 		atomic_store(s->word, 0);
+		if (s->card)
+			mic_irq_raise_peer(s->card, MIC_IRQ_DMA(1));
+	}
 	return NULL;
 }
 
-static void hostile_completion_word_falls_back(void **state)
+static void hostile_card_falls_back(struct t *t, uint32_t len, int raise_line)
 {
-	struct t *t = *state;
 	struct scribbler *s = calloc(1, sizeof(*s));
 	assert_non_null(s);
 	s->word = (_Atomic uint64_t *)((uint8_t *)t->f->h->hostmem.va + DMA_RING_OFF +
 				       64 * MIC_DMA_DESC_SIZE);
+	s->card = raise_line ? &t->f->c : NULL;
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, scribble, s), 0);
 	while (!atomic_load(&s->started))
@@ -179,8 +200,8 @@ static void hostile_completion_word_falls_back(void **state)
 	/* A copy may still complete between the engine's and the card's
 	 * writes; keep going until the host notices and stops using DMA. */
 	for (i = 0; i < 40 && !t->vd.dma_off; i++)
-		bad += try_card_to_host(t, 256u << 10, pool_buf) < 0;
-	bad += try_card_to_host(t, 256u << 10, pool_buf) < 0; /* and one by CPU */
+		bad += try_card_to_host(t, len, pool_buf) < 0;
+	bad += try_card_to_host(t, len, pool_buf) < 0; /* and one by CPU */
 	uint64_t ms = (now_ns() - t0) / 1000000u;
 	atomic_store(&s->stop, 1);
 	pthread_join(th, NULL);
@@ -190,13 +211,26 @@ static void hostile_completion_word_falls_back(void **state)
 	assert_true(ms < 3000);     /* one short timeout, then the CPU */
 }
 
+static void hostile_completion_word_falls_back(void **state)
+{
+	hostile_card_falls_back(*state, 128u << 10, 0); /* polled waits */
+}
+
+static void hostile_card_cannot_hold_interrupt_waits(void **state)
+{
+	hostile_card_falls_back(*state, 1u << 20, 1); /* interrupt waits, line rung */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(large_pull_uses_dma, setup, teardown),
 		cmocka_unit_test_setup_teardown(small_or_unreachable_use_cpu, setup, teardown),
 		cmocka_unit_test_setup_teardown(large_push_uses_dma, setup, teardown),
+		cmocka_unit_test_setup_teardown(large_copies_wait_by_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_completion_word_falls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(hostile_card_cannot_hold_interrupt_waits, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

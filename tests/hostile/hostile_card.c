@@ -14,12 +14,14 @@
  * whole host memory pool punched out and the device page and rings
  * overwritten with garbage, on one boot out of two: see punch_pool),
  * nonblock (O_NONBLOCK cleared on every fd it holds, then its doorbells and
- * DMA kicks flooded: see nonblock_flood).
+ * DMA kicks flooded: see nonblock_flood), blkpage (a read of its disk
+ * aimed at the device page in host memory: see blk_into_page).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
 #include <pthread.h>
 #include <sys/mount.h>
@@ -227,6 +229,40 @@ static void uart_flood(void)
 		pthread_detach(t);
 }
 
+/*
+ * Drives the disk like a driver, then asks for a read of sector 0 whose
+ * data buffer is the device page (a card address in the system window, a
+ * valid SMPT mapping): a device that took it would overwrite the page
+ * under the host.  For a vhost-user disk the backend translates through
+ * micd's memory table, which holds card memory and this device's rings
+ * only.
+ */
+static void blk_into_page(struct mic_hw_view *v, struct mic_vop_card *vc, struct mic_vop_cma *cma)
+{
+	struct mic_vop_cdev *d = mic_vop_card_find(vc, VIRTIO_ID_BLOCK, 0);
+	struct mic_vop_vq *q;
+	uint64_t f, hdr_addr;
+	if (!d || mic_vop_cdev_negotiate(d, MIC_VOP_CARD_TRANSPORT_FEATURES, &f) ||
+	    mic_vop_cdev_setup_vq(d, 0, 0, &q) || mic_vop_cdev_driver_ok(d)) {
+		fprintf(stderr, "mic-hostile-card: no disk to attack\n");
+		return;
+	}
+	usleep(100000); /* let the host see DRIVER_OK first */
+	if (mic_vop_cma_alloc(cma, 64, &hdr_addr))
+		return;
+	struct virtio_blk_outhdr *h = mic_cardmem(v, hdr_addr, 64);
+	*h = (struct virtio_blk_outhdr){ .type = VIRTIO_BLK_T_IN, .sector = 0 };
+	uint64_t dp = (uint64_t)mic_spad_read(v, MIC_SPAD_DP_HI) << 32 | mic_spad_read(v, MIC_SPAD_DP_LO);
+	struct vring *vr = mic_vop_vq_vring(q);
+	vr->desc[0] = (struct vring_desc){ hdr_addr, sizeof(*h), VRING_DESC_F_NEXT, 1 };
+	vr->desc[1] = (struct vring_desc){ dp, MIC_DP_SIZE, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2 };
+	vr->desc[2] = (struct vring_desc){ hdr_addr + 32, 1, VRING_DESC_F_WRITE, 0 };
+	publish(vr, 0);
+	mic_vop_vq_notify(q);
+	fprintf(stderr, "mic-hostile-card: disk read aimed at the device page (%#llx)\n",
+		(unsigned long long)dp);
+}
+
 int main(void)
 {
 	struct mic_hw_view v;
@@ -286,6 +322,8 @@ int main(void)
 		nonblock_flood(&v);
 	} else if (!strcmp(mode, "uart")) {
 		uart_flood();
+	} else if (!strcmp(mode, "blkpage")) {
+		blk_into_page(&v, vc, cma);
 	}
 	mic_vop_vq_notify(tx);
 	for (;;)

@@ -116,7 +116,8 @@ static double dma_sync_gbps(struct bench *b, uint64_t size, int *err)
 		n = 2;
 	uint64_t t0 = now_ns();
 	for (uint64_t i = 0; i < n && !*err; i++) {
-		*err = mic_dma_memcpy_sync(b->chan[0], dst_of(b, 0) + off, src_of(b, 0) + off, size);
+		*err = mic_dma_memcpy_timeout(b->chan[0], dst_of(b, 0) + off, src_of(b, 0) + off, size,
+					      MIC_DMA_WAIT_POLL, 10000);
 		off = off + size >= REGION ? 0 : off + size;
 	}
 	return (double)(n * size) / (double)(now_ns() - t0);
@@ -244,7 +245,9 @@ int micbench_dma(int argc, char **argv, FILE *out)
 	if ((rc = mic_dma_host_init(b.h)))
 		goto out;
 	for (unsigned c = 0; c < MIC_DMA_HOST_CHANS; c++)
-		if ((rc = mic_dma_host_chan_open(b.h, c, c * RING_BYTES, RING_SLOTS, &b.chan[c])))
+		if ((rc = mic_dma_chan_open(b.h, c, mic_dma_pool_addr(c * RING_BYTES),
+					    (uint8_t *)b.h->hostmem.va + c * RING_BYTES, RING_SLOTS,
+					    &b.chan[c])))
 			goto out;
 	/* Fault every page in once: page faults are not what is measured. */
 	memset(b.h->aperture.va, 0x11, b.h->aperture.size);

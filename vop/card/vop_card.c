@@ -355,6 +355,11 @@ int mic_vop_cdev_driver_ok(struct mic_vop_cdev *d)
 	return 0;
 }
 
+bool mic_vop_cdev_needs_reset(const struct mic_vop_cdev *d)
+{
+	return !d->removed && (shm_ld8(&ddesc(d)->status) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
 void mic_vop_cdev_reset_start(struct mic_vop_cdev *d)
 {
 	struct mic_device_ctrl *ctl = dctrl(d);

@@ -105,6 +105,10 @@ int mic_vop_cdev_driver_ok(struct mic_vop_cdev *d);
  * did not acknowledge, and the card memory of the queues (used rings,
  * indirect tables) is left allocated, since the host may still write it. */
 int mic_vop_cdev_reset(struct mic_vop_cdev *d, int timeout_ms);
+/* The host set NEEDS_RESET in the device's status: the device stopped
+ * (its backend failed, or the host found the driver at fault) until the
+ * driver resets it. */
+bool mic_vop_cdev_needs_reset(const struct mic_vop_cdev *d);
 /* Starts a reset request without waiting; mic_vop_cdev_reset_wait ends it. */
 void mic_vop_cdev_reset_start(struct mic_vop_cdev *d);
 int mic_vop_cdev_reset_wait(struct mic_vop_cdev *d, int timeout_ms);

@@ -517,3 +517,38 @@ void vop_dev_latch(struct mic_vop_host_dev *d)
 	if (check_tamper(d))
 		try_latch(d);
 }
+
+int mic_vop_host_dev_vring(const struct mic_vop_host_dev *d, unsigned i,
+			   struct mic_vop_vring_info *out)
+{
+	if (!d->live || i >= d->num_vq)
+		return -EINVAL;
+	const struct hvq *q = &d->vq[i];
+	out->num = q->num;
+	out->desc = q->ring;
+	out->avail = q->ring + mic_vring_avail_off(q->num);
+	out->used = q->used;
+	out->pool_off = q->pool_off;
+	out->pool_bytes = q->pool_pages * PAGE;
+	return 0;
+}
+
+bool mic_vop_host_dev_reset_pending(const struct mic_vop_host_dev *d)
+{
+	struct mic_device_ctrl *c = dctrl(d);
+	return d->live && shm_ld8(&c->vdev_reset) && !shm_ld8(&c->host_ack);
+}
+
+void mic_vop_host_dev_fail(struct mic_vop_host_dev *d, const char *reason)
+{
+	if (d->live)
+		vop_mark_broken(d, "%s", reason);
+}
+
+int mic_vop_host_dev_interrupt(struct mic_vop_host_dev *d)
+{
+	if (!mic_vop_host_dev_ready(d) || d->h2c_db < 0)
+		return 0;
+	mic_doorbell_ring(d->h->v, (unsigned)d->h2c_db);
+	return 1;
+}

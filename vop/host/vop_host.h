@@ -157,6 +157,30 @@ int mic_vop_host_dev_config_wait(struct mic_vop_host_dev *d, int timeout_ms);
 void mic_vop_host_dev_set_copy(struct mic_vop_host_dev *d, mic_vop_copy_fn fn, void *ctx);
 void mic_vop_host_dev_set_max_chain(struct mic_vop_host_dev *d, uint32_t bytes);
 
+/* For a device served out of process (vhost-user, host/backends/vhost.c),
+ * which walks the rings itself. */
+struct mic_vop_vring_info {
+	uint16_t num;
+	void *desc, *avail, *used;  /* host mappings; used as latched at DRIVER_OK */
+	uint64_t pool_off;          /* the ring's pages in the host pool */
+	size_t pool_bytes;
+};
+/* Vring i of the device: -EINVAL out of range. */
+int mic_vop_host_dev_vring(const struct mic_vop_host_dev *d, unsigned i,
+			   struct mic_vop_vring_info *out);
+/* The card asked for a reset that dev_poll has not done yet: an
+ * out-of-process backend must stop using the rings before dev_poll
+ * zeroes them. */
+bool mic_vop_host_dev_reset_pending(const struct mic_vop_host_dev *d);
+/* Marks the device broken for a host-side reason (its backend is gone),
+ * as for a misbehaving card: NEEDS_RESET for the card's driver, the reason
+ * for dev_broken; a card-requested reset clears it. */
+void mic_vop_host_dev_fail(struct mic_vop_host_dev *d, const char *reason);
+/* Interrupts the card for the device (its h2c doorbell) if the driver is
+ * ready and asked for interrupts; the backend already decided that the
+ * card wants one.  Returns 1 if rung. */
+int mic_vop_host_dev_interrupt(struct mic_vop_host_dev *d);
+
 /* --- virtqueues --- */
 
 /*
