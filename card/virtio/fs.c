@@ -203,7 +203,14 @@ static int forward(struct vfs *v, int i, uint32_t n)
 	const struct fuse_in_header *ih = (const struct fuse_in_header *)s->in;
 	s->unique = ih->unique;
 	s->opcode = ih->opcode;
-	struct mic_vop_sg sg[2] = { { s->in_addr, n }, { s->out_addr, OUT_SIZE } };
+	/* The reply buffer as large as the reply may be, no larger for a READ:
+	 * virtiofsd reads the file into all of it (as Linux's driver sizes it) */
+	uint32_t olen = OUT_SIZE;
+	if (ih->opcode == FUSE_READ && n >= sizeof(*ih) + sizeof(struct fuse_read_in)) {
+		const struct fuse_read_in *ri = (const struct fuse_read_in *)(ih + 1);
+		olen = sizeof(struct fuse_out_header) + (ri->size < DATA_MAX ? ri->size : DATA_MAX);
+	}
+	struct mic_vop_sg sg[2] = { { s->in_addr, n }, { s->out_addr, olen } };
 	int q = Q_REQ, rc;
 	if (ih->opcode == FUSE_FORGET || ih->opcode == FUSE_BATCH_FORGET) {
 		q = Q_HIPRIO;
@@ -436,6 +443,63 @@ out:
 	return rc;
 }
 
+/* --- recovery --- */
+
+/* In a child of the card OS: the dead mount off dir, a new one on it, handed
+ * to the driver like any mount -t virtiofs (the loop serves the socket). */
+static void remount_child(struct vfs *v)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		cardlog(&v->os->log, "virtio-fs %s: fork: %s: mount it again by hand", v->tag,
+			strerror(errno));
+		return;
+	}
+	if (pid > 0)
+		return; /* the loop reaps it */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		close(null);
+	}
+	close_range(3, ~0u, 0); /* above all no FUSE device of ours */
+	umount2(v->dir, MNT_DETACH);
+	_exit(cos_virtiofs_mount(v->tag, v->dir, v->mflags) ? 1 : 0);
+}
+
+/*
+ * The host flagged the device NEEDS_RESET (virtiofsd went away and is back)
+ * and said so with a config change.  A new virtiofsd knows none of the old
+ * one's node IDs and file handles, and may hand out the same numbers for
+ * other files, so the old FUSE connection cannot go on: it is ended (its
+ * open files and a working directory in it fail with ENOTCONN), the device
+ * reset, and the share mounted again on the same directory, with a new
+ * connection whose INIT the new virtiofsd answers.
+ */
+static void vfs_config_changed(struct cos_vdev *vd)
+{
+	struct vfs *v = vd->mdev.priv;
+	if (!v || !mic_vop_cdev_needs_reset(vd->cdev))
+		return;
+	int remount = v->fuse_fd >= 0;
+	conn_end(v, "device reset");
+	uint64_t f = 0;
+	int rc = cos_vdev_recover(vd, 0, &f, v->vq, 2);
+	if (rc) {
+		cardlog(&v->os->log, "virtio-fs %s: device reset failed: %s", v->tag, strerror(-rc));
+		return;
+	}
+	/* the reset ended what the old queues held */
+	v->nfree = 0;
+	for (int i = 0; i < NSLOT; i++)
+		put_slot(v, i);
+	v->added[0] = v->added[1] = 0;
+	cardlog(&v->os->log, "virtio-fs %s: device reset (host flagged it)%s", v->tag,
+		remount ? "; mounting the share again" : "");
+	if (remount)
+		remount_child(v);
+}
+
 /* --- probe / remove --- */
 
 static int alloc_slots(struct vfs *v)
@@ -492,6 +556,8 @@ static int vfs_probe(struct cos_vdev *vd)
 		what = "doorbell", rc = cos_vdev_ready(vd, on_doorbell, v);
 	if (!rc)
 		what = "socket " COS_VIRTIOFS_DIR, rc = ctl_start(v);
+	if (!rc)
+		vd->config_changed = vfs_config_changed;
 	if (rc) {
 		cardlog(&os->log, "bus: probe virtio-fs failed: %s: %s", what, strerror(-rc));
 		cos_vdev_release(vd);

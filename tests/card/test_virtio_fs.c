@@ -48,6 +48,9 @@ struct fake_mount {
 	int fail; /* cos_fuse_mount returns this */
 	unsigned long flags;
 	char dir[256];
+	/* when set: the server end is a connection to this listening socket
+	 * (the driver's remount child keeps none of the test's fds) */
+	char listen_path[108];
 };
 static struct fake_mount *fmp;
 #define fm (*fmp)
@@ -62,6 +65,14 @@ int cos_fuse_mount(const char *src, const char *dir, const char *subtype, unsign
 		return -EINVAL;
 	fm.flags = flags;
 	snprintf(fm.dir, sizeof(fm.dir), "%s", dir);
+	if (fm.listen_path[0]) {
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		snprintf(a.sun_path, sizeof(a.sun_path), "%s", fm.listen_path);
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+			return -errno;
+		return fd;
+	}
 	return fcntl(fm.serv, F_DUPFD_CLOEXEC, 0);
 }
 
@@ -603,6 +614,89 @@ static void mount_fails(void **state)
 	check_all_released(t);
 }
 
+/* The host flags the device (virtiofsd gone and back): the driver ends the
+ * old connection, resets the device and, in a child, mounts the share
+ * again; the new connection works on the new queues. */
+static void needs_reset_remounts(void **state)
+{
+	struct t *t = *state;
+	probe(t);
+	assert_int_equal(mount_share(t, 0), 0);
+	for (int i = 0; i < 3; i++)
+		kernel_send(t, FUSE_GETATTR, NULL, 0);
+	deliver(t);
+	assert_int_equal(reqq(t)->nposted, 3);
+	/* a config change alone (no NEEDS_RESET) changes nothing */
+	assert_non_null(t->vd.config_changed);
+	t->vd.config_changed(&t->vd);
+	assert_int_equal(t->f->recovers, 0);
+	assert_true(driver_fuse_fd(t) >= 0);
+
+	int l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "/run/fakefuse");
+	snprintf(fm.listen_path, sizeof(fm.listen_path), "%s", a.sun_path);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	t->f->needs_reset = 1;
+	t->vd.config_changed(&t->vd);
+	assert_int_equal(t->f->recovers, 1);
+	assert_true(fake_logged(t->f, "device reset (host flagged it); mounting the share again"));
+	/* the remount child mounts (connects here) and hands the mount over */
+	for (int i = 0; i < 500 && driver_fuse_fd(t) < 0; i++)
+		fake_poll(t->f, 10);
+	assert_true(driver_fuse_fd(t) >= 0);
+	/* the old connection is over: with the test's copy gone (and the
+	 * child's, closed before it mounted), none is left */
+	close(fm.serv);
+	fm.serv = -1;
+	char c;
+	assert_int_equal(recv(fm.kern, &c, 1, MSG_DONTWAIT), 0);
+	close(fm.kern);
+	fm.kern = -1;
+	fm.kern = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(fm.kern >= 0);
+	close(l);
+	unlink(a.sun_path);
+	assert_int_equal(fm.mounts, 2);
+	assert_string_equal(fm.dir, DIR_);
+	assert_true(fm.flags & MS_NOSUID);
+	while (fake_reap(t->f, 0) || waitpid(-1, NULL, WNOHANG) > 0) {
+	}
+	/* every slot free again, on the new queues */
+	assert_int_equal(reqq(t)->nposted, 0);
+	for (int i = 0; i < NSLOT; i++)
+		kernel_send(t, FUSE_GETATTR, NULL, 0);
+	deliver(t);
+	assert_int_equal(reqq(t)->nposted, NSLOT);
+	host_reply(t, 0, 0, "12345678", 8, 0, 0);
+	struct fuse_out_header oh;
+	assert_int_equal(kernel_recv(&oh, NULL, 0), sizeof(oh) + 8);
+	t->drv->remove(&t->vd);
+	fm.serv = dup(fm.kern); /* the test's two fds, as check_all_released counts */
+	check_all_released(t);
+}
+
+/* Flagged while nothing is mounted: reset, no mount made. */
+static void needs_reset_unmounted(void **state)
+{
+	struct t *t = *state;
+	probe(t);
+	t->f->needs_reset = 1;
+	t->vd.config_changed(&t->vd);
+	assert_int_equal(t->f->recovers, 1);
+	assert_true(fake_logged(t->f, "device reset (host flagged it)"));
+	assert_false(fake_logged(t->f, "mounting the share again"));
+	assert_int_equal(fake_poll(t->f, 50), 0);
+	assert_int_equal(driver_fuse_fd(t), -1);
+	assert_int_equal(mount_share(t, 0), 0);
+	kernel_send(t, FUSE_GETATTR, NULL, 0);
+	deliver(t);
+	assert_int_equal(reqq(t)->nposted, 1);
+	t->drv->remove(&t->vd);
+	check_all_released(t);
+}
+
 int main(void)
 {
 	fmp = mmap(NULL, sizeof(*fmp), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -620,7 +714,7 @@ int main(void)
 		T(probe_fails_last_alloc), T(probe_fails_ready), T(probe_fails_socket_watch),
 		T(probe_fails_tag_in_use), T(forward_and_reply), T(bad_replies_become_eio),
 		T(backpressure), T(remove_with_requests_in_flight), T(unmount_with_requests_in_flight),
-		T(mount_unknown_tag), T(mount_fails),
+		T(mount_unknown_tag), T(mount_fails), T(needs_reset_remounts), T(needs_reset_unmounted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
