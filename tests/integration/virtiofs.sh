@@ -55,6 +55,20 @@ check "card sees a file the host made later" [ "$(card_ush mic0 cat /mnt/dir/hos
 card_ush mic0 rmdir /mnt/dir 2>/dev/null
 check "rmdir of a non-empty directory fails in the card" [ -d "$SHARE/dir" ]
 
+# virtiofsd serves without CAP_MKNOD (27) and CAP_SETFCAP (31), keeping
+# CAP_CHOWN (0): a card writing raw FUSE requests makes no device node and
+# sets no file capability in the host directory
+serving_caps_ok() {
+    local p eff
+    for p in $(pgrep -f "^$VIRTIOFSD .*--socket-path=$RUNDIR/"); do
+        eff=$(awk '/^CapEff/{print $2}' /proc/$p/status 2>/dev/null)
+        [ -n "$eff" ] || continue
+        [ $((0x$eff & 1)) = 1 ] && [ $((0x$eff >> 27 & 1)) = 0 ] && [ $((0x$eff >> 31 & 1)) = 0 ] && return 0
+    done
+    return 1
+}
+check "virtiofsd serves without CAP_MKNOD and CAP_SETFCAP" serving_caps_ok
+
 # (2) 100 MiB each way, checksums equal
 head -c $((100 << 20)) /dev/urandom > "$SHARE/h100"
 want=$(md5sum < "$SHARE/h100" | cut -c1-32)
