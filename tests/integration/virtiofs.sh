@@ -20,6 +20,18 @@ wait_dev() { # wait_dev STATE [REASON-PATTERN]
 vfsd_pid() { pgrep -f "^$VIRTIOFSD .*--socket-path=$RUNDIR/" | head -1; }
 SHARE=$RUNDIR/share
 mkdir -p "$SHARE"
+# refused at start: a tag that could name a path, a relative directory, a
+# comma (virtiofsd's option separator), a directory that does not exist
+refused() { # refused CONF-VALUE MESSAGE
+    printf '[mic0]\nfs = %s\n' "$1" > "$RUNDIR/bad.conf"
+    timeout 10 unshare --net "$BIN/micd" --rundir "$RUNDIR/bad" --config "$RUNDIR/bad.conf" > "$RUNDIR/bad.log" 2>&1 && return 1
+    grep -q "$2" "$RUNDIR/bad.log"
+}
+check "config: tag '../x' refused" refused "../x:$SHARE" "bad value"
+check "config: tag with a slash refused" refused "a/b:$SHARE" "bad value"
+check "config: relative directory refused" refused "t:share" "bad value"
+check "config: directory with a comma refused" refused "t:$SHARE,x" "bad value"
+check "config: missing directory refused" refused "t:$RUNDIR/nonexistent" "shared directory .*No such file"
 echo "made on the host" > "$SHARE/hello.txt"
 cat > "$RUNDIR/micd.conf" <<EOF
 [mic0]
