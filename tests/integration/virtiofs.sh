@@ -11,13 +11,13 @@ for p in /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd; do [ -x "$p" ] && VIRTI
 card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
 card_lsh() { card_ush "$1" sh -lc "$2"; }
 dev_state() { micctl status "${1:-mic0}" --json | grep -o "\"type\":\"fs\",\"state\":\"[a-z]*\",\"reason\":\"[^\"]*\""; }
-wait_dev() { # wait_dev STATE [REASON-PATTERN]
+wait_dev() { # wait_dev STATE [REASON-PATTERN [CARD]]
     for _ in $(seq 1 200); do
-        dev_state | grep -q "\"state\":\"$1\",\"reason\":\"${2:-}" && return 0; sleep 0.05
+        dev_state "${3:-mic0}" | grep -q "\"state\":\"$1\",\"reason\":\"${2:-}" && return 0; sleep 0.05
     done
     return 1
 }
-vfsd_pid() { pgrep -f "^$VIRTIOFSD .*--socket-path=$RUNDIR/" | head -1; }
+vfsd_pid() { pgrep -f "^$VIRTIOFSD .*--socket-path=$RUNDIR/mic0-" | head -1; }
 SHARE=$RUNDIR/share
 mkdir -p "$SHARE"
 # refused at start: a tag that could name a path, a relative directory, a
@@ -33,9 +33,17 @@ check "config: relative directory refused" refused "t:share" "bad value"
 check "config: directory with a comma refused" refused "t:$SHARE,x" "bad value"
 check "config: missing directory refused" refused "t:$RUNDIR/nonexistent" "shared directory .*No such file"
 echo "made on the host" > "$SHARE/hello.txt"
+# mic1: a hostile card OS that writes FUSE requests into its own share's
+# queue (tests/hostile: fsraw)
+"$BIN/mic-mkimage" --default --runtime "$BIN/mic-hostile-card" -o "$RUNDIR/hostile.img" >/dev/null
+mkdir -p "$RUNDIR/share1"
 cat > "$RUNDIR/micd.conf" <<EOF
 [mic0]
 fs = hostshare:$SHARE
+[mic1]
+image = $RUNDIR/hostile.img
+cmdline = mic.hostile=fsraw
+fs = h1:$RUNDIR/share1
 EOF
 start_micd --config "$RUNDIR/micd.conf"
 micctl wait mic0 ready --timeout 5 >/dev/null
@@ -72,7 +80,7 @@ check "rmdir of a non-empty directory fails in the card" [ -d "$SHARE/dir" ]
 # sets no file capability in the host directory
 serving_caps_ok() {
     local p eff
-    for p in $(pgrep -f "^$VIRTIOFSD .*--socket-path=$RUNDIR/"); do
+    for p in $(pgrep -f "^$VIRTIOFSD .*--socket-path=$RUNDIR/mic0-"); do
         eff=$(awk '/^CapEff/{print $2}' /proc/$p/status 2>/dev/null)
         [ -n "$eff" ] || continue
         [ $((0x$eff & 1)) = 1 ] && [ $((0x$eff >> 27 & 1)) = 0 ] && [ $((0x$eff >> 31 & 1)) = 0 ] && return 0
@@ -103,6 +111,25 @@ check "card sees the host's rm (within the cache's second)" gone_in_card
 # (3) a second mount of the same share is refused, an unknown tag too
 check "second mount of the share refused" sh -c "! nsenter -t $(card_os_pid mic0) -U -m -p -- /bin/busybox sh -lc 'mkdir -p /m2 && mount -t virtiofs hostshare /m2' 2>/dev/null"
 check "unknown tag refused" sh -c "! nsenter -t $(card_os_pid mic0) -U -m -p -- /bin/busybox sh -lc 'mount -t virtiofs nosuch /m2' 2>/dev/null"
+
+# (3b) the hostile card: its MKNOD of a block device is refused by
+# virtiofsd (no CAP_MKNOD), its malformed request kills its own virtiofsd;
+# only its share breaks, micd restarts that virtiofsd, mic0's share goes on
+micctl boot mic1 >/dev/null
+for _ in $(seq 1 200); do grep -q 'fs request of 8 bytes sent' "$RUNDIR/micd.log" && break; sleep 0.05; done
+check "hostile: the card sent its own FUSE requests" grep -q 'fs INIT answered 0' "$RUNDIR/micd.log"
+check "hostile: MKNOD of a block device refused (EPERM)" grep -q 'fs MKNOD of a block device answered -1$' "$RUNDIR/micd.log"
+check "hostile: no device node in the host directory" [ -z "$(ls -A "$RUNDIR/share1")" ]
+for _ in $(seq 1 100); do grep -q 'mic1: fs: vhost-user backend (pid [0-9]*) \(killed\|exited\)' "$RUNDIR/micd.log" && break; sleep 0.05; done
+check "hostile: the malformed request ended mic1's virtiofsd" grep -q 'mic1: fs: vhost-user backend (pid [0-9]*) \(killed\|exited\)' "$RUNDIR/micd.log"
+check "hostile: mic1's share broken" wait_dev broken 'vhost-user backend gone' mic1
+for _ in $(seq 1 100); do grep -q 'mic1: fs: vhost-user backend .* is back' "$RUNDIR/micd.log" && break; sleep 0.05; done
+check "hostile: micd restarted mic1's virtiofsd" grep -q 'mic1: fs: vhost-user backend .* is back' "$RUNDIR/micd.log"
+echo "still here" > "$SHARE/still"
+check "hostile: mic0's share still works" [ "$(card_ush mic0 cat /mnt/still 2>/dev/null)" = "still here" ]
+check "hostile: mic0's share ready" wait_dev ready
+check "hostile: micd answers" micctl status mic1
+micctl reset mic1 >/dev/null
 
 # (4) kill -9 of virtiofsd: seen at once, restarted, the card's driver
 # resets the device and mounts the share again; same boot
