@@ -33,7 +33,7 @@
 #include "vop/card/vop_card.h"
 
 #define NSLOT 8
-#define DATA_MAX (256u << 10) /* max_write and max_read of the mount */
+#define DATA_MAX (1u << 20) /* max_write and max_read of the mount */
 /* a request: header, WRITE's arguments and data; a reply: header and data */
 #define IN_SIZE (DATA_MAX + 4096u)
 #define OUT_SIZE (DATA_MAX + 4096u)

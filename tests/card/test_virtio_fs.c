@@ -34,7 +34,7 @@
 #include "fake_cos.h"
 
 #define NSLOT 8
-#define DATA_MAX (256u << 10)
+#define DATA_MAX (1u << 20)
 #define TEST_ALARM_S 60
 #define TAG "hostshare"
 #define DIR_ "/run/share"
@@ -396,9 +396,9 @@ static void forward_and_reply(void **state)
 	assert_int_equal(ih.opcode, FUSE_INIT);
 	assert_int_equal(ih.unique, u);
 	assert_memory_equal(fake_ptr(t->f, b->sg[0].addr + sizeof(ih), sizeof(ii)), &ii, sizeof(ii));
-	/* virtiofsd offers 1 MiB writes; the kernel is told what a slot holds */
+	/* a device offering 4 MiB writes: the kernel is told what a slot holds */
 	struct fuse_init_out io = { .major = 7, .minor = 36, .flags = FUSE_MAX_PAGES | FUSE_ASYNC_READ,
-				    .max_write = 1 << 20, .max_pages = 256 };
+				    .max_write = 4 << 20, .max_pages = 1024 };
 	host_reply(t, 0, 0, &io, sizeof(io), 0, 0);
 	struct fuse_out_header oh;
 	struct fuse_init_out got;
