@@ -37,9 +37,11 @@ echo "made on the host" > "$SHARE/hello.txt"
 # queue (tests/hostile: fsraw)
 "$BIN/mic-mkimage" --default --runtime "$BIN/mic-hostile-card" -o "$RUNDIR/hostile.img" >/dev/null
 mkdir -p "$RUNDIR/share1"
+truncate -s 16M "$RUNDIR/disk.img"
 cat > "$RUNDIR/micd.conf" <<EOF
 [mic0]
 fs = hostshare:$SHARE
+disk = $RUNDIR/disk.img
 [mic1]
 image = $RUNDIR/hostile.img
 cmdline = mic.hostile=fsraw
@@ -52,6 +54,8 @@ micctl boot mic0 >/dev/null
 micctl wait mic0 online --timeout 20 >/dev/null
 check "card found the device and its tag" sh -c "micctl log mic0 | grep -q 'probe virtio-fs: tag hostshare'"
 check "status: fs ready" wait_dev ready
+# four devices (console, net, disk, share): the card's driver memory holds all
+check "card: its disk probed beside the share" sh -c "micctl log mic0 | grep -q 'probe virtio-block: 32768 sectors'"
 
 # (1) mount, and each change seen on the other side
 check "card mounts the share (mount -t virtiofs)" card_lsh mic0 "mount -t virtiofs hostshare /mnt"
