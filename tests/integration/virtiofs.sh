@@ -160,6 +160,20 @@ check "card mounts it again" card_lsh mic0 "mount -t virtiofs hostshare /mnt"
 check "and reads" [ "$(card_ush mic0 cat /mnt/after 2>/dev/null)" = "after the restart" ]
 micctl shutdown mic0 >/dev/null
 check "card shut down cleanly" [ "$(state_of mic0)" = ready ]
+# the next boot of the card: same virtiofsd (its rings stopped and started
+# again, a new INIT from the new card OS), the share mounts and works
+micctl boot mic0 >/dev/null
+micctl wait mic0 online --timeout 20 >/dev/null
+check "rebooted card mounts the share" card_lsh mic0 "mount -t virtiofs hostshare /mnt"
+check "and reads it" [ "$(card_ush mic0 cat /mnt/after 2>/dev/null)" = "after the restart" ]
+card_lsh mic0 "echo reboot > /mnt/rebooted"
+check "and writes it" [ "$(cat "$SHARE/rebooted" 2>/dev/null)" = reboot ]
+micctl reset mic0 >/dev/null
+micctl wait mic0 ready --timeout 10 >/dev/null
+micctl boot mic0 >/dev/null
+micctl wait mic0 online --timeout 20 >/dev/null
+check "after a reset the card mounts and reads the share" sh -c "nsenter -t $(card_os_pid mic0) -U -m -p -- /bin/busybox sh -lc 'mount -t virtiofs hostshare /mnt && cat /mnt/rebooted' | grep -qx reboot"
+micctl shutdown mic0 >/dev/null
 # micd stops virtiofsd with the device; virtiofsd's sandboxed child (its
 # own PID namespace) follows its parent a moment later
 kids=$(descendants "$MICD_PID")
