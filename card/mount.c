@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "card/mount.h"
+#include "card/virtio/fs.h"
 #include "lib/clock.h"
 
 #define UMOUNT_WAIT_MS 30000
@@ -156,6 +157,24 @@ static int find_fuse2fs_mount(const char *dir, const char *src, struct cos_mnt *
 	return found;
 }
 
+int cos_fuse_mount(const char *src, const char *dir, const char *subtype, unsigned long flags,
+		   unsigned max_read)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char opts[160], type[64];
+	snprintf(opts, sizeof(opts),
+		 "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,max_read=%u", fd, max_read);
+	snprintf(type, sizeof(type), "fuse.%s", subtype);
+	if (mount(src, dir, type, flags, opts) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
 static int opt_add(char *buf, size_t len, const char *opt)
 {
 	size_t n = strlen(buf);
@@ -189,6 +208,24 @@ int cos_mount_main(int argc, char **argv)
 		} else if (strcmp(a, "-n") && strcmp(a, "-v")) {
 			other = 1;
 		}
+	}
+	if (type && !strcmp(type, "virtiofs") && npos == 2 && !other) {
+		unsigned long fl = ro ? MS_RDONLY : 0;
+		for (char *save = NULL, *o = strtok_r(uopts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+			if (!strcmp(o, "ro"))
+				fl |= MS_RDONLY;
+			else if (!strcmp(o, "rw"))
+				fl &= ~(unsigned long)MS_RDONLY;
+			else if (!strcmp(o, "noexec"))
+				fl |= MS_NOEXEC;
+			else if (!strcmp(o, "noatime"))
+				fl |= MS_NOATIME;
+			else if (strcmp(o, "defaults")) {
+				fprintf(stderr, "mount: virtiofs: option %s not supported\n", o);
+				return 1;
+			}
+		}
+		return cos_virtiofs_mount(pos[0], pos[1], fl) ? 1 : 0;
 	}
 	struct stat st;
 	if (other || npos != 2 ||

@@ -376,6 +376,16 @@ static int start_devices(struct mic_card *c, char *err, size_t errlen)
 		if (!(rc = block_backend_start(c->vop, c->v, &c->cfg, &c->vdev[c->nvdev])))
 			c->nvdev++;
 	}
+	if (!rc && c->cfg.fs_tag[0]) {
+		what = "fs (virtiofsd)";
+		char sock[108];
+		if (snprintf(sock, sizeof(sock), "%s/%s-virtiofs.sock", c->dcfg->rundir, c->cfg.name) >=
+		    (int)sizeof(sock))
+			rc = -ENAMETOOLONG;
+		else if (!(rc = vhost_fs_start(c->vop, c->v, c->cfg.name, sock, c->cfg.fs_tag,
+					       c->cfg.fs_dir, &c->vdev[c->nvdev])))
+			c->nvdev++;
+	}
 	if (rc) {
 		snprintf(err, errlen, "%s: virtio %s device: %s", c->cfg.name, what, strerror(-rc));
 		return -1;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,6 +224,22 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		return set_str(k->disk_vhost_user_cmd, sizeof(k->disk_vhost_user_cmd), val);
 	if (!strcmp(key, "disk_vhost_user"))
 		return set_str(k->disk_vhost_user, sizeof(k->disk_vhost_user), val);
+	if (!strcmp(key, "fs")) {
+		/* TAG:DIR; the tag names a socket in the card, DIR goes into a
+		 * virtiofsd option list (no comma) */
+		const char *colon = strchr(val, ':');
+		size_t tl = colon ? (size_t)(colon - val) : 0;
+		if (!colon || !tl || tl >= sizeof(k->fs_tag) || val[0] == '.' || colon[1] != '/' ||
+		    strchr(colon, ',') || strlen(colon + 1) >= sizeof(k->fs_dir))
+			return 0;
+		for (size_t i = 0; i < tl; i++)
+			if (!isalnum((unsigned char)val[i]) && !strchr("_.:@+-", val[i]))
+				return 0;
+		memcpy(k->fs_tag, val, tl);
+		k->fs_tag[tl] = 0;
+		snprintf(k->fs_dir, sizeof(k->fs_dir), "%s", colon + 1);
+		return 1;
+	}
 	if (!strcmp(key, "disk_readonly")) {
 		k->disk_readonly = parse_bool(val);
 		return 1;

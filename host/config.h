@@ -33,6 +33,9 @@ struct card_cfg {
 	char disk_vhost_user[108];
 	/* if set, micd starts that backend itself and restarts it (sh -c) */
 	char disk_vhost_user_cmd[512];
+	/* virtio-fs: fs = TAG:DIR, the host directory DIR as TAG in the card */
+	char fs_tag[37];
+	char fs_dir[PATH_MAX];
 	/* The card's sandbox (docs/architecture.md, "What a card can reach") */
 	uint32_t id_base;     /* host uid/gid of the card's root; 0 = from the daemon's range */
 	uint64_t memory_max;  /* cgroup memory limit; 0 = the aperture size (the card's RAM) */

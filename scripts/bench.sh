@@ -3,7 +3,7 @@
 set -e
 BIN=$(cd "${1:-build}/bin" && pwd)
 out=$(mktemp -d)
-for b in boot dma console net block; do
+for b in boot dma console net block fs; do
     if "$BIN/micbench" --help 2>&1 | grep -q "^  $b "; then
         echo "== micbench $b"
         "$BIN/micbench" "$b" --out "$out/$b.md" || rm -f "$out/$b.md"

@@ -32,4 +32,10 @@ int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
 			const char *path, const char *cmd, struct vdev **out);
 
+/* virtio-fs of the host directory dir, named tag in the card: micd
+ * starts virtiofsd on it (socket at path), restarts it when it exits, and
+ * is its vhost-user front end. */
+int vhost_fs_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
+		   const char *path, const char *tag, const char *dir, struct vdev **out);
+
 #endif

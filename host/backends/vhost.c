@@ -7,8 +7,10 @@
  * what a hostile card can do: docs/architecture.md 3.21.
  */
 #include <errno.h>
+#include <endian.h>
 #include <inttypes.h>
 #include <linux/virtio_blk.h>
+#include <linux/virtio_fs.h>
 #include <linux/virtio_ids.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,6 +22,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,6 +51,7 @@ struct vhost_type {
 	uint64_t dev_features; /* device bits passed through to the card */
 	uint8_t config_len;    /* config bytes read from the backend and published */
 	unsigned (*nvq)(const uint8_t *config);
+	int own_config; /* config space from micd, not GET_CONFIG */
 };
 
 static unsigned one_queue(const uint8_t *config)
@@ -55,6 +59,26 @@ static unsigned one_queue(const uint8_t *config)
 	(void)config;
 	return 1;
 }
+
+/* virtio-fs: a high-priority queue and the request queues of the config.
+ * virtiofsd has no config space of its own (QEMU builds it from its
+ * -device options), so micd builds it from the card's config. */
+static unsigned fs_queues(const uint8_t *config)
+{
+	struct virtio_fs_config c;
+	memcpy(&c, config, sizeof(c));
+	uint32_t n = le32toh(c.num_request_queues);
+	return n > MIC_MAX_VRINGS ? MIC_MAX_VRINGS + 1 : 1 + n;
+}
+
+static const struct vhost_type type_fs = {
+	.name = "fs",
+	.virtio_id = VIRTIO_ID_FS,
+	.dev_features = 0,
+	.config_len = sizeof(struct virtio_fs_config),
+	.nvq = fs_queues,
+	.own_config = 1,
+};
 
 /* The features and config fields the card's block driver knows (up to
  * blk_size, as the built-in backend): anything more the backend offers
@@ -413,15 +437,25 @@ static const struct vdev_ops vhost_ops = {
 	.quiesce = vhost_quiesce,
 };
 
-int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
-			const char *path, const char *cmd, struct vdev **out)
+static const struct vdev_ops vhost_fs_ops = {
+	.name = "fs",
+	.serve = vhost_serve,
+	.reset = vhost_reset,
+	.destroy = vhost_destroy,
+	.poll = vhost_poll,
+	.quiesce = vhost_quiesce,
+};
+
+static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
+		       const struct vhost_type *type, const uint8_t *own_config, const char *path,
+		       const char *cmd, struct vdev **out)
 {
 	struct vhost *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	h->child_pidfd = -1;
-	h->type = &type_blk;
-	h->vd.ops = &vhost_ops;
+	h->type = type;
+	h->vd.ops = type == &type_fs ? &vhost_fs_ops : &vhost_ops;
 	h->vd.priv = h;
 	snprintf(h->vd.card, sizeof(h->vd.card), "%s", card);
 	for (unsigned i = 0; i < MIC_MAX_VRINGS; i++)
@@ -447,7 +481,9 @@ int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, cons
 			usleep(20000);
 	}
 	uint8_t *config = h->config;
-	if (!rc && (rc = vhu_get_config(h->conn, config, h->type->config_len)))
+	if (!rc && own_config)
+		memcpy(config, own_config, h->type->config_len);
+	else if (!rc && (rc = vhu_get_config(h->conn, config, h->type->config_len)))
 		snprintf(why, sizeof(why), "config space: %s",
 			 rc == -ENOTSUP ? "backend has no GET_CONFIG" :
 			 vhu_error(h->conn)[0] ? vhu_error(h->conn) : strerror(-rc));
@@ -494,4 +530,88 @@ int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, cons
 		 h->type->name, path, h->offered, h->nvq, h->nvq == 1 ? "" : "s");
 	*out = &h->vd;
 	return 0;
+}
+
+int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
+			const char *path, const char *cmd, struct vdev **out)
+{
+	return vhost_start(vop, view, card, &type_blk, NULL, path, cmd, out);
+}
+
+/* Appends s to the shell command b, single-quoted (a ' inside as '\''). */
+static int sh_quote(char *b, size_t len, const char *s)
+{
+	size_t n = strlen(b), need = n + 4; /* space, quotes, NUL */
+	for (const char *p = s; *p; p++)
+		need += *p == '\'' ? 4 : 1;
+	if (need > len)
+		return -ENAMETOOLONG;
+	char *w = b + n;
+	if (n)
+		*w++ = ' ';
+	*w++ = '\'';
+	for (; *s; s++) {
+		if (*s == '\'') {
+			memcpy(w, "'\\''", 4);
+			w += 4;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w++ = '\'';
+	*w = 0;
+	return 0;
+}
+
+static const char *const virtiofsd_paths[] = { "/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd",
+						NULL };
+
+int vhost_fs_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
+		   const char *path, const char *tag, const char *dir, struct vdev **out)
+{
+	const char *exe = NULL;
+	for (const char *const *p = virtiofsd_paths; *p && !exe; p++)
+		if (access(*p, X_OK) == 0)
+			exe = *p;
+	if (!exe) {
+		log_err("%s: fs: no virtiofsd (%s or %s; Debian: qemu-system-common)", card,
+			virtiofsd_paths[0], virtiofsd_paths[1]);
+		return -ENOENT;
+	}
+	struct stat st;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		int e = errno ? errno : ENOTDIR;
+		log_err("%s: fs: shared directory %s: %s", card, dir, strerror(e));
+		return -e;
+	}
+	/* The C virtiofsd of QEMU: one front end per process (it exits when
+	 * micd hangs up, and micd starts it again), its own mount, PID and
+	 * network namespaces with the directory as its root; cache=auto: the
+	 * card trusts a lookup for a second, data until the file changes on
+	 * the host.  Without CAP_MKNOD and CAP_SETFCAP: a card that writes
+	 * FUSE requests into its queue itself makes no device node and no
+	 * file capability in the host's directory (docs/architecture.md 3.22). */
+	char cmd[512] = "", opt[PATH_MAX + 16];
+	int rc = sh_quote(cmd, sizeof(cmd), exe);
+	snprintf(opt, sizeof(opt), "--socket-path=%s", path);
+	if (!rc)
+		rc = sh_quote(cmd, sizeof(cmd), opt);
+	snprintf(opt, sizeof(opt), "source=%s", dir);
+	if (!rc)
+		rc = sh_quote(cmd, sizeof(cmd), "-o");
+	if (!rc)
+		rc = sh_quote(cmd, sizeof(cmd), opt);
+	static const char *const fixed[] = { "-o", "cache=auto", "-o", "sandbox=namespace", "-o",
+					     "modcaps=-mknod:-setfcap", "-o", "log_level=warn", NULL };
+	for (const char *const *f = fixed; !rc && *f; f++)
+		rc = sh_quote(cmd, sizeof(cmd), *f);
+	if (rc) {
+		log_err("%s: fs: virtiofsd command too long", card);
+		return rc;
+	}
+	struct virtio_fs_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	memcpy(cfg.tag, tag, strnlen(tag, sizeof(cfg.tag)));
+	cfg.num_request_queues = htole32(1); /* virtiofsd serves one */
+	return vhost_start(vop, view, card, &type_fs, (const uint8_t *)&cfg, path, cmd, out);
 }

