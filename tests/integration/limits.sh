@@ -12,6 +12,10 @@ within() {
     until "$@"; do [ "$SECONDS" -lt "$end" ] || return 1; sleep 0.1; done
 }
 cat > "$RUNDIR/micd.conf" <<CONF
+[daemon]
+reset_timeout_ms = $((5000 * scale))
+shutdown_timeout_ms = $((5000 * scale))
+watchdog_ms = $((5000 * scale))
 [mic0]
 pids_max = 100
 net = no
@@ -19,8 +23,8 @@ net = no
 net = no
 CONF
 start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
-micctl wait mic0 ready --timeout 10 >/dev/null
-micctl wait mic1 ready --timeout 10 >/dev/null
+micctl wait mic0 ready --timeout $((10 * scale)) >/dev/null
+micctl wait mic1 ready --timeout $((10 * scale)) >/dev/null
 micctl boot mic0 >/dev/null
 micctl boot mic1 >/dev/null
 

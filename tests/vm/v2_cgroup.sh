@@ -6,7 +6,13 @@
 # the root cgroup and the cards go to /micstack.<micd pid>/.
 . "$(dirname "$0")/../integration/lib.sh"
 CG=/sys/fs/cgroup
+# timeouts stretch by MIC_TIME_SCALE in an emulated VM
+scale=${MIC_TIME_SCALE:-1}
 cat > "$RUNDIR/micd.conf" <<CONF
+[daemon]
+reset_timeout_ms = $((5000 * scale))
+shutdown_timeout_ms = $((5000 * scale))
+watchdog_ms = $((5000 * scale))
 [mic0]
 net = no
 memory_mb = 300
@@ -16,8 +22,8 @@ cpu_weight = 250
 net = no
 CONF
 start_micd --config "$RUNDIR/micd.conf" --image "$IMAGE"
-micctl wait mic0 ready --timeout 20 >/dev/null
-micctl wait mic1 ready --timeout 20 >/dev/null
+micctl wait mic0 ready --timeout $((10 * scale)) >/dev/null
+micctl wait mic1 ready --timeout $((10 * scale)) >/dev/null
 check "mic0 boots" micctl boot mic0
 check "mic1 boots" micctl boot mic1
 
