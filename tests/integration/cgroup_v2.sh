@@ -34,8 +34,8 @@ accel=""
 for cpu in host host,-arch-capabilities; do
     [ -w /dev/kvm ] || break
     limit=420 scale=1
-    vm -accel kvm -cpu "$cpu"
-    for _ in $(seq 150); do
+    vm -accel kvm -cpu "$cpu" 2>/dev/null
+    for _ in $(seq 100); do
         grep -q '^micvm: init' "$out" 2>/dev/null && { accel="kvm -cpu $cpu"; break 2; }
         kill -0 "$qpid" 2>/dev/null || break
         sleep 0.1
