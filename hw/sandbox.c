@@ -55,6 +55,7 @@ struct sandbox {
 	bool v2;
 	char dir[V1_N][512]; /* v1: the card's cgroup per controller ("" = none) */
 	char v2dir[512];
+	char v2top[400];     /* v2: micstack.<micd pid>, made by micd ("" = none) */
 	int v2fd;            /* v2: directory fd for CLONE_INTO_CGROUP */
 	int events_fd;       /* v2: memory.events; v1: memory.oom_control */
 	int oom_efd;         /* v1: eventfd registered on memory.oom_control */
@@ -167,26 +168,98 @@ static void set_optional(const char *dir, const char *file, const char *val)
 		log_warn("cgroup %s/%s = %s: %s", dir, file, val, strerror(-rc));
 }
 
-/*
- * cgroup v2: <mount>/micstack.<micd pid>/<card>.  Not below micd's own
- * cgroup, which holds micd itself (a v2 cgroup with processes cannot give
- * controllers to children); per daemon, so daemons side by side (tests)
- * never share a card's cgroup.
- */
-static int make_v2(struct sandbox *sb, const char *mnt)
+/* The card's controllers in dir's subtree_control; cpu is optional. */
+static int enable_controllers(const char *dir)
 {
-	char top[400], buf[256];
-	snprintf(top, sizeof(top), "%.300s/micstack.%d", mnt, (int)getpid());
-	snprintf(sb->v2dir, sizeof(sb->v2dir), "%s/%.31s", top, sb->name);
-	int rc = mkdir_p(sb->v2dir);
-	if (rc)
-		return rc;
 	static const char *const ctl[] = { "+memory", "+pids", "+cpu" };
 	for (int i = 0; i < 3; i++) {
-		int e = write_file(mnt, "cgroup.subtree_control", ctl[i]);
-		e = e ? e : write_file(top, "cgroup.subtree_control", ctl[i]);
+		int e = write_file(dir, "cgroup.subtree_control", ctl[i]);
 		if (e && i < 2)
 			return e;
+	}
+	return 0;
+}
+
+/* True if the cgroup dir holds only micd. */
+static bool alone_in(const char *dir)
+{
+	char path[600], procs[64], me[16];
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	snprintf(me, sizeof(me), "%d\n", (int)getpid());
+	return read_file(path, procs, sizeof(procs)) == 0 && !strcmp(procs, me);
+}
+
+/* True if word is one of the space-separated words of list. */
+static bool in_words(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *s = list; (s = strstr(s, word)); s += n)
+		if ((s == list || s[-1] == ' ') && (s[n] == ' ' || s[n] == '\n' || s[n] == 0))
+			return true;
+	return false;
+}
+
+/*
+ * A cgroup delegated to micd (systemd's Delegate=yes: micd alone in it,
+ * memory and pids handed down to it) keeps the cards below it, in
+ * <own>/<card>.  A v2 cgroup with processes cannot give controllers to
+ * children, so micd first moves itself into the leaf <own>/daemon (not a
+ * card's name: those start with "mic").  Returns false, changing nothing,
+ * for a cgroup micd shares or one without the controllers.
+ */
+static bool use_delegated(const char *mnt, char *own)
+{
+	char path[600], ctl[256], pid[16];
+	size_t n = strlen(own);
+	/* moved already, for an earlier card (never to the root's level,
+	 * which every daemon would share) */
+	if (n > 7 && !strcmp(own + n - 7, "/daemon")) {
+		own[n - 7] = 0;
+		snprintf(path, sizeof(path), "%s/cgroup.subtree_control", own);
+		if (strcmp(own, mnt) && read_file(path, ctl, sizeof(ctl)) == 0 &&
+		    in_words(ctl, "memory") && in_words(ctl, "pids"))
+			return true;
+		own[n - 7] = '/';
+		return false;
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.controllers", own);
+	if (read_file(path, ctl, sizeof(ctl)) || !in_words(ctl, "memory") || !in_words(ctl, "pids") ||
+	    !alone_in(own))
+		return false;
+	snprintf(path, sizeof(path), "%.590s/daemon", own);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	if (mkdir_p(path))
+		return false;
+	if (write_file(path, "cgroup.procs", pid) == 0) {
+		if (enable_controllers(own) == 0)
+			return true;
+		/* something else joined meanwhile: back where micd was */
+		write_file(own, "cgroup.procs", pid);
+	}
+	rmdir(path);
+	return false;
+}
+
+/*
+ * cgroup v2: the cards' cgroups go below micd's own cgroup when it was
+ * delegated to micd (use_delegated), else to <mount>/micstack.<micd pid>/
+ * <card>: beside micd's cgroup, which holds micd itself and maybe more; per
+ * daemon, so daemons side by side (tests) never share a card's cgroup.
+ */
+static int make_v2(struct sandbox *sb, const char *mnt, char *own)
+{
+	char buf[256];
+	int rc;
+	if (strcmp(own, mnt) && use_delegated(mnt, own)) {
+		snprintf(sb->v2dir, sizeof(sb->v2dir), "%.400s/%.31s", own, sb->name);
+		if ((rc = mkdir_p(sb->v2dir)))
+			return rc;
+	} else {
+		snprintf(sb->v2top, sizeof(sb->v2top), "%.300s/micstack.%d", mnt, (int)getpid());
+		snprintf(sb->v2dir, sizeof(sb->v2dir), "%s/%.31s", sb->v2top, sb->name);
+		if ((rc = mkdir_p(sb->v2dir)) || (rc = enable_controllers(mnt)) ||
+		    (rc = enable_controllers(sb->v2top)))
+			return rc;
 	}
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)sb->cfg.memory_max);
 	if ((rc = write_file(sb->v2dir, "memory.max", buf)))
@@ -255,30 +328,30 @@ static int make_v1(struct sandbox *sb)
 	return write_file(sb->dir[V1_MEMORY], "cgroup.event_control", buf);
 }
 
-/* v2 mounted with the controllers a card needs: use it, else v1. */
-static bool v2_usable(char *mnt, size_t len)
+/* v2 mounted with the controllers a card needs: use it, else v1.  mnt:
+ * where, own: micd's cgroup there. */
+static bool v2_usable(char *mnt, size_t len, char *own, size_t ownlen)
 {
-	char own[512], path[600], ctl[256];
-	if (find_cgroup(NULL, own, sizeof(own), mnt, len))
+	char path[600], ctl[256];
+	if (find_cgroup(NULL, own, ownlen, mnt, len))
 		return false;
 	snprintf(path, sizeof(path), "%s/cgroup.controllers", mnt);
-	return read_file(path, ctl, sizeof(ctl)) == 0 && strstr(ctl, "memory") && strstr(ctl, "pids");
+	return read_file(path, ctl, sizeof(ctl)) == 0 && in_words(ctl, "memory") && in_words(ctl, "pids");
 }
 
 static void remove_dirs(struct sandbox *sb)
 {
-	char top[512];
-	const char *dirs[V1_N + 1];
-	int n = 0;
 	if (sb->v2dir[0])
-		dirs[n++] = sb->v2dir;
-	for (int c = 0; c < V1_N; c++)
-		if (sb->dir[c][0])
-			dirs[n++] = sb->dir[c];
-	for (int i = 0; i < n; i++) {
-		rmdir(dirs[i]);
-		/* the daemon's level goes with its last card */
-		snprintf(top, sizeof(top), "%s", dirs[i]);
+		rmdir(sb->v2dir);
+	/* the daemon's level goes with its last card */
+	if (sb->v2top[0])
+		rmdir(sb->v2top);
+	for (int c = 0; c < V1_N; c++) {
+		if (!sb->dir[c][0])
+			continue;
+		rmdir(sb->dir[c]);
+		char top[512];
+		snprintf(top, sizeof(top), "%s", sb->dir[c]);
 		char *s = strrchr(top, '/');
 		if (s) {
 			*s = 0;
@@ -296,9 +369,9 @@ int sandbox_create(const struct sandbox_cfg *cfg, struct sandbox **out)
 	sb->cfg = *cfg;
 	sb->cfg.name = sb->name;
 	sb->v2fd = sb->events_fd = sb->oom_efd = -1;
-	char mnt[256];
-	sb->v2 = v2_usable(mnt, sizeof(mnt));
-	int rc = sb->v2 ? make_v2(sb, mnt) : make_v1(sb);
+	char mnt[256], own[512];
+	sb->v2 = v2_usable(mnt, sizeof(mnt), own, sizeof(own));
+	int rc = sb->v2 ? make_v2(sb, mnt, own) : make_v1(sb);
 	if (rc) {
 		log_err("%s: cannot make the card's cgroup (%s): %s", cfg->name,
 			  sb->v2 ? "v2" : "v1 memory and pids", strerror(-rc));

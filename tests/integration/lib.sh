@@ -29,8 +29,11 @@ export PATH="$BIN:$PATH"
 # MICD_PID is micd; `nsenter -t $MICD_PID -n CMD` runs CMD in its namespace.
 # setpriv: micd gets SIGTERM if the test itself is killed (a ctest timeout),
 # so no daemon outlives its test.
+# MIC_CGROUP=DIR (a cgroup v2 directory): micd starts in that cgroup, as
+# systemd starts a service (tests/vm/v2_cgroup.sh).
 start_micd() {
-    unshare --net setpriv --pdeathsig TERM "$BIN/micd" --rundir "$RUNDIR" "$@" >>"$RUNDIR/micd.log" 2>&1 &
+    sh -c '[ -z "$0" ] || echo $$ > "$0/cgroup.procs" && exec "$@"' "${MIC_CGROUP:-}" \
+        unshare --net setpriv --pdeathsig TERM "$BIN/micd" --rundir "$RUNDIR" "$@" >>"$RUNDIR/micd.log" 2>&1 &
     MICD_PID=$!
     for _ in $(seq 1 200); do
         micctl status >/dev/null 2>&1 && return 0
