@@ -25,6 +25,7 @@ int micbench_dma(int argc, char **argv, FILE *out);
 int micbench_boot(int argc, char **argv, FILE *out);
 int micbench_console(int argc, char **argv, FILE *out);
 int micbench_net(int argc, char **argv, FILE *out);
+int micbench_net8(int argc, char **argv, FILE *out);
 int micbench_block(int argc, char **argv, FILE *out);
 
 #endif
