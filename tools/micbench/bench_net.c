@@ -418,28 +418,6 @@ static double iperf(const struct rig *r, int veth, int i, int reverse, double se
 	return iperf_start(&j, r, veth, i, reverse, secs) < 0 ? -1 : iperf_end(&j);
 }
 
-static const char *aim(int met)
-{
-	return met ? "met" : "not met";
-}
-
-static void row(FILE *out, const char *what, const struct bench_series *c,
-		const struct bench_series *v, const char *unit, int prec)
-{
-	char a[96], b[96], q[96];
-	struct bench_series ratio;
-	series_ratio(c, v, &ratio);
-	fprintf(out, "| %s | %s %s | %s %s | %s |\n", what, series_fmt(c, prec, a, sizeof(a)), unit,
-		series_fmt(v, prec, b, sizeof(b)), unit, series_fmt(&ratio, 2, q, sizeof(q)));
-}
-
-static double ratio_median(const struct bench_series *c, const struct bench_series *v)
-{
-	struct bench_series r;
-	series_ratio(c, v, &r);
-	return series_median(&r);
-}
-
 int micbench_net(int argc, char **argv, FILE *out)
 {
 	struct bench_opts o;
@@ -477,15 +455,15 @@ int micbench_net(int argc, char **argv, FILE *out)
 		     "(min-max) over the runs; the ratio is taken run by run.\n\n",
 		o.secs, LAT_MSG, LAT_ROUNDS, bench_opts_runs(&o));
 	fprintf(out, "| measure | virtio-net | veth pair | ratio |\n|---|---|---|---|\n");
-	row(out, "iperf3 TCP card -> host", &up[0], &up[1], "Gbit/s", 2);
-	row(out, "iperf3 TCP host -> card", &down[0], &down[1], "Gbit/s", 2);
-	row(out, "TCP 64-byte echo round trip, p50", &p50[0], &p50[1], "us", 1);
-	row(out, "TCP 64-byte echo round trip, p99", &p99[0], &p99[1], "us", 1);
-	double ru = ratio_median(&up[0], &up[1]), rd = ratio_median(&down[0], &down[1]);
-	double r50 = ratio_median(&p50[0], &p50[1]), r99 = ratio_median(&p99[0], &p99[1]);
+	bench_row(out, "iperf3 TCP card -> host", &up[0], &up[1], "Gbit/s", 2);
+	bench_row(out, "iperf3 TCP host -> card", &down[0], &down[1], "Gbit/s", 2);
+	bench_row(out, "TCP 64-byte echo round trip, p50", &p50[0], &p50[1], "us", 1);
+	bench_row(out, "TCP 64-byte echo round trip, p99", &p99[0], &p99[1], "us", 1);
+	double ru = series_ratio_median(&up[0], &up[1]), rd = series_ratio_median(&down[0], &down[1]);
+	double r50 = series_ratio_median(&p50[0], &p50[1]), r99 = series_ratio_median(&p99[0], &p99[1]);
 	fprintf(out, "\nAims (issue 12, on the median ratio): throughput at least 0.8 of veth: "
 		     "card -> host %s, host -> card %s; echo p50 at most 1.5x: %s; p99 at most 2x: %s.\n",
-		aim(ru >= 0.8), aim(rd >= 0.8), aim(r50 <= 1.5), aim(r99 <= 2.0));
+		bench_aim(ru >= 0.8), bench_aim(rd >= 0.8), bench_aim(r50 <= 1.5), bench_aim(r99 <= 2.0));
 	rc = 0;
 out:
 	rig_down(&r);
@@ -534,12 +512,12 @@ int micbench_net8(int argc, char **argv, FILE *out)
 		     "the ratio is taken run by run.\n\n",
 		o.secs, n, bench_opts_runs(&o));
 	fprintf(out, "| measure | 8 cards | 8 veth pairs | ratio |\n|---|---|---|---|\n");
-	row(out, "aggregate", &agg[0], &agg[1], "Gbit/s", 2);
-	row(out, "lowest link", &low[0], &low[1], "Gbit/s", 2);
-	row(out, "lowest link / fair share", &fair[0], &fair[1], "", 2);
+	bench_row(out, "aggregate", &agg[0], &agg[1], "Gbit/s", 2);
+	bench_row(out, "lowest link", &low[0], &low[1], "Gbit/s", 2);
+	bench_row(out, "lowest link / fair share", &fair[0], &fair[1], "", 2);
 	fprintf(out, "\nAims (issue 12, on the medians): aggregate at least 0.8 of eight veth pairs: "
 		     "%s; no card below half of the fair share: %s (worst run %.2f).\n",
-		aim(ratio_median(&agg[0], &agg[1]) >= 0.8), aim(series_min(&fair[0]) >= 0.5),
+		bench_aim(series_ratio_median(&agg[0], &agg[1]) >= 0.8), bench_aim(series_min(&fair[0]) >= 0.5),
 		series_min(&fair[0]));
 	rc = 0;
 out:

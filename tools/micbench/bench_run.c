@@ -349,11 +349,18 @@ double bench_json_num(const char *json, const char *after, const char *key)
 {
 	const char *p = json;
 	char k[128];
+	/* after names a key (followed by a colon), not a string value */
 	if (after) {
 		snprintf(k, sizeof(k), "\"%s\"", after);
-		if (!(p = strstr(p, k)))
-			return -1;
-		p += strlen(k);
+		for (;;) {
+			if (!(p = strstr(p, k)))
+				return -1;
+			p += strlen(k);
+			while (isspace((unsigned char)*p))
+				p++;
+			if (*p == ':')
+				break;
+		}
 	}
 	snprintf(k, sizeof(k), "\"%s\"", key);
 	while ((p = strstr(p, k))) {
@@ -367,4 +374,27 @@ double bench_json_num(const char *json, const char *after, const char *key)
 		return end == p + 1 ? -1 : v;
 	}
 	return -1;
+}
+
+const char *bench_aim(int met)
+{
+	return met ? "met" : "not met";
+}
+
+void bench_row(FILE *out, const char *what, const struct bench_series *c,
+		const struct bench_series *v, const char *unit, int prec)
+{
+	char a[96], b[96], q[96];
+	struct bench_series ratio;
+	series_ratio(c, v, &ratio);
+	const char *sp = *unit ? " " : "";
+	fprintf(out, "| %s | %s%s%s | %s%s%s | %s |\n", what, series_fmt(c, prec, a, sizeof(a)), sp,
+		unit, series_fmt(v, prec, b, sizeof(b)), sp, unit, series_fmt(&ratio, 2, q, sizeof(q)));
+}
+
+double series_ratio_median(const struct bench_series *c, const struct bench_series *v)
+{
+	struct bench_series r;
+	series_ratio(c, v, &r);
+	return series_median(&r);
 }

@@ -42,6 +42,12 @@ double series_max(const struct bench_series *s);
 const char *series_fmt(const struct bench_series *s, int prec, char *buf, size_t len);
 /* Ratios a[i]/b[i], run by run (both series measured in the same runs). */
 void series_ratio(const struct bench_series *a, const struct bench_series *b, struct bench_series *out);
+double series_ratio_median(const struct bench_series *a, const struct bench_series *b);
+/* A table row "| what | micstack | baseline | ratio |", each median (min-max). */
+void bench_row(FILE *out, const char *what, const struct bench_series *micstack,
+	       const struct bench_series *baseline, const char *unit, int prec);
+/* "met" or "not met" */
+const char *bench_aim(int met);
 
 /* Builds the card image with extra host programs (and their libraries)
  * into path: mic-mkimage --default --add PROG... from the bin directory. */
