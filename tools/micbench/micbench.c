@@ -13,7 +13,8 @@ static const struct micbench_cmd cmds[] = {
 	{ "console", "virtio-console throughput and latency vs a plain PTY", micbench_console },
 	{ "net", "virtio-net iperf3 throughput and echo latency vs a veth pair", micbench_net },
 	{ "net8", "eight cards' iperf3 at once vs eight veth pairs", micbench_net8 },
-	{ "block", "virtio-block throughput vs direct file I/O", micbench_block },
+	{ "block", "virtio-block fio jobs vs the same on a host file", micbench_block },
+	{ "idle", "CPU cost of an idle booted card", micbench_idle },
 };
 
 static void usage(FILE *f)

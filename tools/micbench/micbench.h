@@ -27,5 +27,6 @@ int micbench_console(int argc, char **argv, FILE *out);
 int micbench_net(int argc, char **argv, FILE *out);
 int micbench_net8(int argc, char **argv, FILE *out);
 int micbench_block(int argc, char **argv, FILE *out);
+int micbench_idle(int argc, char **argv, FILE *out);
 
 #endif
