@@ -26,7 +26,7 @@ OS=$(card_os_pid mic0)
 # the card's own copy, from the card's root: the host's files are not there
 incard() { nsenter -t "$OS" -a -- /bin/busybox timeout -s KILL 20 "$@"; }
 iperf_version() { incard /usr/bin/iperf3 --version | grep -q '^iperf 3'; }
-no_fio() { ! incard test -e /usr/bin/fio; }
+no_fio() { incard test -e /bin/busybox && ! incard test -e /usr/bin/fio; }
 check "iperf3 runs inside the card" iperf_version
 check "a host program not added is not in the card" no_fio
 hostns timeout 20 iperf3 -s -1 -B 10.77.9.1 >/dev/null 2>&1 &
@@ -52,10 +52,9 @@ block_rows() {
 run_bench() {
     micbench "$@" >"$RUNDIR/bench.out" 2>&1 &
     MB=$!
-    (sleep 240; kill -TERM "$MB" 2>/dev/null) &
-    local w=$!
+    timeout 240 tail --pid="$MB" -f /dev/null
+    kill -TERM "$MB" 2>/dev/null
     wait "$MB"
-    kill "$w" 2>/dev/null
     out=$(cat "$RUNDIR/bench.out")
 }
 # left_behind: the benchmark's micd (run directory /tmp/micbench.<pid>) or its directory
