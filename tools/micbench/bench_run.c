@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -248,6 +249,7 @@ static pid_t start(pid_t os, int netns, char *const argv[], int timeout_s, int *
 			dup2(null, 2);
 		/* own process group: bench_kill reaches nsenter's child too */
 		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (os > 0) {
 			if (join_cgroups(os) < 0)
 				_exit(125);
