@@ -3,9 +3,12 @@
 set -e
 BIN=$(cd "${1:-build}/bin" && pwd)
 out=$(mktemp -d)
-for b in boot dma console net block fs; do
+for b in boot dma console net net8 block fs idle; do
     if "$BIN/micbench" --help 2>&1 | grep -q "^  $b "; then
         echo "== micbench $b"
+        # the machine's load before the run goes into the section's stamp:
+        # figures from a busy machine say so
+        cut -d' ' -f1-3 /proc/loadavg >"$out/$b.load"
         "$BIN/micbench" "$b" --out "$out/$b.md" || rm -f "$out/$b.md"
     fi
 done

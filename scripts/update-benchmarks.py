@@ -2,7 +2,8 @@
 """Replaces the generated section of each benchmark in BENCHMARKS.md.
 
 A section is delimited by <!-- bench:NAME --> ... <!-- /bench:NAME -->;
-the text between is replaced by results/NAME.md, with the date and machine.
+the text between is replaced by results/NAME.md, with the date and machine,
+and the load average before the run when results/NAME.load holds it.
 """
 import os, platform, re, sys, datetime
 
@@ -16,10 +17,18 @@ try:
             break
 except OSError:
     pass
-stamp = f"_Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), kernel {platform.release()}._\n\n"
+stamp = f"_Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), kernel {platform.release()}"
 for f in sorted(os.listdir(results)):
+    if not f.endswith(".md"):
+        continue
     name = f[:-3]
-    body = stamp + open(os.path.join(results, f)).read()
+    load = ""
+    try:
+        load = open(os.path.join(results, name + ".load")).read().split()
+        load = f"; load average before the run {' / '.join(load)} (1/5/15 min)"
+    except OSError:
+        pass
+    body = stamp + load + "._\n\n" + open(os.path.join(results, f)).read()
     block = f"<!-- bench:{name} -->\n{body}<!-- /bench:{name} -->"
     pat = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
     if pat.search(text):

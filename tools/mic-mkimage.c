@@ -4,7 +4,7 @@
  * of a root tree).
  *
  *   mic-mkimage -o card.img [--init /sbin/mic-card] [DIR]...
- *   mic-mkimage -o card.img --default [--runtime PATH] [--busybox PATH]
+ *   mic-mkimage -o card.img --default [--runtime PATH] [--busybox PATH] [--add PROG]...
  *   mic-mkimage -o card.img [--init PATH] --tar ROOT.tar
  *   mic-mkimage --check card.img
  *
@@ -13,7 +13,9 @@
  * card's disk, dropbear and OpenSSH's sftp-server for ssh, scp and sftp, and
  * the shared libraries they need (found with ldd, so a sanitizer build of
  * the runtime carries its runtime too).  --tar takes the entries of a tar
- * archive made by any other tool, as they are.
+ * archive made by any other tool, as they are.  --add puts a host program
+ * (and the libraries it needs) at its own path: micbench's images carry its
+ * meters, iperf3 and fio, this way.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -345,6 +347,16 @@ static int add_ssh_tools(struct builder *b)
 	return 0;
 }
 
+/* A host program at its own path, with its libraries. */
+static int add_prog(struct builder *b, const char *prog)
+{
+	if (prog[0] != '/') {
+		fprintf(stderr, "mic-mkimage: --add needs an absolute path: %s\n", prog);
+		return -1;
+	}
+	return add_parents(b, prog) || add_file(b, prog, prog) || add_libs(b, prog) ? -1 : 0;
+}
+
 static int add_default_tree(struct builder *b, const char *runtime, const char *busybox)
 {
 	static const char *const dirs[] = { "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/etc",
@@ -459,7 +471,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: mic-mkimage -o OUT [--init PATH] DIR...\n"
-		"       mic-mkimage -o OUT --default [--runtime PATH] [--busybox PATH] [DIR...]\n"
+		"       mic-mkimage -o OUT --default [--runtime PATH] [--busybox PATH] [--add PROG]... [DIR...]\n"
 		"       mic-mkimage -o OUT [--init PATH] --tar ROOT.tar [DIR...]\n"
 		"       mic-mkimage --check IMAGE\n");
 	exit(2);
@@ -472,11 +484,12 @@ int main(int argc, char **argv)
 		{ "default", no_argument, NULL, 'd' },      { "runtime", required_argument, NULL, 'r' },
 		{ "busybox", required_argument, NULL, 'b' }, { "check", required_argument, NULL, 'c' },
 		{ "tar", required_argument, NULL, 't' },     { "help", no_argument, NULL, 'h' },
-		{ 0 }
+		{ "add", required_argument, NULL, 'a' },     { 0 }
 	};
 	const char *out = NULL, *init = NULL, *busybox = "/bin/busybox", *tar = NULL;
 	char runtime[PATH_MAX] = "";
-	int deflt = 0, c;
+	const char *progs[16];
+	int deflt = 0, c, nprogs = 0;
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
@@ -485,11 +498,16 @@ int main(int argc, char **argv)
 		case 'r': snprintf(runtime, sizeof(runtime), "%s", optarg); break;
 		case 'b': busybox = optarg; break;
 		case 't': tar = optarg; break;
+		case 'a':
+			if (nprogs == (int)(sizeof(progs) / sizeof(progs[0])))
+				usage();
+			progs[nprogs++] = optarg;
+			break;
 		case 'c': return check_image(optarg);
 		default: usage();
 		}
 	}
-	if (!out || (!deflt && !tar && optind == argc))
+	if (!out || (!deflt && !tar && !nprogs && optind == argc))
 		usage();
 	if (!init)
 		init = deflt ? "/sbin/mic-card" : "/sbin/init";
@@ -512,6 +530,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int rc = deflt ? add_default_tree(&b, runtime, busybox) : 0;
+	for (int i = 0; !rc && i < nprogs; i++)
+		rc = add_prog(&b, progs[i]);
 	if (!rc && tar)
 		rc = add_tar(&b, tar);
 	for (int i = optind; !rc && i < argc; i++)

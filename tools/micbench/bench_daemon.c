@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -63,6 +64,8 @@ static int start(struct bench_daemon *b, const char *config, int ncards)
 	if (b->pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 		dup2(null, 2);
+		/* a benchmark that dies takes its micd (and so its cards) along */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		/* The cards' TAPs go in a network namespace of micd's own, never
 		 * the machine's, unless the caller made one for it already. */
 		if (!b->keep_netns && unshare(CLONE_NEWNET) < 0)

@@ -21,16 +21,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench_daemon.h"
+#include "bench_run.h"
 #include "lib/log.h"
 #include "micbench.h"
 
-#define TP_SECONDS 2.0
-#define TP_MAX_BYTES (4ull << 30)
+#define IPERF3 "/usr/bin/iperf3"
+#define MAX_LINKS 8
 #define LAT_ROUNDS 2000
 #define LAT_MSG 64
 
@@ -136,49 +139,6 @@ struct tp_arg {
 	int port;
 };
 
-/* Receiver: MB/s from the first byte to EOF. */
-static double tp_recv(int report, const void *arg)
-{
-	const struct tp_arg *a = arg;
-	int l = listen_on(a->addr, a->port);
-	if (l < 0 || write(report, "L", 1) != 1)
-		return -1;
-	int s = accept(l, NULL, NULL);
-	if (s < 0)
-		return -1;
-	static char buf[1 << 20];
-	uint64_t got = 0, t0 = 0;
-	ssize_t n;
-	while ((n = read(s, buf, sizeof(buf))) > 0) {
-		if (!got)
-			t0 = now_ns();
-		got += (uint64_t)n;
-	}
-	double secs = (double)(now_ns() - t0) / 1e9;
-	close(s);
-	return n < 0 || secs <= 0 ? -1 : (double)got / secs / 1e6;
-}
-
-static double tp_send(int report, const void *arg)
-{
-	const struct tp_arg *a = arg;
-	(void)report;
-	int s = connect_to(a->addr, a->port);
-	if (s < 0)
-		return -1;
-	static char buf[1 << 20];
-	memset(buf, 0x5a, sizeof(buf));
-	uint64_t sent = 0, t0 = now_ns();
-	while (sent < TP_MAX_BYTES && (double)(now_ns() - t0) / 1e9 < TP_SECONDS) {
-		ssize_t n = write(s, buf, sizeof(buf));
-		if (n <= 0)
-			return -1;
-		sent += (uint64_t)n;
-	}
-	close(s);
-	return 0;
-}
-
 /* Echo server for the latency test. */
 static double echo_serve(int report, const void *arg)
 {
@@ -225,22 +185,6 @@ static int echo_client(const char *addr, int port, double *med, double *p99)
 	return 0;
 }
 
-/* Throughput from `from` to `to` (to listens on its address). */
-static double throughput(struct side from, struct side to, int port)
-{
-	struct tp_arg a = { to.addr, port };
-	struct job r, s;
-	if (job_start(&r, to.ns, tp_recv, &a) < 0)
-		return -1;
-	if (job_ready(&r) < 0 || job_start(&s, from.ns, tp_send, &a) < 0) {
-		kill(r.pid, SIGKILL);
-		return job_wait(&r);
-	}
-	double ok = job_wait(&s);
-	double mbs = job_wait(&r);
-	return ok < 0 ? -1 : mbs;
-}
-
 static int latency(struct side server, int port, double *med, double *p99)
 {
 	struct tp_arg a = { server.addr, port };
@@ -271,6 +215,7 @@ static pid_t ns_holder(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(p[0]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		char c = unshare(CLONE_NEWNET) < 0 ? 'E' : 'R';
 		if (write(p[1], &c, 1) != 1 || c != 'R')
 			_exit(1);
@@ -288,88 +233,299 @@ static pid_t ns_holder(void)
 	return pid;
 }
 
-struct net_result {
-	double up, down, med, p99; /* MB/s away from / towards the host side; us */
+
+/*
+ * The rig: micd with n cards (their image carries iperf3; micd gives the
+ * host end of card i 10.77.<i+1>.1/24 and the card 10.77.<i+1>.2), n veth
+ * pairs to namespaces of their own (10.78.<i+1>.1 here, .2 there), and an
+ * iperf3 server on each host-side address.  All of it in our namespace.
+ */
+struct rig {
+	int n;
+	char dir[64];
+	struct bench_daemon b;
+	int hostns;
+	pid_t os[MAX_LINKS], holder[MAX_LINKS], srv_card[MAX_LINKS], srv_veth[MAX_LINKS];
+	int cardns[MAX_LINKS], vethns[MAX_LINKS];
 };
 
-static int measure(struct side host, struct side peer, int port, struct net_result *r)
+static void addr_of(char *buf, size_t len, int veth, int link, int host)
 {
-	/* Best of two for throughput: single short runs are noisy. */
-	for (int i = 0; i < 2; i++) {
-		double u = throughput(peer, host, port + 2 * i);
-		double d = throughput(host, peer, port + 2 * i + 1);
-		r->up = u > r->up ? u : r->up;
-		r->down = d > r->down ? d : r->down;
+	snprintf(buf, len, "10.%d.%d.%d", veth ? 78 : 77, link + 1, host ? 1 : 2);
+}
+
+static pid_t iperf_server(const char *addr, int port, int timeout_s)
+{
+	char p[16];
+	snprintf(p, sizeof(p), "%d", port);
+	char *const argv[] = { IPERF3, "-s", "-B", (char *)addr, "-p", p, NULL };
+	pid_t pid = bench_ns_start(-1, argv, timeout_s, NULL);
+	if (pid > 0 && bench_wait_listen(pid, port, 5000) < 0) {
+		bench_kill(pid, -1);
+		pid = -1;
 	}
-	return r->up > 0 && r->down > 0 && latency(peer, port + 10, &r->med, &r->p99) == 0 ? 0 : -1;
+	return pid;
+}
+
+static void rig_down(struct rig *r)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		bench_kill(r->srv_card[i], -1);
+		bench_kill(r->srv_veth[i], -1);
+		if (r->holder[i] > 0) {
+			kill(r->holder[i], SIGKILL);
+			waitpid(r->holder[i], NULL, 0);
+		}
+		if (r->cardns[i] >= 0)
+			close(r->cardns[i]);
+		if (r->vethns[i] >= 0)
+			close(r->vethns[i]);
+	}
+	if (r->hostns >= 0)
+		close(r->hostns);
+	bench_daemon_stop(&r->b);
+	if (r->dir[0]) {
+		char f[128];
+		snprintf(f, sizeof(f), "%s/card.img", r->dir);
+		unlink(f);
+		snprintf(f, sizeof(f), "%s/micd.conf", r->dir);
+		unlink(f);
+		rmdir(r->dir);
+	}
+}
+
+static int rig_up(struct rig *r, int n, int timeout_s)
+{
+	*r = (struct rig){ .n = n, .hostns = -1, .b = { .pid = -1, .keep_netns = 1 } };
+	for (int i = 0; i < MAX_LINKS; i++)
+		r->cardns[i] = r->vethns[i] = -1;
+	/* Everything below happens in a network namespace of our own; micd
+	 * inherits it and puts the cards' TAPs there. */
+	if (unshare(CLONE_NEWNET) < 0) {
+		fprintf(stderr, "micbench net: cannot make a network namespace: %s\n", strerror(errno));
+		return -1;
+	}
+	r->hostns = open_ns(getpid());
+	snprintf(r->dir, sizeof(r->dir), "/tmp/micbench-net.XXXXXX");
+	if (!mkdtemp(r->dir)) {
+		r->dir[0] = 0;
+		return -1;
+	}
+	/* bindir for the image tool before micd starts */
+	ssize_t len = readlink("/proc/self/exe", r->b.bindir, sizeof(r->b.bindir) - 1);
+	r->b.bindir[len > 0 ? len : 0] = 0;
+	if (strrchr(r->b.bindir, '/'))
+		*strrchr(r->b.bindir, '/') = 0;
+	char img[128], conf[128], a[32], h[32], line[160];
+	snprintf(img, sizeof(img), "%s/card.img", r->dir);
+	snprintf(conf, sizeof(conf), "%s/micd.conf", r->dir);
+	static const char *const progs[] = { IPERF3, NULL };
+	if (bench_make_image(&r->b, img, progs) < 0) {
+		fprintf(stderr, "micbench net: cannot build a card image with iperf3\n");
+		return -1;
+	}
+	FILE *f = fopen(conf, "w");
+	if (!f)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		addr_of(a, sizeof(a), 0, i, 0);
+		addr_of(h, sizeof(h), 0, i, 1);
+		fprintf(f, "[mic%d]\nimage = %s\ncmdline = mic.ip=%s/24\nhost_ip = %s/24\n", i, img, a, h);
+	}
+	if (fclose(f) || run("ip link set lo up") || bench_daemon_start_config(&r->b, conf, n) < 0) {
+		fprintf(stderr, "micbench net: cannot start micd\n");
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		char card[16];
+		snprintf(card, sizeof(card), "mic%d", i);
+		snprintf(line, sizeof(line), "boot %s wait\n", card);
+		if (bench_ctl(&r->b, line) < 0 || (r->os[i] = bench_card_os_pid_of(&r->b, card)) <= 0 ||
+		    (r->cardns[i] = open_ns(r->os[i])) < 0) {
+			fprintf(stderr, "micbench net: cannot boot %s\n", card);
+			return -1;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		if ((r->holder[i] = ns_holder()) < 0 || (r->vethns[i] = open_ns(r->holder[i])) < 0)
+			return -1;
+		addr_of(a, sizeof(a), 1, i, 0);
+		addr_of(h, sizeof(h), 1, i, 1);
+		char cmd[160];
+		snprintf(cmd, sizeof(cmd), "ip link add vb%d0 type veth peer name vb%d1 netns %d", i, i,
+			 (int)r->holder[i]);
+		if (run(cmd))
+			return -1;
+		snprintf(cmd, sizeof(cmd), "ip addr add %s/24 dev vb%d0 && ip link set vb%d0 up", h, i, i);
+		if (run(cmd))
+			return -1;
+		snprintf(cmd, sizeof(cmd), "ip addr add %s/24 dev vb%d1 && ip link set vb%d1 up", a, i, i);
+		if (run_in(r->vethns[i], cmd))
+			return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		addr_of(h, sizeof(h), 0, i, 1);
+		r->srv_card[i] = iperf_server(h, 5201 + i, timeout_s);
+		addr_of(h, sizeof(h), 1, i, 1);
+		r->srv_veth[i] = iperf_server(h, 5301 + i, timeout_s);
+		if (r->srv_card[i] < 0 || r->srv_veth[i] < 0) {
+			fprintf(stderr, "micbench net: iperf3 server did not start\n");
+			return -1;
+		}
+	}
+	usleep(200000); /* links settle (IPv6 DAD does not matter for IPv4) */
+	return 0;
+}
+
+struct iperf_job {
+	pid_t pid;
+	int fd;
+};
+
+/* iperf3 client on link i, in the card (veth 0) or the veth peer (1);
+ * reverse: the server sends. */
+static int iperf_start(struct iperf_job *j, const struct rig *r, int veth, int i, int reverse,
+		       double secs)
+{
+	char h[32], p[16], t[16];
+	addr_of(h, sizeof(h), veth, i, 1);
+	snprintf(p, sizeof(p), "%d", (veth ? 5301 : 5201) + i);
+	snprintf(t, sizeof(t), "%.0f", secs);
+	char *const argv[] = { IPERF3, "-c", h, "-p", p, "-t", t, "-J", "--connect-timeout", "3000",
+			       reverse ? "-R" : NULL, NULL };
+	int to = (int)secs + 15;
+	j->pid = veth ? bench_ns_start(r->vethns[i], argv, to, &j->fd)
+		      : bench_card_start(r->os[i], argv, to, &j->fd);
+	return j->pid > 0 ? 0 : -1;
+}
+
+/* Gbit/s the receiver saw, or -1. */
+static double iperf_end(struct iperf_job *j)
+{
+	static char buf[1 << 20];
+	if (bench_collect(j->pid, j->fd, buf, sizeof(buf)) < 0) {
+		if (getenv("MICBENCH_VERBOSE"))
+			fprintf(stderr, "micbench: iperf3: %.400s\n", buf);
+		return -1;
+	}
+	double bps = bench_json_num(buf, "sum_received", "bits_per_second");
+	return bps > 0 ? bps / 1e9 : -1;
+}
+
+/* One more try after a failure: on a loaded machine a connect can time out. */
+static double iperf(const struct rig *r, int veth, int i, int reverse, double secs)
+{
+	double v = -1;
+	for (int t = 0; t < 2 && v < 0; t++) {
+		struct iperf_job j;
+		v = iperf_start(&j, r, veth, i, reverse, secs) < 0 ? -1 : iperf_end(&j);
+	}
+	return v;
 }
 
 int micbench_net(int argc, char **argv, FILE *out)
 {
-	(void)argv;
-	if (argc > 1) {
-		fprintf(stderr, "usage: micbench net\n");
+	struct bench_opts o;
+	if (bench_opts_parse(argc, argv, "net", 5, &o))
 		return 2;
-	}
-	int own = open_ns(getpid());
-	if (own < 0 || unshare(CLONE_NEWNET) < 0) {
-		fprintf(stderr, "micbench net: cannot make a network namespace: %s\n", strerror(errno));
-		return 1;
-	}
-	/* From here on we are in our own namespace; micd inherits it. */
-	close(own);
+	struct rig r;
 	int rc = 1;
-	pid_t holder = -1;
-	int hostns = open_ns(getpid()), cardns = -1, vethns = -1;
-	struct bench_daemon b = { .pid = -1, .keep_netns = 1 };
-	struct net_result card = { 0 }, veth = { 0 };
-	if (run("ip link set lo up") || bench_daemon_start(&b, 1) < 0 ||
-	    run("ip addr add 10.77.1.1/24 dev mic0") || bench_ctl(&b, "boot mic0 wait\n") < 0) {
-		fprintf(stderr, "micbench net: cannot start micd and boot mic0 (net enabled?)\n");
+	struct bench_series up[2] = { 0 }, down[2] = { 0 }, p50[2] = { 0 }, p99[2] = { 0 };
+	if (rig_up(&r, 1, o.runs * (int)(4 * o.secs + 60) + 60) < 0)
 		goto out;
+	/* Card and veth alternate within each run, so both see the same load. */
+	for (int k = 0; k < o.runs; k++) {
+		for (int veth = 0; veth < 2; veth++) {
+			double u = iperf(&r, veth, 0, 0, o.secs), d = iperf(&r, veth, 0, 1, o.secs);
+			char srv[32];
+			addr_of(srv, sizeof(srv), veth, 0, 0);
+			struct side s = { veth ? r.vethns[0] : r.cardns[0], srv };
+			double med, pct99;
+			if (u < 0 || d < 0 || latency(s, 5400 + 2 * k + veth, &med, &pct99) < 0) {
+				fprintf(stderr, "micbench net: run %d (%s) failed\n", k + 1, veth ? "veth" : "card");
+				goto out;
+			}
+			series_add(&up[veth], u);
+			series_add(&down[veth], d);
+			series_add(&p50[veth], med);
+			series_add(&p99[veth], pct99);
+		}
 	}
-	pid_t os = bench_card_os_pid(&b);
-	if (os <= 0 || (cardns = open_ns(os)) < 0 ||
-	    run_in(cardns, "ip addr add 10.77.1.2/24 dev eth0")) {
-		fprintf(stderr, "micbench net: cannot reach the card's network namespace\n");
-		goto out;
-	}
-	char cmd[160];
-	if ((holder = ns_holder()) < 0 || (vethns = open_ns(holder)) < 0)
-		goto out;
-	snprintf(cmd, sizeof(cmd), "ip link add vb0 type veth peer name vb1 netns %d", (int)holder);
-	if (run(cmd) || run("ip addr add 10.77.2.1/24 dev vb0") || run("ip link set vb0 up") ||
-	    run_in(vethns, "ip addr add 10.77.2.2/24 dev vb1") || run_in(vethns, "ip link set vb1 up"))
-		goto out;
-	usleep(200000); /* links settle (IPv6 DAD does not matter for IPv4) */
-	struct side h1 = { hostns, "10.77.1.1" }, c = { cardns, "10.77.1.2" };
-	struct side h2 = { hostns, "10.77.2.1" }, v = { vethns, "10.77.2.2" };
-	if (measure(h1, c, 5200, &card) || measure(h2, v, 5300, &veth)) {
-		fprintf(stderr, "micbench net: a measurement failed\n");
-		goto out;
-	}
-	fprintf(out, "### Network: TCP through virtio-net (card eth0 <-> host TAP) vs a veth pair\n\n");
+	fprintf(out, "### Network: virtio-net (card eth0 <-> host TAP mic0) vs a veth pair\n\n");
+	fprintf(out, "Meters: iperf3 TCP, one stream for %.0f s, the client run inside the card from "
+		     "the card's image (its namespaces and cgroup), the server on the host end; "
+		     "micbench's own %d-byte TCP echo, %d round trips per run, its server in the "
+		     "card's network namespace. Baseline: the same programs across a veth pair between "
+		     "two network namespaces. %s, card and veth alternating; each cell median "
+		     "(min-max) over the runs; the ratio is taken run by run.\n\n",
+		o.secs, LAT_MSG, LAT_ROUNDS, bench_opts_runs(&o));
 	fprintf(out, "| measure | virtio-net | veth pair | ratio |\n|---|---|---|---|\n");
-	fprintf(out, "| TCP card -> host, %.0f s stream (best of 2) | %.0f MB/s | %.0f MB/s | %.2f |\n",
-		TP_SECONDS, card.up, veth.up, card.up / veth.up);
-	fprintf(out, "| TCP host -> card, %.0f s stream (best of 2) | %.0f MB/s | %.0f MB/s | %.2f |\n",
-		TP_SECONDS, card.down, veth.down, card.down / veth.down);
-	fprintf(out, "| TCP %d-byte echo round trip, median | %.1f us | %.1f us | %.2f |\n", LAT_MSG,
-		card.med, veth.med, card.med / veth.med);
-	fprintf(out, "| TCP %d-byte echo round trip, p99 | %.1f us | %.1f us | %.2f |\n", LAT_MSG,
-		card.p99, veth.p99, card.p99 / veth.p99);
+	bench_row(out, "iperf3 TCP card -> host", &up[0], &up[1], "Gbit/s", 2);
+	bench_row(out, "iperf3 TCP host -> card", &down[0], &down[1], "Gbit/s", 2);
+	bench_row(out, "TCP 64-byte echo round trip, p50", &p50[0], &p50[1], "us", 1);
+	bench_row(out, "TCP 64-byte echo round trip, p99", &p99[0], &p99[1], "us", 1);
+	double ru = series_ratio_median(&up[0], &up[1]), rd = series_ratio_median(&down[0], &down[1]);
+	double r50 = series_ratio_median(&p50[0], &p50[1]), r99 = series_ratio_median(&p99[0], &p99[1]);
+	fprintf(out, "\nAims (issue 12, on the median ratio): throughput at least 0.8 of veth: "
+		     "card -> host %s, host -> card %s; echo p50 at most 1.5x: %s; p99 at most 2x: %s.\n",
+		bench_aim(ru >= 0.8), bench_aim(rd >= 0.8), bench_aim(r50 <= 1.5), bench_aim(r99 <= 2.0));
 	rc = 0;
 out:
-	if (holder > 0) {
-		kill(holder, SIGKILL);
-		waitpid(holder, NULL, 0);
+	rig_down(&r);
+	return rc;
+}
+
+int micbench_net8(int argc, char **argv, FILE *out)
+{
+	struct bench_opts o;
+	if (bench_opts_parse(argc, argv, "net8", 5, &o))
+		return 2;
+	struct rig r;
+	int rc = 1, n = MAX_LINKS;
+	struct bench_series agg[2] = { 0 }, low[2] = { 0 }, fair[2] = { 0 };
+	if (rig_up(&r, n, o.runs * (int)(2 * o.secs + 40) + 120) < 0)
+		goto out;
+	for (int k = 0; k < o.runs; k++) {
+		for (int veth = 0; veth < 2; veth++) {
+			struct iperf_job j[MAX_LINKS];
+			double g[MAX_LINKS], sum = 0, min = -1;
+			int started = 0;
+			for (; started < n; started++)
+				if (iperf_start(&j[started], &r, veth, started, 0, o.secs) < 0)
+					break;
+			for (int i = 0; i < started; i++)
+				g[i] = iperf_end(&j[i]);
+			for (int i = 0; i < n; i++) {
+				if (i >= started || g[i] < 0) {
+					fprintf(stderr, "micbench net8: run %d, %s %d failed\n", k + 1,
+						veth ? "veth" : "card", i);
+					goto out;
+				}
+				sum += g[i];
+				min = min < 0 || g[i] < min ? g[i] : min;
+			}
+			series_add(&agg[veth], sum);
+			series_add(&low[veth], min);
+			series_add(&fair[veth], min / (sum / n));
+		}
 	}
-	if (cardns >= 0)
-		close(cardns);
-	if (vethns >= 0)
-		close(vethns);
-	if (hostns >= 0)
-		close(hostns);
-	bench_daemon_stop(&b);
+	fprintf(out, "### Eight cards at once: iperf3 TCP card -> host on each, vs eight veth pairs\n\n");
+	fprintf(out, "Every card runs one iperf3 client (one stream, %.0f s, from the card's image) "
+		     "to its own iperf3 server on its host end, all started together; the baseline runs "
+		     "the same on eight veth pairs, each to a namespace of its own. Fair share: the "
+		     "aggregate of that run / %d. %s, cards and veths alternating; median (min-max); "
+		     "the ratio is taken run by run.\n\n",
+		o.secs, n, bench_opts_runs(&o));
+	fprintf(out, "| measure | 8 cards | 8 veth pairs | ratio |\n|---|---|---|---|\n");
+	bench_row(out, "aggregate", &agg[0], &agg[1], "Gbit/s", 2);
+	bench_row(out, "lowest link", &low[0], &low[1], "Gbit/s", 2);
+	bench_row(out, "lowest link / fair share", &fair[0], &fair[1], "", 2);
+	fprintf(out, "\nAims (issue 12, on the medians): aggregate at least 0.8 of eight veth pairs: "
+		     "%s; no card below half of the fair share: %s (worst run %.2f).\n",
+		bench_aim(series_ratio_median(&agg[0], &agg[1]) >= 0.8), bench_aim(series_min(&fair[0]) >= 0.5),
+		series_min(&fair[0]));
+	rc = 0;
+out:
+	rig_down(&r);
 	return rc;
 }

@@ -11,9 +11,11 @@ static const struct micbench_cmd cmds[] = {
 	{ "boot", "boot time, boot command to online, 1 and 8 cards", micbench_boot },
 	{ "dma", "DMA engine throughput vs memcpy, and latency", micbench_dma },
 	{ "console", "virtio-console throughput and latency vs a plain PTY", micbench_console },
-	{ "net", "virtio-net throughput and latency vs a veth pair", micbench_net },
-	{ "block", "virtio-block throughput vs direct file I/O", micbench_block },
+	{ "net", "virtio-net iperf3 throughput and echo latency vs a veth pair", micbench_net },
+	{ "net8", "eight cards' iperf3 at once vs eight veth pairs", micbench_net8 },
+	{ "block", "virtio-block fio jobs vs the same on a host file", micbench_block },
 	{ "fs", "virtio-fs (virtiofsd) throughput and metadata vs the host directory", micbench_fs },
+	{ "idle", "CPU cost of an idle booted card", micbench_idle },
 };
 
 static void usage(FILE *f)

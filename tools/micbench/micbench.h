@@ -25,7 +25,9 @@ int micbench_dma(int argc, char **argv, FILE *out);
 int micbench_boot(int argc, char **argv, FILE *out);
 int micbench_console(int argc, char **argv, FILE *out);
 int micbench_net(int argc, char **argv, FILE *out);
+int micbench_net8(int argc, char **argv, FILE *out);
 int micbench_block(int argc, char **argv, FILE *out);
 int micbench_fs(int argc, char **argv, FILE *out);
+int micbench_idle(int argc, char **argv, FILE *out);
 
 #endif

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the benchmarks that use external meters (iperf3, fio) share: run
+ * counts and series statistics, a benchmark image that carries the meters,
+ * and programs started inside a card (its namespaces and cgroup, from its
+ * own root) or in a network namespace on the host, each with a time limit.
+ */
+#ifndef MIC_BENCH_RUN_H
+#define MIC_BENCH_RUN_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "bench_daemon.h"
+
+#define BENCH_MAX_RUNS 64
+
+/* --runs N (default 5, at most BENCH_MAX_RUNS), --seconds S (a meter's
+ * duration; default def_secs), --quick (3 runs of a second: shows that it
+ * works, not a figure to keep). */
+struct bench_opts {
+	int runs;
+	double secs;
+	int quick;
+};
+/* 0, or 2 after a usage message naming cmd. */
+int bench_opts_parse(int argc, char **argv, const char *cmd, double def_secs, struct bench_opts *o);
+/* "5 runs" or "3 runs (--quick: not for keeping)" */
+const char *bench_opts_runs(const struct bench_opts *o);
+
+/* One figure per run. */
+struct bench_series {
+	double v[BENCH_MAX_RUNS];
+	int n;
+};
+void series_add(struct bench_series *s, double v);
+double series_median(const struct bench_series *s);
+double series_min(const struct bench_series *s);
+double series_max(const struct bench_series *s);
+/* "median (min-max)" with the given printf precision. */
+const char *series_fmt(const struct bench_series *s, int prec, char *buf, size_t len);
+/* Ratios a[i]/b[i], run by run (both series measured in the same runs). */
+void series_ratio(const struct bench_series *a, const struct bench_series *b, struct bench_series *out);
+double series_ratio_median(const struct bench_series *a, const struct bench_series *b);
+/* A table row "| what | micstack | baseline | ratio |", each median (min-max). */
+void bench_row(FILE *out, const char *what, const struct bench_series *micstack,
+	       const struct bench_series *baseline, const char *unit, int prec);
+/* "met" or "not met" */
+const char *bench_aim(int met);
+
+/* Builds the card image with extra host programs (and their libraries)
+ * into path: mic-mkimage --default --add PROG... from the bin directory. */
+int bench_make_image(const struct bench_daemon *b, const char *path, const char *const progs[]);
+
+/* pid of card `card`'s OS (the firmware's only child), or -1. */
+pid_t bench_card_os_pid_of(const struct bench_daemon *b, const char *card);
+
+/*
+ * Starts argv inside the card whose OS is `os`: in its cgroups first, then
+ * in all its namespaces (nsenter -a: user, mount, PID, network, UTS, IPC,
+ * cgroup), so the program is the card's own from its own root, not a host
+ * file.  It is not under the card OS's seccomp filter (the filter refuses
+ * nothing a meter uses).  Killed after timeout_s: busybox `timeout` in the
+ * card, SIGALRM on the host side.  Its stdout is readable from *out_fd
+ * (out_fd NULL: discarded).
+ */
+pid_t bench_card_start(pid_t os, char *const argv[], int timeout_s, int *out_fd);
+/* The same for a host program in the network namespace netns (-1: ours). */
+pid_t bench_ns_start(int netns, char *const argv[], int timeout_s, int *out_fd);
+/* Reads the whole output into buf (NUL-terminated), reaps the program;
+ * 0 if it exited with status 0. */
+int bench_collect(pid_t pid, int fd, char *buf, size_t len);
+/* Kills (SIGKILL) and reaps a program that is no longer wanted. */
+void bench_kill(pid_t pid, int fd);
+
+/* Waits until a socket listens on TCP port `port` in pid's network
+ * namespace (/proc/PID/net/tcp); 0 or -1 after timeout_ms. */
+int bench_wait_listen(pid_t pid, int port, int timeout_ms);
+
+/* The number after "key": (or "key" :) following `after` in JSON text
+ * from a meter (after NULL: from the start); -1 if absent. */
+double bench_json_num(const char *json, const char *after, const char *key);
+
+#endif
