@@ -206,6 +206,10 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		k->net = parse_bool(val);
 		return 1;
 	}
+	if (!strcmp(key, "net_dma")) {
+		k->net_dma = parse_bool(val);
+		return 1;
+	}
 	if (!strcmp(key, "tap"))
 		return set_str(k->tap, sizeof(k->tap), val);
 	if (!strcmp(key, "host_ip")) { /* empty: none */

@@ -22,6 +22,8 @@ struct card_cfg {
 	int autoboot;
 	int net;              /* virtio-net with a host TAP (default on) */
 	char tap[16];         /* host TAP name, default = card name */
+	int net_dma;          /* net frames from VDEV_DMA_MIN up by DMA through bounce
+			       * buffers (default off: the kernel copies, 3.10) */
 	/* The host end of the link (docs/architecture.md 3.12): an address on
 	 * the TAP (host_prefix 0 = none), or the TAP on a bridge; not both. */
 	struct in_addr host_ip;

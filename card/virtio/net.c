@@ -60,12 +60,40 @@ static void update_events(struct vnet *v)
 	cos_watch_mod(v->os->loop, v->tap, v->ntx_free ? EPOLLIN : 0);
 }
 
+/* A transmit buffer the host used is free again. */
+static void tx_done(void *ctx, void *tok, uint32_t len)
+{
+	struct vnet *v = ctx;
+	(void)len;
+	v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
+}
+
+/* Transmit buffers the host used come back here rather than by interrupt,
+ * as Linux's virtio-net frees old transmit buffers on the next transmit:
+ * while buffers are free the host's completions ring nothing (one wake-up
+ * of this loop less per batch the host serves); only when none is left
+ * does the driver ask for the interrupt, to read the TAP again. */
+static void reclaim_tx(struct vnet *v)
+{
+	void *tok;
+	uint32_t len;
+	mic_vop_vq_disable_cb(v->tx);
+	for (;;) {
+		while ((tok = mic_vop_vq_get_buf(v->tx, &len)))
+			tx_done(v, tok, len);
+		if (v->ntx_free || mic_vop_vq_enable_cb(v->tx))
+			return;
+		mic_vop_vq_disable_cb(v->tx); /* one came back meanwhile */
+	}
+}
+
 /* Card kernel -> host: one frame per transmit buffer, kick once. */
 static void on_tap(void *ctx, uint32_t events)
 {
 	struct vnet *v = ctx;
 	(void)events;
 	int sent = 0;
+	reclaim_tx(v);
 	while (v->ntx_free) {
 		int i = v->tx_free[v->ntx_free - 1];
 		ssize_t n = read(v->tap, v->txb[i].ptr, BUF_SIZE);
@@ -77,18 +105,11 @@ static void on_tap(void *ctx, uint32_t events)
 		v->ntx_free--;
 		sent = 1;
 	}
+	if (!v->ntx_free)
+		reclaim_tx(v); /* out of buffers: the interrupt is needed now */
 	if (sent)
 		mic_vop_vq_kick(v->tx);
 	update_events(v);
-}
-
-/* The host used buffers: transmit buffers come back, received frames go
- * to the card's kernel and their buffers are posted again. */
-static void tx_done(void *ctx, void *tok, uint32_t len)
-{
-	struct vnet *v = ctx;
-	(void)len;
-	v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
 }
 
 /* A received frame goes to the card's kernel, its buffer back to the host. */
@@ -108,7 +129,7 @@ static void on_doorbell(void *ctx, uint32_t events)
 	struct vnet *v = ctx;
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->vd->line);
-	mic_vop_vq_drain(v->tx, tx_done, v);
+	reclaim_tx(v);
 	if (mic_vop_vq_drain(v->rx, rx_done, v))
 		mic_vop_vq_kick(v->rx);
 	update_events(v);

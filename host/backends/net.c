@@ -43,9 +43,39 @@ struct net {
 	int bufs_malloced;
 	uint32_t rx_len;          /* packet read from the TAP, not yet given to the card */
 	int rx_chain_held;        /* rx_chain taken but not yet filled */
+	int net_dma;              /* cfg net_dma: the bounce buffers and DMA, as the seed */
 	uint64_t offload_for;     /* features the TAP offloads were set for, 0 = none */
 	struct mic_vop_chain rx_chain, tx_chain;
+	struct iovec iov[1 + MIC_VOP_MAX_SEGS]; /* direct TAP I/O on card memory */
 };
+
+/* Whether frames go between the TAP and card memory directly, the kernel
+ * copying them once, or through the bounce buffers (copied by DMA from
+ * VDEV_DMA_MIN up, as the seed does): direct unless the config asks for
+ * DMA and a working channel is there.  Why: docs/architecture.md 3.10. */
+static int direct(const struct net *n)
+{
+	return !n->net_dma || !n->vd.dma || n->vd.dma_off;
+}
+
+/* Writes the transmit chain's frame to the TAP straight from card memory.
+ * The header is copied first, once, into host memory: the kernel parses
+ * that copy (GSO, checksum offsets), never bytes the card can still
+ * change; the payload is opaque to the host and read by the kernel once.
+ * Returns the write's result, or -1 if the chain could not be read. */
+static ssize_t tx_direct(struct net *n, size_t *len)
+{
+	struct mic_vop_host_dev *dev = n->vd.dev;
+	uint8_t hdr[HDR_LEN];
+	n->iov[0] = (struct iovec){ hdr, HDR_LEN };
+	if (mic_vop_host_chain_pull(dev, &n->tx_chain, n->iov, 1) != HDR_LEN)
+		return -1;
+	/* num_buffers is the device's field, not the driver's. */
+	memset(hdr + 10, 0, 2);
+	int cnt = mic_vop_host_chain_iov(&n->tx_chain, false, n->iov + 1, MIC_VOP_MAX_SEGS);
+	*len = n->tx_chain.read_len;
+	return writev(n->tap, n->iov, 1 + cnt);
+}
 
 /* Which offloads the TAP may hand us = what the card's driver accepts. */
 static void set_offload(struct net *n, uint64_t f)
@@ -73,16 +103,26 @@ static int serve_tx(struct net *n, int *more)
 			used = 1;
 			continue;
 		}
-		struct iovec iov = { n->tx_buf, PKT_MAX };
-		ssize_t len = mic_vop_host_chain_pull(dev, &n->tx_chain, &iov, 1);
-		if (len < 0 || mic_vop_host_vq_put(dev, &n->tx_chain) < 0)
-			return used;
+		ssize_t len, w;
+		if (direct(n)) {
+			size_t want = 0;
+			w = tx_direct(n, &want);
+			len = (ssize_t)want;
+			if (mic_vop_host_vq_put(dev, &n->tx_chain) < 0)
+				return used;
+		} else {
+			struct iovec iov = { n->tx_buf, PKT_MAX };
+			len = mic_vop_host_chain_pull(dev, &n->tx_chain, &iov, 1);
+			if (len < 0 || mic_vop_host_vq_put(dev, &n->tx_chain) < 0)
+				return used;
+			/* num_buffers is the device's field, not the driver's. */
+			memset(n->tx_buf + 10, 0, 2);
+			w = write(n->tap, n->tx_buf, (size_t)len);
+		}
 		used = 1;
-		/* num_buffers is the device's field, not the driver's. */
-		memset(n->tx_buf + 10, 0, 2);
 		/* A short write is a frame the kernel refused (bad GSO header, TAP
 		 * down): dropped, as on a real link. */
-		if (write(n->tap, n->tx_buf, (size_t)len) != len) {
+		if (w != len) {
 			vdev_stat_add(&n->vd.stats, VS_FROM_CARD_DROPS, 1);
 		} else {
 			vdev_stat_add(&n->vd.stats, VS_FROM_CARD_PACKETS, 1);
@@ -91,6 +131,34 @@ static int serve_tx(struct net *n, int *more)
 	}
 	*more = 1;
 	return used;
+}
+
+/* Reads a packet from the TAP straight into the held receive chain (which
+ * holds the largest frame, so the kernel never truncates one) and
+ * completes it.  1 if a packet went to the card, 0 if the TAP was empty,
+ * -1 if the chain could not be completed. */
+static int rx_direct(struct net *n)
+{
+	struct mic_vop_chain *c = &n->rx_chain;
+	int cnt = mic_vop_host_chain_iov(c, true, n->iov, MIC_VOP_MAX_SEGS);
+	ssize_t r = readv(n->tap, n->iov, cnt);
+	if (r < (ssize_t)HDR_LEN)
+		return 0; /* EAGAIN: the TAP is empty */
+	/* The TAP writes only the 10-byte legacy part; num_buffers is ours: one
+	 * buffer holds the whole packet (no MRG_RXBUF). */
+	static const uint8_t nb[2] = { 1, 0 };
+	size_t off = 0;
+	for (int i = 0; i < cnt && off < HDR_LEN; off += n->iov[i++].iov_len)
+		for (size_t b = 10; b < 12; b++)
+			if (b >= off && b - off < n->iov[i].iov_len)
+				((uint8_t *)n->iov[i].iov_base)[b - off] = nb[b - 10];
+	mic_vop_host_chain_advance(c, true, (uint32_t)r);
+	if (mic_vop_host_vq_put(n->vd.dev, c) < 0)
+		return -1;
+	vdev_stat_add(&n->vd.stats, VS_TO_CARD_PACKETS, 1);
+	vdev_stat_add(&n->vd.stats, VS_TO_CARD_BYTES, (uint64_t)r - HDR_LEN);
+	n->rx_chain_held = 0;
+	return 1;
 }
 
 /* Host -> card: one packet from the TAP per receive chain. */
@@ -103,6 +171,13 @@ static int serve_rx(struct net *n, int *more)
 			if (mic_vop_host_vq_get(dev, VQ_RX, &n->rx_chain) != 1)
 				return used; /* no buffer: the packet waits, the TAP too */
 			n->rx_chain_held = 1;
+		}
+		if (!n->rx_len && direct(n) && n->rx_chain.write_len >= PKT_MAX) {
+			int r = rx_direct(n);
+			if (r <= 0)
+				return used; /* EAGAIN, or the device broke */
+			used = 1;
+			continue;
 		}
 		if (!n->rx_len) {
 			ssize_t r = read(n->tap, n->rx_buf, PKT_MAX);
@@ -257,6 +332,7 @@ int net_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 	n->vd.ops = &net_ops;
 	n->vd.priv = n;
 	n->vd.fd = -1;
+	n->net_dma = cfg->net_dma;
 	int rc = alloc_bufs(n, view);
 	if (!rc)
 		rc = open_tap(n, cfg->tap);

@@ -236,18 +236,40 @@ bool mic_vop_vq_kick(struct mic_vop_vq *q)
 	return true;
 }
 
+void *mic_vop_vq_get_buf(struct mic_vop_vq *q, uint32_t *len)
+{
+	if (!q->nused)
+		return NULL;
+	struct fake_buf b = q->used[0];
+	if (len)
+		*len = q->used_len[0];
+	q->nused--;
+	memmove(q->used, q->used + 1, q->nused * sizeof(q->used[0]));
+	memmove(q->used_len, q->used_len + 1, q->nused * sizeof(q->used_len[0]));
+	return b.token;
+}
+
+void mic_vop_vq_disable_cb(struct mic_vop_vq *q)
+{
+	q->cb_disabled = 1;
+}
+
+bool mic_vop_vq_enable_cb(struct mic_vop_vq *q)
+{
+	q->cb_disabled = 0;
+	return q->nused == 0;
+}
+
 unsigned mic_vop_vq_drain(struct mic_vop_vq *q, mic_vop_used_fn fn, void *ctx)
 {
 	unsigned n = 0;
-	while (q->nused) {
-		struct fake_buf b = q->used[0];
-		uint32_t len = q->used_len[0];
-		q->nused--;
-		memmove(q->used, q->used + 1, q->nused * sizeof(q->used[0]));
-		memmove(q->used_len, q->used_len + 1, q->nused * sizeof(q->used_len[0]));
-		fn(ctx, b.token, len);
+	void *tok;
+	uint32_t len;
+	while ((tok = mic_vop_vq_get_buf(q, &len))) {
+		fn(ctx, tok, len);
 		n++;
 	}
+	q->cb_disabled = 0; /* as the real drain leaves it */
 	return n;
 }
 

@@ -49,6 +49,7 @@ struct mic_vop_vq {
 	unsigned nused;
 	int kicks;
 	int broken; /* add_* fail with -EIO */
+	int cb_disabled; /* the driver wants no interrupt for used buffers */
 };
 
 struct mic_vop_cdev {

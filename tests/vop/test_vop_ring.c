@@ -113,6 +113,54 @@ static void mixed_chain_step_api(void **state)
 	}
 }
 
+/* Direct I/O on a chain (the net backend's readv/writev): the iovecs are
+ * the checked segments' own card memory from the cursor on, readable and
+ * writable parts apart, and advancing stops at the chain's end. */
+static void chain_iov_direct(void **state)
+{
+	struct fx *f = *state;
+	struct mic_vop_dev_template t = fx_console_tmpl();
+	struct fx_dev x;
+	fx_bring_up(f, &t, ALL, 0, &x);
+	struct mic_vop_sg sg[4] = {
+		{ fx_buf(f, 16, 'h'), 16 }, { fx_buf(f, 8, 'i'), 8 },
+		{ fx_buf(f, 32, 0), 32 }, { fx_buf(f, 1, 0), 1 },
+	};
+	int token;
+	assert_int_equal(mic_vop_vq_add_sgs(x.q[0], sg, 2, 2, &token), 0);
+	struct mic_vop_chain *c = malloc(sizeof(*c));
+	assert_int_equal(mic_vop_host_vq_get(x.hd, 0, c), 1);
+	char hdr[10];
+	struct iovec h = { hdr, sizeof(hdr) };
+	assert_int_equal(mic_vop_host_chain_pull(x.hd, c, &h, 1), 10);
+	struct iovec iv[4];
+	assert_int_equal(mic_vop_host_chain_iov(c, false, iv, 4), 2);
+	assert_ptr_equal(iv[0].iov_base, (char *)mic_vop_cma_ptr(f->cma, sg[0].addr, 16) + 10);
+	assert_int_equal(iv[0].iov_len, 6);
+	assert_ptr_equal(iv[1].iov_base, mic_vop_cma_ptr(f->cma, sg[1].addr, 8));
+	assert_int_equal(iv[1].iov_len, 8);
+	assert_int_equal(mic_vop_host_chain_iov(c, false, iv, 1), 1); /* capped at max */
+	assert_int_equal(mic_vop_host_chain_iov(c, true, iv, 4), 2);
+	assert_ptr_equal(iv[0].iov_base, mic_vop_cma_ptr(f->cma, sg[2].addr, 32));
+	assert_int_equal(iv[0].iov_len, 32);
+	assert_ptr_equal(iv[1].iov_base, mic_vop_cma_ptr(f->cma, sg[3].addr, 1));
+	memset(iv[0].iov_base, 'w', 32);
+	*(char *)iv[1].iov_base = 'S';
+	mic_vop_host_chain_advance(c, true, 1000); /* clamped to the 33 bytes */
+	assert_int_equal(c->write_done, 33);
+	assert_int_equal(mic_vop_host_chain_iov(c, true, iv, 4), 0);
+	mic_vop_host_chain_advance(c, false, 14);
+	assert_int_equal(c->read_done, 24);
+	assert_int_equal(mic_vop_host_chain_iov(c, false, iv, 4), 0);
+	assert_int_equal(mic_vop_host_vq_put(x.hd, c), 0);
+	mic_vop_host_vq_notify(x.hd, 0);
+	uint32_t len;
+	assert_ptr_equal(mic_vop_vq_get_buf(x.q[0], &len), &token);
+	assert_int_equal(len, 33);
+	assert_int_equal(*(char *)mic_vop_cma_ptr(f->cma, sg[3].addr, 1), 'S');
+	free(c);
+}
+
 static void indirect_roundtrip(void **state)
 {
 	struct fx *f = *state;
@@ -369,7 +417,8 @@ int main(void)
 {
 #define T(n) cmocka_unit_test_setup_teardown(n, fx_setup, fx_teardown)
 	const struct CMUnitTest tests[] = {
-		T(roundtrip_both_ways), T(mixed_chain_step_api), T(indirect_roundtrip),
+		T(roundtrip_both_ways), T(mixed_chain_step_api), T(chain_iov_direct),
+		T(indirect_roundtrip),
 		T(index_wraparound), T(event_idx_suppression),
 		T(flag_suppression_without_event_idx), T(used_ring_in_card_memory), T(copy_hook),
 		T(card_requested_reset), T(unacked_reset_keeps_card_memory),

@@ -198,6 +198,18 @@ ssize_t mic_vop_host_chain_pull(struct mic_vop_host_dev *d, struct mic_vop_chain
  * bytes copied (short when the chain is full), or a negative errno. */
 ssize_t mic_vop_host_chain_push(struct mic_vop_host_dev *d, struct mic_vop_chain *c,
 				const struct iovec *iov, int iovcnt);
+/* The chain's next readable (writable = false) or writable bytes as
+ * pointers into card memory, from the cursor on: the segments the walker
+ * checked, for a backend that lets the kernel copy (a TAP's readv/writev)
+ * instead of copying through a buffer of its own.  Fills at most max
+ * entries; returns how many.  Moves no cursor: mic_vop_host_chain_advance
+ * does, once the bytes are moved.  The card can rewrite these bytes at any
+ * time: hand them only to a consumer that reads them once (the kernel) and
+ * parse nothing from them. */
+int mic_vop_host_chain_iov(const struct mic_vop_chain *c, bool writable, struct iovec *iov,
+			   int max);
+/* Moves the readable or writable cursor n bytes on (clamped to the chain). */
+void mic_vop_host_chain_advance(struct mic_vop_chain *c, bool writable, uint32_t n);
 /* Completes the chain in the used ring with len = c->write_done.  Does not
  * signal: call vq_notify after a batch. */
 int mic_vop_host_vq_put(struct mic_vop_host_dev *d, const struct mic_vop_chain *c);

@@ -306,6 +306,31 @@ ssize_t mic_vop_host_chain_push(struct mic_vop_host_dev *d, struct mic_vop_chain
 	return do_copy(d, c, iov, iovcnt, true);
 }
 
+int mic_vop_host_chain_iov(const struct mic_vop_chain *c, bool writable, struct iovec *iov,
+			   int max)
+{
+	unsigned s = writable ? c->nread : 0, last = writable ? c->nseg : c->nread;
+	uint32_t skip = writable ? c->write_done : c->read_done;
+	int n = 0;
+	for (; s < last && n < max; s++) {
+		const struct mic_vop_seg *sg = &c->seg[s];
+		if (skip >= sg->len) {
+			skip -= sg->len;
+			continue;
+		}
+		iov[n++] = (struct iovec){ (uint8_t *)sg->ptr + skip, sg->len - skip };
+		skip = 0;
+	}
+	return n;
+}
+
+void mic_vop_host_chain_advance(struct mic_vop_chain *c, bool writable, uint32_t n)
+{
+	uint32_t *done = writable ? &c->write_done : &c->read_done;
+	uint32_t total = writable ? c->write_len : c->read_len;
+	*done = n > total - *done ? total : *done + n;
+}
+
 int mic_vop_host_vq_put(struct mic_vop_host_dev *d, const struct mic_vop_chain *c)
 {
 	int r = vq_check(d, c->vq);
