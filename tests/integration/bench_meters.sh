@@ -1,9 +1,10 @@
 #!/bin/bash
 # micbench's meters: an image made with `mic-mkimage --add` carries a host
 # program and its libraries, which then runs inside the card (iperf3 from the
-# card to its host end); `micbench net` and `micbench block` run iperf3 and
-# fio in the card end to end (one short run each) and leave no process,
-# namespace or file behind.
+# card to its host end); `micbench net`, `micbench block` and `micbench vblk`
+# (fio on a disk from qemu-storage-daemon over vhost-user vs the built-in
+# backend) run iperf3 and fio in the card end to end (one short run each) and
+# leave no process, namespace or file behind.
 . "$(dirname "$0")/lib.sh"
 
 IMG=$RUNDIR/bench.img
@@ -48,6 +49,9 @@ block_rows() {
     grep -Eq '^\| 4k random write, QD32 \| [0-9]+ \([0-9]+-[0-9]+\) IOPS \| [0-9]+ ' <<<"$1" &&
         grep -Eq '^\| 1M sequential read, QD8 \| [0-9]+ .* MB/s' <<<"$1"
 }
+vblk_row() {
+    grep -Eq '^\| 4k random read, QD32 \| [0-9]+ \([0-9]+-[0-9]+\) IOPS \| [0-9]+ \([0-9]+-[0-9]+\) IOPS \| [0-9.]+ \([0-9.]+-[0-9.]+\) \|$' <<<"$1"
+}
 # run_bench CMD...: micbench CMD with a time limit; its output in $out, its pid in $MB
 run_bench() {
     micbench "$@" >"$RUNDIR/bench.out" 2>&1 &
@@ -65,6 +69,10 @@ check "micbench net left nothing running" eval '! left_behind'
 run_bench block --runs 1 --seconds 1
 if block_rows "$out"; then ok "micbench block: fio rows with figures"; else fail "micbench block"; say "$out"; fi
 check "micbench block left nothing running" eval '! left_behind'
+run_bench vblk --quick
+if vblk_row "$out"; then ok "micbench vblk: vhost-user vs built-in row with figures"; else fail "micbench vblk"; say "$out"; fi
+check "micbench vblk left nothing running" eval '! left_behind'
+check "micbench vblk's qemu-storage-daemon is gone" eval '! pgrep -f "^qemu-storage-daemon .*/micbench-vblk\." >/dev/null'
 after=$(ls -d /tmp/micbench-* /var/tmp/micbench-* 2>/dev/null | sort)
 check "no benchmark directory left" test "$before" = "$after"
 finish

@@ -36,30 +36,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_block.h"
 #include "bench_daemon.h"
 #include "bench_run.h"
 #include "lib/log.h"
 #include "micbench.h"
 
 #define DISK_MIB 256
-#define FIO "/usr/bin/fio"
 
-static const struct job {
-	const char *what, *rw, *bs;
-	int depth;
-	int write;
-	int big; /* reported in MB/s rather than IOPS */
-} jobs[] = {
+const struct bench_fio_job bench_fio_jobs[] = {
 	{ "4k random read, QD32", "randread", "4k", 32, 0, 0 },
 	{ "4k random write, QD32", "randwrite", "4k", 32, 1, 0 },
 	{ "1M sequential read, QD8", "read", "1M", 8, 0, 1 },
 	{ "1M sequential write, QD8", "write", "1M", 8, 1, 1 },
 };
-#define NJOBS (sizeof(jobs) / sizeof(jobs[0]))
+#define NJOBS 4
 
-/* One fio job on path, in the card (os > 0) or on the host; IOPS or MB/s
- * as the job is reported, or -1. */
-static double fio(pid_t os, const char *path, const struct job *j, double secs)
+double bench_fio(pid_t os, const char *path, const struct bench_fio_job *j, double secs)
 {
 	char f[320], rw[32], bs[16], qd[16], rt[32];
 	snprintf(f, sizeof(f), "--filename=%s", path);
@@ -67,7 +60,7 @@ static double fio(pid_t os, const char *path, const struct job *j, double secs)
 	snprintf(bs, sizeof(bs), "--bs=%s", j->bs);
 	snprintf(qd, sizeof(qd), "--iodepth=%d", j->depth);
 	snprintf(rt, sizeof(rt), "--runtime=%.0f", secs);
-	char *const argv[] = { FIO, "--name=micbench", f, rw, bs, qd, "--ioengine=libaio", "--direct=1",
+	char *const argv[] = { BENCH_FIO, "--name=micbench", f, rw, bs, qd, "--ioengine=libaio", "--direct=1",
 			       "--time_based", rt, "--output-format=json", NULL };
 	int fd, to = (int)secs + 30;
 	pid_t p = os > 0 ? bench_card_start(os, argv, to, &fd) : bench_ns_start(-1, argv, to, &fd);
@@ -79,8 +72,7 @@ static double fio(pid_t os, const char *path, const struct job *j, double secs)
 	return v > 0 ? v : -1;
 }
 
-/* Flushes a host file and drops it from the page cache. */
-static void drop_cache(const char *path)
+void bench_drop_cache(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -91,8 +83,7 @@ static void drop_cache(const char *path)
 }
 
 
-/* Waits until the card's driver has made /dev/vda. */
-static int wait_vda(pid_t os)
+int bench_wait_vda(pid_t os)
 {
 	char *const argv[] = { "/bin/busybox", "test", "-e", "/dev/vda", NULL };
 	char buf[64];
@@ -106,8 +97,7 @@ static int wait_vda(pid_t os)
 	return -1;
 }
 
-/* A file of mib MiB of data (not zeros: nothing may compress or skip it). */
-static int make_file(const char *path, int mib)
+int bench_data_file(const char *path, int mib)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -126,7 +116,7 @@ static int make_file(const char *path, int mib)
 	return rc;
 }
 
-static const char *fs_name(const char *path)
+const char *bench_fs_name(const char *path)
 {
 	static const struct {
 		long magic;
@@ -173,12 +163,12 @@ int micbench_block(int argc, char **argv, FILE *out)
 	b.bindir[n > 0 ? n : 0] = 0;
 	if (strrchr(b.bindir, '/'))
 		*strrchr(b.bindir, '/') = 0;
-	static const char *const progs[] = { FIO, NULL };
+	static const char *const progs[] = { BENCH_FIO, NULL };
 	if (bench_make_image(&b, cimg, progs) < 0) {
 		fprintf(stderr, "micbench block: cannot build a card image with fio\n");
 		goto out;
 	}
-	if (make_file(img, DISK_MIB) < 0 || make_file(base, DISK_MIB) < 0 ||
+	if (bench_data_file(img, DISK_MIB) < 0 || bench_data_file(base, DISK_MIB) < 0 ||
 	    !(cf = fopen(conf, "w"))) {
 		fprintf(stderr, "micbench block: cannot make files in %s: %s\n", dir, strerror(errno));
 		goto out;
@@ -195,20 +185,20 @@ int micbench_block(int argc, char **argv, FILE *out)
 		goto out;
 	}
 	pid_t os = bench_card_os_pid(&b);
-	if (os <= 0 || wait_vda(os) < 0) {
+	if (os <= 0 || bench_wait_vda(os) < 0) {
 		fprintf(stderr, "micbench block: the card has no /dev/vda\n");
 		goto out;
 	}
 	/* Card and host alternate, job by job, so both see the same load. */
 	for (int k = 0; k < o.runs; k++) {
 		for (size_t j = 0; j < NJOBS; j++) {
-			drop_cache(img);
-			double c = fio(os, "/dev/vda", &jobs[j], o.secs);
-			drop_cache(base);
-			double h = fio(0, base, &jobs[j], o.secs);
+			bench_drop_cache(img);
+			double c = bench_fio(os, "/dev/vda", &bench_fio_jobs[j], o.secs);
+			bench_drop_cache(base);
+			double h = bench_fio(0, base, &bench_fio_jobs[j], o.secs);
 			if (c < 0 || h < 0) {
 				fprintf(stderr, "micbench block: run %d, %s failed (card %.0f, host %.0f)\n",
-					k + 1, jobs[j].what, c, h);
+					k + 1, bench_fio_jobs[j].what, c, h);
 				goto out;
 			}
 			series_add(&card[j], c);
@@ -228,10 +218,10 @@ int micbench_block(int argc, char **argv, FILE *out)
 		     "with buffered pread/pwrite (one fdatasync per flush), so the card's requests meet "
 		     "the host's page cache, the baseline's go to the disk; the card's driver keeps at "
 		     "most 8 requests in flight whatever the queue depth.\n\n",
-		o.secs, DISK_MIB, fs_name(dir), bench_opts_runs(&o));
+		o.secs, DISK_MIB, bench_fs_name(dir), bench_opts_runs(&o));
 	fprintf(out, "| job | virtio-block | host file | ratio |\n|---|---|---|---|\n");
 	for (size_t j = 0; j < NJOBS; j++)
-		bench_row(out, jobs[j].what, &card[j], &host[j], jobs[j].big ? "MB/s" : "IOPS", 0);
+		bench_row(out, bench_fio_jobs[j].what, &card[j], &host[j], bench_fio_jobs[j].big ? "MB/s" : "IOPS", 0);
 	fprintf(out, "\nAims (issue 12, on the median ratio): 4k random read at least 0.9: %s; "
 		     "4k random write at least 0.8: %s; 1M sequential read and write at least 0.9: %s, %s. "
 		     "The write ratios flatter the card: its writes end in the host's page cache, the "

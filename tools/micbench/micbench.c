@@ -14,6 +14,7 @@ static const struct micbench_cmd cmds[] = {
 	{ "net", "virtio-net iperf3 throughput and echo latency vs a veth pair", micbench_net },
 	{ "net8", "eight cards' iperf3 at once vs eight veth pairs", micbench_net8 },
 	{ "block", "virtio-block fio jobs vs the same on a host file", micbench_block },
+	{ "vblk", "vhost-user-blk (qemu-storage-daemon) 4k random read vs the built-in backend", micbench_vblk },
 	{ "fs", "virtio-fs (virtiofsd) throughput and metadata vs the host directory", micbench_fs },
 	{ "idle", "CPU cost of an idle booted card", micbench_idle },
 };

@@ -27,6 +27,7 @@ int micbench_console(int argc, char **argv, FILE *out);
 int micbench_net(int argc, char **argv, FILE *out);
 int micbench_net8(int argc, char **argv, FILE *out);
 int micbench_block(int argc, char **argv, FILE *out);
+int micbench_vblk(int argc, char **argv, FILE *out);
 int micbench_fs(int argc, char **argv, FILE *out);
 int micbench_idle(int argc, char **argv, FILE *out);
 
