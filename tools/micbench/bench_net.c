@@ -306,7 +306,8 @@ static int rig_up(struct rig *r, int n, int timeout_s)
 		return -1;
 	}
 	r->hostns = open_ns(getpid());
-	snprintf(r->dir, sizeof(r->dir), "/tmp/micbench-net.XXXXXX");
+	const char *tmp = getenv("TMPDIR");
+	snprintf(r->dir, sizeof(r->dir), "%s/micbench-net.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(r->dir)) {
 		r->dir[0] = 0;
 		return -1;

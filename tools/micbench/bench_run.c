@@ -263,6 +263,9 @@ static pid_t start(pid_t os, int netns, char *const argv[], int timeout_s, int *
 				a[n++] = argv[i];
 			a[n] = NULL;
 			alarm((unsigned)timeout_s + 5);
+			/* the card's files are not the host's: a host TMPDIR
+			 * (iperf3 makes a file there) names nothing in the card */
+			unsetenv("TMPDIR");
 			execvp("nsenter", a);
 			_exit(127);
 		}
