@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -645,6 +646,45 @@ static int sh_quote(char *b, size_t len, const char *s)
 	return 0;
 }
 
+/* Whether root of a user namespace mapping ids 0..count-1 to base.. (no
+ * supplementary groups) may search st: its capabilities cover an inode
+ * whose owner and group are both mapped; otherwise the mode bits for
+ * host uid and gid base apply. */
+static bool ns_root_can_search(const struct stat *st, uint32_t base, uint32_t count)
+{
+	if (st->st_uid - base < count && st->st_gid - base < count)
+		return true;
+	if (st->st_uid == base)
+		return st->st_mode & S_IXUSR;
+	if (st->st_gid == base)
+		return st->st_mode & S_IXGRP;
+	return st->st_mode & S_IXOTH;
+}
+
+/* Checks the absolute path dir and each of its parents; false with the
+ * first closed one in closed. */
+static bool ns_root_can_reach(const char *dir, uint32_t base, uint32_t count, char *closed,
+			      size_t len)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s", dir);
+	size_t n = strlen(p);
+	for (size_t i = 1; i <= n; i++) {
+		if (p[i] != '/' && p[i] != 0)
+			continue;
+		char c = p[i];
+		p[i] = 0;
+		struct stat st;
+		bool ok = stat(p, &st) == 0 && ns_root_can_search(&st, base, count);
+		if (!ok)
+			snprintf(closed, len, "%s", p);
+		p[i] = c;
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 static const char *const virtiofsd_paths[] = { "/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd",
 						NULL };
 
@@ -668,22 +708,22 @@ int vhost_fs_start(struct mic_vop_host *vop, struct mic_hw_view *view, const cha
 		return -e;
 	}
 	/* virtiofsd is the card's root on the host (docs/architecture.md
-	 * 3.22): the directory is the card's when one of its ids owns it;
-	 * otherwise it reaches what others may. */
+	 * 3.22): it must reach the directory through every parent, and the
+	 * directory is the card's only when one of its ids owns it. */
 	if (id_count == 0)
 		return -EINVAL;
-	if (st.st_uid - id_base >= id_count) {
-		if (!(st.st_mode & S_IXOTH)) {
-			log_err("%s: fs: shared directory %s: owned by host uid %u and closed to others; "
-				"the card's root is host uid %u: chown %u:%u %s",
-				card, dir, (unsigned)st.st_uid, id_base, id_base, id_base, dir);
-			return -EACCES;
-		}
+	char closed[PATH_MAX];
+	if (!ns_root_can_reach(dir, id_base, id_count, closed, sizeof(closed))) {
+		log_err("%s: fs: shared directory %s: %s is closed to the card's root (host uid %u); "
+			"give it the directory: chown %u:%u %s (and open its parents to others)",
+			card, dir, closed, id_base, id_base, id_base, dir);
+		return -EACCES;
+	}
+	if (st.st_uid - id_base >= id_count)
 		log_info("%s: fs: shared directory %s is owned by host uid %u, not by the card's root "
 			 "(host uid %u): the card reads what others may and writes only where others "
 			 "may; chown %u:%u %s to give it the directory",
 			 card, dir, (unsigned)st.st_uid, id_base, id_base, id_base, dir);
-	}
 	/* The C virtiofsd of QEMU: one front end per process (it exits when
 	 * micd hangs up, and micd starts it again), its own mount, PID and
 	 * network namespaces with the directory as its root; cache=auto: the

@@ -39,8 +39,12 @@ check "config: tag with a slash refused" refused "a/b:$SHARE" "bad value"
 check "config: relative directory refused" refused "t:share" "bad value"
 check "config: directory with a comma refused" refused "t:$SHARE,x" "bad value"
 check "config: missing directory refused" refused "t:$RUNDIR/nonexistent" "shared directory .*No such file"
+# virtiofsd is the card's root (a host uid of the card's range): a share
+# it cannot reach is refused with the chown to run
 mkdir -m 700 "$RUNDIR/closed"
-check "config: directory closed to the card's root refused" refused "t:$RUNDIR/closed" "closed to others.*chown"
+check "config: directory closed to the card's root refused" refused "t:$RUNDIR/closed" "closed/*[^/]* is closed to the card's root.*chown"
+mkdir -p "$RUNDIR/closedp/share"; chmod 700 "$RUNDIR/closedp"
+check "config: directory with a parent closed to it refused" refused "t:$RUNDIR/closedp/share" "closedp is closed to the card's root"
 echo "made on the host" > "$SHARE/hello.txt"
 # mic1: a hostile card OS that writes FUSE requests into its own share's
 # queue (tests/hostile: fsraw)
