@@ -171,7 +171,8 @@ backend_child(int sync, int lfd, char *const argv[], char *const envp[])
 }
 
 /* Starts the configured backend: /bin/sh -c "exec CMD" with
- * MIC_VHOST_SOCKET naming the socket it must listen on, every signal
+ * MIC_VHOST_SOCKET naming the socket it must listen on (with an id map:
+ * micd's listening socket there, as fd 3), every signal
  * unblocked (micd blocks some for its signalfd), no fd of micd's beyond
  * stdio, and SIGTERM when the thread that started it ends. */
 static int spawn_backend(struct vhost *h)
