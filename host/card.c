@@ -383,7 +383,8 @@ static int start_devices(struct mic_card *c, char *err, size_t errlen)
 		    (int)sizeof(sock))
 			rc = -ENAMETOOLONG;
 		else if (!(rc = vhost_fs_start(c->vop, c->v, c->cfg.name, sock, c->cfg.fs_tag,
-					       c->cfg.fs_dir, &c->vdev[c->nvdev])))
+					       c->cfg.fs_dir, c->cfg.id_base, c->dcfg->idmap_size,
+					       &c->vdev[c->nvdev])))
 			c->nvdev++;
 	}
 	if (rc) {

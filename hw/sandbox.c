@@ -449,14 +449,6 @@ bool sandbox_oom_check(struct sandbox *sb)
 	return news;
 }
 
-static int write_map(pid_t pid, const char *which, uint32_t base, uint32_t count)
-{
-	char dir[64], line[64];
-	snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
-	snprintf(line, sizeof(line), "0 %u %u\n", base, count);
-	return write_file(dir, which, line);
-}
-
 /*
  * The child, between clone and exec.  micd has threads: only
  * async-signal-safe calls here.
@@ -470,12 +462,8 @@ child(int sync, int exec_fd, char *const envp[], const int *fds, int nfd, int in
 	if (read(sync, &go, 1) != 1)
 		_exit(127);
 	/* Become the card's root: host ids id_base.  Until now the process
-	 * still held micd's credentials (host root, its supplementary groups).
-	 * Raw syscalls: glibc's wrappers apply the change to every thread it
-	 * knows of, and after a raw clone it still counts micd's threads, so
-	 * it would wait for threads this process does not have. */
-	if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 ||
-	    syscall(SYS_setresuid, 0, 0, 0) < 0)
+	 * still held micd's credentials (host root, its supplementary groups). */
+	if (proc_become_ns_root() < 0)
 		_exit(126);
 	/* Its cgroup, as the card sees it, is the root of its own tree. */
 	if (unshare(CLONE_NEWCGROUP) < 0)
@@ -548,9 +536,7 @@ pid_t sandbox_spawn(struct sandbox *sb, int exec_fd, char *const envp[], const i
 	close(sync[0]);
 	close(in);
 	if (!rc)
-		rc = write_map(pid, "uid_map", sb->cfg.id_base, sb->cfg.id_count);
-	if (!rc)
-		rc = write_map(pid, "gid_map", sb->cfg.id_base, sb->cfg.id_count);
+		rc = proc_write_idmap(pid, sb->cfg.id_base, sb->cfg.id_count);
 	char num[16];
 	snprintf(num, sizeof(num), "%d", (int)pid);
 	for (int c = 0; !rc && !sb->v2 && c < V1_N; c++)

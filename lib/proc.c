@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -51,4 +54,31 @@ void proc_exe_dir(char *buf, size_t len)
 	char *s = strrchr(buf, '/');
 	if (s)
 		*s = 0;
+}
+
+int proc_write_idmap(pid_t pid, uint32_t base, uint32_t count)
+{
+	static const char *const which[] = { "uid_map", "gid_map" };
+	char path[64], line[64];
+	int n = snprintf(line, sizeof(line), "0 %u %u\n", base, count);
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, which[i]);
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		ssize_t w = write(fd, line, (size_t)n);
+		int e = w == n ? 0 : w < 0 ? -errno : -EIO;
+		close(fd);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+int proc_become_ns_root(void)
+{
+	if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 ||
+	    syscall(SYS_setresuid, 0, 0, 0) < 0)
+		return -1;
+	return 0;
 }

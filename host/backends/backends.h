@@ -33,9 +33,11 @@ int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, cons
 			const char *path, const char *cmd, struct vdev **out);
 
 /* virtio-fs of the host directory dir, named tag in the card: micd
- * starts virtiofsd on it (socket at path), restarts it when it exits, and
- * is its vhost-user front end. */
+ * starts virtiofsd on it (socket at path) as root of a user namespace
+ * mapping the card's ids (0..id_count-1 = host id_base..), restarts it
+ * when it exits, and is its vhost-user front end. */
 int vhost_fs_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
-		   const char *path, const char *tag, const char *dir, struct vdev **out);
+		   const char *path, const char *tag, const char *dir, uint32_t id_base,
+		   uint32_t id_count, struct vdev **out);
 
 #endif

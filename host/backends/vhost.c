@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,6 +109,11 @@ struct vhost {
 	unsigned backoff_ms;
 	/* A backend micd starts and restarts (disk_vhost_user_cmd), else "". */
 	char cmd[512];
+	/* id_count != 0: it runs as root of a user namespace whose ids
+	 * 0..id_count-1 are the host's id_base.. (the card's), and takes its
+	 * listening socket from micd as fd 3 (it cannot create one in micd's
+	 * run directory). */
+	uint32_t id_base, id_count;
 	int child_pidfd;         /* -1 when none runs */
 	uint64_t child_since_ms, respawn_ms;
 	unsigned respawn_backoff_ms, restarts;
@@ -114,8 +121,58 @@ struct vhost {
 
 extern char **environ;
 
+/* A listening socket at path (a stale one of the last instance removed). */
+static int listen_at(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(a.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* The child, between clone and exec (micd has threads: only
+ * async-signal-safe calls).  With an id map: waits until micd wrote it,
+ * becomes the namespace's root, gets the listening socket as fd 3. */
+static void __attribute__((noreturn))
+backend_child(int sync, int lfd, char *const argv[], char *const envp[])
+{
+	char go;
+	if (sync >= 0 && (read(sync, &go, 1) != 1 || proc_become_ns_root() < 0))
+		_exit(126);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* After the credential change, which clears it. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	int null = open("/dev/null", O_RDONLY);
+	if (null >= 0 && null != 0)
+		dup2(null, 0);
+	unsigned keep = 3;
+	if (lfd >= 0) {
+		if ((lfd == 3 ? fcntl(3, F_SETFD, 0) : dup2(lfd, 3)) < 0)
+			_exit(125);
+		keep = 4;
+		/* Nothing it execs gains privileges (no setuid, no file caps). */
+		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	}
+	syscall(SYS_close_range, keep, ~0u, 0u);
+	execve(argv[0], argv, envp);
+	_exit(127);
+}
+
 /* Starts the configured backend: /bin/sh -c "exec CMD" with
- * MIC_VHOST_SOCKET naming the socket it must listen on, every signal
+ * MIC_VHOST_SOCKET naming the socket it must listen on (with an id map:
+ * micd's listening socket there, as fd 3), every signal
  * unblocked (micd blocks some for its signalfd), no fd of micd's beyond
  * stdio, and SIGTERM when the thread that started it ends. */
 static int spawn_backend(struct vhost *h)
@@ -135,31 +192,56 @@ static int spawn_backend(struct vhost *h)
 		if (strncmp(environ[i], "MIC_VHOST_SOCKET=", 17))
 			envp[k++] = environ[i];
 	envp[k++] = var;
-	unlink(h->path); /* a stale socket of the last instance */
-	int pidfd = -1;
-	pid_t pid = proc_clone(0, &pidfd);
-	if (pid == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		int null = open("/dev/null", O_RDONLY);
-		if (null >= 0 && null != 0)
-			dup2(null, 0);
-		syscall(SYS_close_range, 3u, ~0u, 0u);
-		execve(argv[0], argv, envp);
-		_exit(127);
+	int sync[2] = { -1, -1 }, lfd = -1, rc = 0;
+	if (h->id_count) {
+		if ((lfd = listen_at(h->path)) < 0)
+			rc = lfd;
+		else if (pipe2(sync, O_CLOEXEC) < 0)
+			rc = -errno;
+	} else {
+		unlink(h->path); /* a stale socket of the last instance */
 	}
-	int e = errno;
+	int pidfd = -1;
+	pid_t pid = -1;
+	if (!rc) {
+		pid = proc_clone(h->id_count ? CLONE_NEWUSER : 0, &pidfd);
+		if (pid == 0) {
+			if (sync[1] >= 0)
+				close(sync[1]);
+			backend_child(sync[0], lfd, argv, envp);
+		}
+		rc = pid < 0 ? -errno : 0;
+	}
 	free(envp);
-	if (pid < 0)
-		return -e;
+	if (sync[0] >= 0)
+		close(sync[0]);
+	if (lfd >= 0)
+		close(lfd);
+	if (!rc && h->id_count)
+		rc = proc_write_idmap(pid, h->id_base, h->id_count);
+	if (!rc && sync[1] >= 0 && write(sync[1], "g", 1) != 1)
+		rc = -errno;
+	if (sync[1] >= 0)
+		close(sync[1]);
+	if (rc) {
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){ 0 }, WEXITED);
+			close(pidfd);
+		}
+		return rc;
+	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CHILD };
 	epoll_ctl(h->vd.fd, EPOLL_CTL_ADD, pidfd, &ev);
 	h->child_pidfd = pidfd;
 	h->child_since_ms = now_ms();
-	log_info("%s: %s: started vhost-user backend (pid %d): %s", h->vd.card, h->type->name,
-		 (int)pid, h->cmd);
+	if (h->id_count)
+		log_info("%s: %s: started vhost-user backend (pid %d, host ids %u..%u): %s",
+			 h->vd.card, h->type->name, (int)pid, h->id_base, h->id_base + h->id_count - 1,
+			 h->cmd);
+	else
+		log_info("%s: %s: started vhost-user backend (pid %d): %s", h->vd.card,
+			 h->type->name, (int)pid, h->cmd);
 	return 0;
 }
 
@@ -448,12 +530,14 @@ static const struct vdev_ops vhost_fs_ops = {
 
 static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
 		       const struct vhost_type *type, const uint8_t *own_config, const char *path,
-		       const char *cmd, struct vdev **out)
+		       const char *cmd, uint32_t id_base, uint32_t id_count, struct vdev **out)
 {
 	struct vhost *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	h->child_pidfd = -1;
+	h->id_base = id_base;
+	h->id_count = id_count;
 	h->type = type;
 	h->vd.ops = type == &type_fs ? &vhost_fs_ops : &vhost_ops;
 	h->vd.priv = h;
@@ -535,7 +619,7 @@ static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const
 int vhost_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
 			const char *path, const char *cmd, struct vdev **out)
 {
-	return vhost_start(vop, view, card, &type_blk, NULL, path, cmd, out);
+	return vhost_start(vop, view, card, &type_blk, NULL, path, cmd, 0, 0, out);
 }
 
 /* Appends s to the shell command b, single-quoted (a ' inside as '\''). */
@@ -563,11 +647,51 @@ static int sh_quote(char *b, size_t len, const char *s)
 	return 0;
 }
 
+/* Whether root of a user namespace mapping ids 0..count-1 to base.. (no
+ * supplementary groups) may search st: its capabilities cover an inode
+ * whose owner and group are both mapped; otherwise the mode bits for
+ * host uid and gid base apply. */
+static bool ns_root_can_search(const struct stat *st, uint32_t base, uint32_t count)
+{
+	if (st->st_uid - base < count && st->st_gid - base < count)
+		return true;
+	if (st->st_uid == base)
+		return st->st_mode & S_IXUSR;
+	if (st->st_gid == base)
+		return st->st_mode & S_IXGRP;
+	return st->st_mode & S_IXOTH;
+}
+
+/* Checks the absolute path dir and each of its parents; false with the
+ * first closed one in closed. */
+static bool ns_root_can_reach(const char *dir, uint32_t base, uint32_t count, char *closed,
+			      size_t len)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s", dir);
+	size_t n = strlen(p);
+	for (size_t i = 1; i <= n; i++) {
+		if (p[i] != '/' && p[i] != 0)
+			continue;
+		char c = p[i];
+		p[i] = 0;
+		struct stat st;
+		bool ok = stat(p, &st) == 0 && ns_root_can_search(&st, base, count);
+		if (!ok)
+			snprintf(closed, len, "%s", p);
+		p[i] = c;
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 static const char *const virtiofsd_paths[] = { "/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd",
 						NULL };
 
 int vhost_fs_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
-		   const char *path, const char *tag, const char *dir, struct vdev **out)
+		   const char *path, const char *tag, const char *dir, uint32_t id_base,
+		   uint32_t id_count, struct vdev **out)
 {
 	const char *exe = NULL;
 	for (const char *const *p = virtiofsd_paths; *p && !exe; p++)
@@ -584,6 +708,23 @@ int vhost_fs_start(struct mic_vop_host *vop, struct mic_hw_view *view, const cha
 		log_err("%s: fs: shared directory %s: %s", card, dir, strerror(e));
 		return -e;
 	}
+	/* virtiofsd is the card's root on the host (docs/architecture.md
+	 * 3.22): it must reach the directory through every parent, and the
+	 * directory is the card's only when one of its ids owns it. */
+	if (id_count == 0)
+		return -EINVAL;
+	char closed[PATH_MAX];
+	if (!ns_root_can_reach(dir, id_base, id_count, closed, sizeof(closed))) {
+		log_err("%s: fs: shared directory %s: %s is closed to the card's root (host uid %u); "
+			"give it the directory: chown %u:%u %s (and open its parents to others)",
+			card, dir, closed, id_base, id_base, id_base, dir);
+		return -EACCES;
+	}
+	if (st.st_uid - id_base >= id_count)
+		log_info("%s: fs: shared directory %s is owned by host uid %u, not by the card's root "
+			 "(host uid %u): the card reads what others may and writes only where others "
+			 "may; chown %u:%u %s to give it the directory",
+			 card, dir, (unsigned)st.st_uid, id_base, id_base, id_base, dir);
 	/* The C virtiofsd of QEMU: one front end per process (it exits when
 	 * micd hangs up, and micd starts it again), its own mount, PID and
 	 * network namespaces with the directory as its root; cache=auto: the
@@ -593,9 +734,8 @@ int vhost_fs_start(struct mic_vop_host *vop, struct mic_hw_view *view, const cha
 	 * file capability in the host's directory (docs/architecture.md 3.22). */
 	char cmd[512] = "", opt[PATH_MAX + 16];
 	int rc = sh_quote(cmd, sizeof(cmd), exe);
-	snprintf(opt, sizeof(opt), "--socket-path=%s", path);
 	if (!rc)
-		rc = sh_quote(cmd, sizeof(cmd), opt);
+		rc = sh_quote(cmd, sizeof(cmd), "--fd=3"); /* the socket at path, from micd */
 	snprintf(opt, sizeof(opt), "source=%s", dir);
 	if (!rc)
 		rc = sh_quote(cmd, sizeof(cmd), "-o");
@@ -613,5 +753,6 @@ int vhost_fs_start(struct mic_vop_host *vop, struct mic_hw_view *view, const cha
 	memset(&cfg, 0, sizeof(cfg));
 	memcpy(cfg.tag, tag, strnlen(tag, sizeof(cfg.tag)));
 	cfg.num_request_queues = htole32(1); /* virtiofsd serves one */
-	return vhost_start(vop, view, card, &type_fs, (const uint8_t *)&cfg, path, cmd, out);
+	return vhost_start(vop, view, card, &type_fs, (const uint8_t *)&cfg, path, cmd, id_base,
+			   id_count, out);
 }

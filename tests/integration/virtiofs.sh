@@ -3,7 +3,10 @@
 # card's driver forwards its FUSE mount's requests (mount -t virtiofs TAG
 # DIR).  Every change one side makes the other sees; 100 MiB cross both
 # ways intact; virtiofsd killed -9 is restarted and the share works again
-# in the same boot.
+# in the same boot.  virtiofsd is the card's root on the host (a user
+# namespace mapping the card's ids): what the card makes in the share is
+# owned by the card's host uids, never by host root, and setuid-root files
+# cannot be made there.
 . "$(dirname "$0")/lib.sh"
 VIRTIOFSD=
 for p in /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd; do [ -x "$p" ] && VIRTIOFSD=$p && break; done
@@ -17,9 +20,13 @@ wait_dev() { # wait_dev STATE [REASON-PATTERN [CARD]]
     done
     return 1
 }
-vfsd_pid() { pgrep -f "^$VIRTIOFSD .*--socket-path=$RUNDIR/mic0-" | head -1; }
 SHARE=$RUNDIR/share
+VFSD_PAT="^$VIRTIOFSD .*source=$SHARE -o"
+vfsd_pid() { pgrep -f "$VFSD_PAT" | head -1; }
+map_base() { awk 'NR==1{print $1 == 0 ? $2 : "bad"}' "/proc/$1/uid_map" 2>/dev/null; }
 mkdir -p "$SHARE"
+# virtiofsd, as the card's root, must reach the share through the run dir
+chmod 711 "$RUNDIR"
 # refused at start: a tag that could name a path, a relative directory, a
 # comma (virtiofsd's option separator), a directory that does not exist
 refused() { # refused CONF-VALUE MESSAGE
@@ -32,6 +39,12 @@ check "config: tag with a slash refused" refused "a/b:$SHARE" "bad value"
 check "config: relative directory refused" refused "t:share" "bad value"
 check "config: directory with a comma refused" refused "t:$SHARE,x" "bad value"
 check "config: missing directory refused" refused "t:$RUNDIR/nonexistent" "shared directory .*No such file"
+# virtiofsd is the card's root (a host uid of the card's range): a share
+# it cannot reach is refused with the chown to run
+mkdir -m 700 "$RUNDIR/closed"
+check "config: directory closed to the card's root refused" refused "t:$RUNDIR/closed" "closed/*[^/]* is closed to the card's root.*chown"
+mkdir -p "$RUNDIR/closedp/share"; chmod 700 "$RUNDIR/closedp"
+check "config: directory with a parent closed to it refused" refused "t:$RUNDIR/closedp/share" "closedp is closed to the card's root"
 echo "made on the host" > "$SHARE/hello.txt"
 # mic1: a hostile card OS that writes FUSE requests into its own share's
 # queue (tests/hostile: fsraw)
@@ -49,9 +62,22 @@ fs = h1:$RUNDIR/share1
 EOF
 start_micd --config "$RUNDIR/micd.conf"
 micctl wait mic0 ready --timeout 5 >/dev/null
-check "micd started virtiofsd on the share" sh -c "[ -n \"\$(pgrep -f '^$VIRTIOFSD .*-o source=$SHARE')\" ]"
+check "micd started virtiofsd on the share" sh -c "[ -n \"\$(pgrep -f '$VFSD_PAT')\" ]"
+# virtiofsd runs as root of a user namespace whose ids are a card's range
+# on the host: host uid and gid BASE.., no capability outside it
+B0=$(map_base "$(vfsd_pid)")
+B1=$(map_base "$(pgrep -f "^$VIRTIOFSD .*source=$RUNDIR/share1 -o" | head -1)")
+check "virtiofsd: uid map of a card's range, not host root (base $B0)" sh -c "[ '$B0' -gt 0 ] 2>/dev/null"
+check "virtiofsd: gid map the same" [ "$(cat /proc/"$(vfsd_pid)"/gid_map)" = "$(cat /proc/"$(vfsd_pid)"/uid_map)" ]
+check "virtiofsd: host uid and gid are the card's root" sh -c "grep -q '^Uid:.$B0.$B0.$B0.$B0\$' /proc/$(vfsd_pid)/status && grep -q '^Gid:.$B0.$B0.$B0.$B0\$' /proc/$(vfsd_pid)/status"
+check "virtiofsd: each card's in its own range" sh -c "[ '$B1' -gt 0 ] 2>/dev/null && [ '$B1' != '$B0' ]"
+check "micd notes a share the card does not own" grep -q "mic0: fs: shared directory $SHARE is owned by host uid 0, not by the card's root" "$RUNDIR/micd.log"
+# the admin gives each card its directory (README: chown to the card's root)
+chown -R "$B0:$B0" "$SHARE"
+chown "$B1:$B1" "$RUNDIR/share1"
 micctl boot mic0 >/dev/null
 micctl wait mic0 online --timeout 20 >/dev/null
+check "card's root is virtiofsd's: the same id map" [ "$(cat /proc/"$(card_os_pid mic0)"/uid_map)" = "$(cat /proc/"$(vfsd_pid)"/uid_map)" ]
 check "card found the device and its tag" sh -c "micctl log mic0 | grep -q 'probe virtio-fs: tag hostshare'"
 check "status: fs ready" wait_dev ready
 # four devices (console, net, disk, share): the card's driver memory holds all
@@ -64,6 +90,24 @@ check "card: ls sees the host's file" sh -c "[ \"\$(nsenter -t $(card_os_pid mic
 check "card: cat reads it" [ "$(card_ush mic0 cat /mnt/hello.txt)" = "made on the host" ]
 card_lsh mic0 "echo 'written in the card' > /mnt/fromcard"
 check "host sees a file the card wrote" [ "$(cat "$SHARE/fromcard" 2>/dev/null)" = "written in the card" ]
+check "the card's file is owned by the card's root on the host ($B0), not 0" [ "$(stat -c %u:%g "$SHARE/fromcard")" = "$B0:$B0" ]
+card_ush mic0 touch /mnt/fromuser
+card_ush mic0 chown 1000:1000 /mnt/fromuser
+check "card's chown to its uid 1000: host uid $((B0 + 1000))" [ "$(stat -c %u:%g "$SHARE/fromuser")" = "$((B0 + 1000)):$((B0 + 1000))" ]
+# setuid: the card's chmod u+s and chown 0 give a setuid file of the
+# card's root at most, never one of host root
+echo "host root's" > "$SHARE/hostonly"
+cp /bin/true "$SHARE/suid"; chown "$B0:$B0" "$SHARE/suid"
+card_ush mic0 chown 0:0 /mnt/suid
+card_ush mic0 chmod 4755 /mnt/suid
+check "card's chmod u+s, chown 0: no setuid file of host root" sh -c "[ \"\$(stat -c %u '$SHARE/suid')\" = $B0 ] && [ -z \"\$(find '$SHARE' -user 0 -perm -4000)\" ]"
+card_ush mic0 chown 0:0 /mnt/hostonly 2>/dev/null
+card_ush mic0 chmod 4755 /mnt/hostonly 2>/dev/null
+card_lsh mic0 "echo card >> /mnt/hostonly" 2>/dev/null
+check "card's chown, chmod u+s, write of host root's file refused" sh -c "[ \"\$(stat -c %u:%a '$SHARE/hostonly')\" = 0:644 ] && [ \"\$(cat '$SHARE/hostonly')\" = \"host root's\" ]"
+check "card reads host root's file (others may)" [ "$(card_ush mic0 cat /mnt/hostonly)" = "host root's" ]
+check "card sees host root's file as nobody's" [ "$(card_ush mic0 stat -c %u /mnt/hostonly)" = 65534 ]
+rm -f "$SHARE/suid" "$SHARE/fromuser" "$SHARE/hostonly"
 card_lsh mic0 "echo 'appended' >> /mnt/hello.txt"
 check "host sees the card's append" [ "$(tail -1 "$SHARE/hello.txt")" = appended ]
 card_ush mic0 mv /mnt/fromcard /mnt/moved
@@ -84,7 +128,7 @@ check "rmdir of a non-empty directory fails in the card" [ -d "$SHARE/dir" ]
 # sets no file capability in the host directory
 serving_caps_ok() {
     local p eff
-    for p in $(pgrep -f "^$VIRTIOFSD .*--socket-path=$RUNDIR/mic0-"); do
+    for p in $(pgrep -f "$VFSD_PAT"); do
         eff=$(awk '/^CapEff/{print $2}' /proc/$p/status 2>/dev/null)
         [ -n "$eff" ] || continue
         [ $((0x$eff & 1)) = 1 ] && [ $((0x$eff >> 27 & 1)) = 0 ] && [ $((0x$eff >> 31 & 1)) = 0 ] && return 0
@@ -145,6 +189,7 @@ say "virtiofsd death seen after $((($(date +%s%N) - t0) / 1000000)) ms"
 check "card still online" [ "$(state_of mic0)" = online ]
 for _ in $(seq 1 200); do new=$(vfsd_pid); [ -n "$new" ] && [ "$new" != "$old" ] && break; sleep 0.05; done
 check "micd restarted virtiofsd" [ -n "$new" ] && [ "$new" != "$old" ]
+check "the new virtiofsd: the card's range again" [ "$(map_base "$new")" = "$B0" ]
 check "status: fs ready again" wait_dev ready
 for _ in $(seq 1 100); do micctl log mic0 | grep -q 'virtio-fs hostshare: mounted on /mnt' && [ "$(micctl log mic0 | grep -c 'virtio-fs hostshare: mounted on /mnt')" -ge 2 ] && break; sleep 0.05; done
 check "card's driver reset the device and mounted the share again" sh -c "micctl log mic0 | grep -q 'virtio-fs hostshare: device reset'"
@@ -152,6 +197,7 @@ echo "after the restart" > "$SHARE/after"
 check "card reads the share again, no reboot" [ "$(card_ush mic0 cat /mnt/after 2>/dev/null)" = "after the restart" ]
 card_lsh mic0 "echo 'card after restart' > /mnt/c-after"
 check "host sees the card's write after the restart" [ "$(cat "$SHARE/c-after" 2>/dev/null)" = "card after restart" ]
+check "owned by the card's root" [ "$(stat -c %u "$SHARE/c-after")" = "$B0" ]
 check "still the same boot" [ "$(state_of mic0)" = online ]
 
 check "card unmounts the share" card_lsh mic0 "umount /mnt"
