@@ -144,36 +144,45 @@ static void complete(struct block *b, struct breq *r)
 		b->used = 1;
 }
 
-/* The file I/O of the whole batch at once, through io_uring: the card's
+/* The reads of the whole batch at once, through io_uring: the card's
  * queue depth reaches the image file (reads that miss the host's page
- * cache go to the disk together, not one after another).  What io_uring
- * leaves undone (a short transfer, EAGAIN/EINTR, a refused submission)
- * is done by pread/pwrite. */
+ * cache go to the disk together, not one after another).  Writes go to
+ * the host's page cache by pwrite, in this thread, while the reads are in
+ * flight: a buffered write is a copy, not a wait, ext4 takes them one at
+ * a time anyway, and io_uring would hand each to a worker thread (ext4
+ * has no non-blocking buffered write), a wake-up per batch for nothing.
+ * What io_uring leaves undone (a short transfer, EAGAIN/EINTR, a refused
+ * submission) is done by pread. */
 static void batch_io(struct block *b)
 {
-	unsigned n = b->npend, sub = 0;
+	unsigned n = b->npend, sub = 0, want = 0;
 	int8_t done[BATCH] = { 0 };
 	if (b->have_ring) {
 		for (unsigned i = 0; i < n; i++) {
 			struct breq *r = b->pend[i];
+			if (r->write)
+				continue;
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
 			if (!sqe)
 				break;
-			if (r->write)
-				io_uring_prep_write(sqe, b->fd, r->buf, r->len, r->off);
-			else
-				io_uring_prep_read(sqe, b->fd, r->buf, r->len, r->off);
+			io_uring_prep_read(sqe, b->fd, r->buf, r->len, r->off);
 			io_uring_sqe_set_data64(sqe, i);
+			want++;
 		}
-		int rc = io_uring_submit(&b->ring);
+		int rc = want ? io_uring_submit(&b->ring) : 0;
 		sub = rc > 0 ? (unsigned)rc : 0;
-		if (sub < n) {
+		if (sub < want) {
 			/* Unsubmitted entries would go with a later submission:
 			 * never submit again. */
 			log_warn("%s: block: io_uring refused requests (%s): one at a time from now on",
 				 b->vd.card, strerror(rc < 0 ? -rc : EAGAIN));
 			b->have_ring = 0;
 		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct breq *r = b->pend[i];
+		if (r->write)
+			done[i] = file_io(b, 1, r->buf, r->len, r->off) ? -1 : 1;
 	}
 	for (unsigned got = 0; got < sub;) {
 		struct io_uring_cqe *cqe;
@@ -196,13 +205,13 @@ static void batch_io(struct block *b)
 		if (res == (int)r->len) {
 			done[i] = 1;
 		} else if (res >= 0) {
-			/* short: the rest by pread/pwrite (0 bytes is an error there) */
+			/* short: the rest by pread (0 bytes is an error there) */
 			r->buf += res, r->off += (uint64_t)res, r->len -= (uint32_t)res;
-			done[i] = file_io(b, r->write, r->buf, r->len, r->off) ? -1 : 1;
+			done[i] = file_io(b, 0, r->buf, r->len, r->off) ? -1 : 1;
 			r->buf -= res, r->off -= (uint64_t)res, r->len += (uint32_t)res;
 		} else if (res != -EAGAIN && res != -EINTR) {
 			errno = -res;
-			io_error(b, r->write ? "write" : "read", r->off);
+			io_error(b, "read", r->off);
 			done[i] = -1;
 		}
 	}
