@@ -85,6 +85,7 @@ struct vblk {
 	struct fuse_session *se;
 	struct fuse_buf fbuf;
 	int fuse_fd;
+	uint32_t fuse_ev; /* what the loop watches fuse_fd for */
 	int mounted;
 	int opens; /* open files of the disk: fuse2fs holds one until it has flushed */
 	int st_total, st_done, st_ok; /* self-test (cmdline mic.blk_selftest) */
@@ -296,8 +297,10 @@ static void complete(struct vblk *v, int i)
 
 static void fuse_events(struct vblk *v)
 {
-	if (v->mounted)
-		cos_watch_mod(v->os->loop, v->fuse_fd, v->nbigfree ? EPOLLIN : 0);
+	uint32_t ev = v->nbigfree ? EPOLLIN : 0;
+	/* only on a change: an epoll_ctl per wake-up cost as much as a reply */
+	if (v->mounted && ev != v->fuse_ev && cos_watch_mod(v->os->loop, v->fuse_fd, ev) == 0)
+		v->fuse_ev = ev;
 }
 
 static void used(void *ctx, void *tok, uint32_t len)
@@ -563,6 +566,7 @@ static int fuse_start(struct vblk *v)
 	int fl = fcntl(v->fuse_fd, F_GETFL);
 	if (fl < 0 || fcntl(v->fuse_fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
+	v->fuse_ev = EPOLLIN;
 	return cos_watch(v->os->loop, v->fuse_fd, EPOLLIN, on_fuse, v);
 }
 
