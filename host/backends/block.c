@@ -31,10 +31,6 @@
  * card keeps queued (the card's driver has 32 slots). */
 #define BATCH 32
 #define ST_PENDING 0xfe /* not a virtio status: file I/O queued in the batch */
-/* Writes of this size and more, 4 KiB-aligned, bypass the host's page
- * cache (O_DIRECT): see write_out. */
-#define DIRECT_MIN (128u << 10)
-#define DIRECT_ALIGN 4096u
 
 /* A request taken from the ring whose file I/O waits for the batch. */
 struct breq {
@@ -49,7 +45,6 @@ struct breq {
 struct block {
 	struct vdev vd;
 	int fd;
-	int dfd; /* the image again, O_DIRECT, for large writes; or -1 */
 	int ro;
 	uint64_t capacity; /* sectors */
 	uint8_t *bounce;
@@ -82,12 +77,12 @@ static void io_error(struct block *b, const char *what, uint64_t off)
 			 (unsigned long long)b->io_errs);
 }
 
-/* Full pread/pwrite on fd: a short transfer is retried, 0 bytes is an
- * error. */
-static int fd_io(struct block *b, int fd, int write, uint8_t *buf, size_t len, uint64_t off)
+/* Full pread/pwrite: a short transfer is retried, 0 bytes is an error. */
+static int file_io(struct block *b, int write, uint8_t *buf, size_t len, uint64_t off)
 {
 	while (len) {
-		ssize_t n = write ? pwrite(fd, buf, len, (off_t)off) : pread(fd, buf, len, (off_t)off);
+		ssize_t n = write ? pwrite(b->fd, buf, len, (off_t)off) :
+				    pread(b->fd, buf, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -101,45 +96,6 @@ static int fd_io(struct block *b, int fd, int write, uint8_t *buf, size_t len, u
 		off += (uint64_t)n;
 	}
 	return 0;
-}
-
-static int file_io(struct block *b, int write, uint8_t *buf, size_t len, uint64_t off)
-{
-	return fd_io(b, b->fd, write, buf, len, off);
-}
-
-/* A write to the image.  A large aligned one (the card's 1 MiB requests)
- * goes around the host's page cache: a buffered write is one more copy of
- * every byte (after the card's and the DMA's) and then the writeback's
- * work, which on a busy host costs the card a third of its sequential write
- * rate; the disk sees the data as soon as with a buffered write and a
- * fdatasync.  The kernel keeps the page cache coherent (it writes back and
- * drops cached pages of the range first), and the batch never has an
- * overlapping read or write in flight beside it.  A filesystem that
- * refuses O_DIRECT writes (EINVAL) gets buffered ones from then on. */
-static int write_out(struct block *b, uint8_t *buf, uint32_t len, uint64_t off)
-{
-	if (b->dfd >= 0 && len >= DIRECT_MIN && (uintptr_t)buf % DIRECT_ALIGN == 0 &&
-	    off % DIRECT_ALIGN == 0 && len % DIRECT_ALIGN == 0) {
-		ssize_t n;
-		do
-			n = pwrite(b->dfd, buf, len, (off_t)off);
-		while (n < 0 && errno == EINTR);
-		if (n == (ssize_t)len)
-			return 0;
-		if (n < 0 && errno == EINVAL) {
-			log_info("%s: block: the image refuses direct writes: buffered from now on",
-				 b->vd.card);
-			close(b->dfd);
-			b->dfd = -1;
-		} else if (n < 0) {
-			io_error(b, "write", off);
-			return -1;
-		} else {
-			buf += n, off += (uint64_t)n, len -= (uint32_t)n;
-		}
-	}
-	return file_io(b, 1, buf, len, off);
 }
 
 /* Writes zeros then the status byte so the status is the chain's last
@@ -226,7 +182,7 @@ static void batch_io(struct block *b)
 	for (unsigned i = 0; i < n; i++) {
 		struct breq *r = b->pend[i];
 		if (r->write)
-			done[i] = write_out(b, r->buf, r->len, r->off) ? -1 : 1;
+			done[i] = file_io(b, 1, r->buf, r->len, r->off) ? -1 : 1;
 	}
 	for (unsigned got = 0; got < sub;) {
 		struct io_uring_cqe *cqe;
@@ -289,8 +245,6 @@ static void run_batch(struct block *b)
  * backend served one request at a time. */
 static uint8_t *batch_room(struct block *b, int write, uint64_t off, uint32_t len)
 {
-	/* page-aligned pieces, as direct I/O wants them */
-	b->bounce_used = (b->bounce_used + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1);
 	int flush = BOUNCE_SIZE - b->bounce_used < len;
 	for (unsigned i = 0; i < b->npend && !flush; i++) {
 		struct breq *r = b->pend[i];
@@ -418,8 +372,6 @@ static void block_destroy(struct vdev *vd)
 				"writes may be lost", b->vd.card, strerror(errno));
 		close(b->fd);
 	}
-	if (b->dfd >= 0)
-		close(b->dfd);
 	if (b->have_ring)
 		io_uring_queue_exit(&b->ring);
 	if (b->bounce_malloced)
@@ -443,7 +395,6 @@ int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 	b->vd.ops = &block_ops;
 	b->vd.priv = b;
 	b->vd.fd = -1;
-	b->dfd = -1;
 	b->ro = cfg->disk_readonly;
 	b->fd = b->ro ? -1 : open(cfg->disk, O_RDWR | O_CLOEXEC);
 	if (b->fd < 0 && (b->ro || errno == EACCES || errno == EROFS || errno == EPERM)) {
@@ -467,8 +418,6 @@ int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 		size = end > 0 ? (uint64_t)end : 0;
 	}
 	b->capacity = size / SECTOR;
-	if (!b->ro)
-		b->dfd = open(cfg->disk, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1: all buffered */
 	if (size % SECTOR)
 		log_warn("%s: disk %s: %" PRIu64 " trailing bytes beyond the last sector are not used",
 			 cfg->name, cfg->disk, size % SECTOR);
