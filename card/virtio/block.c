@@ -463,9 +463,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		return;
 	}
 	/* Part of a sector (libext2fs rewrites superblock fields by the byte):
-	 * read the covering sectors, merge, write them (rmw_write).  Writes to
-	 * one file come one at a time from the kernel, so no other write can
-	 * slip in between the two halves. */
+	 * read the covering sectors, merge, write them (rmw_write).  Buffered
+	 * writes to the file come one at a time from the kernel (it holds the
+	 * inode lock while a write-through write waits), so no other write can
+	 * slip in between the two halves; concurrent O_DIRECT writes of parts
+	 * of one sector could (a real disk refuses unaligned direct I/O). */
 	uint8_t *copy = malloc(size);
 	if (!copy) {
 		fuse_reply_err(req, ENOMEM);
