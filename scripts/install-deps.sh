@@ -4,7 +4,7 @@
 set -e
 PKGS="cmake make gcc pkg-config libarchive-dev libdeflate-dev libcmocka-dev libinih-dev \
 busybox-static iproute2 util-linux clang libclang-rt-14-dev python3 fuse2fs \
-libfuse3-dev fuse3 e2fsprogs iputils-ping systemd libseccomp-dev libmnl-dev \
+libfuse3-dev fuse3 e2fsprogs iputils-ping systemd libseccomp-dev libmnl-dev liburing-dev \
 dropbear-bin openssh-sftp-server openssh-client qemu-utils qemu-system-common qemu-system-x86 \
 iperf3 fio"
 missing=""

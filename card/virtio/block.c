@@ -30,9 +30,15 @@
 #include "vop/card/vop_card.h"
 
 #define SECTOR 512u
-#define NSLOT 8
+/* Requests in flight: as many as a QD32 job keeps busy (FUSE's
+ * max_background is raised to match).  Only NBIG slots carry a full
+ * DATA_MAX transfer; the rest take requests of up to SMALL_MAX, so 32
+ * slots cost about 11 MiB of card memory rather than 33. */
+#define NSLOT 32
+#define NBIG 8
 #define DATA_MAX (1u << 20)            /* FUSE max_write / largest read */
-#define SLOT_DATA (DATA_MAX + 4096u)   /* room to widen an unaligned read to sectors */
+#define SMALL_MAX (128u << 10)
+#define WIDEN 4096u                    /* room to widen an unaligned read to sectors */
 #define MNT_DIR "/run/virtio-blk"
 #define DISK_FILE MNT_DIR "/vda" /* mounted on itself: the FUSE root is the file */
 /* A symlink, not a second mount of the file: tools that refuse a device
@@ -53,6 +59,7 @@ struct slot {
 	uint64_t hdr_addr, data_addr;
 	struct virtio_blk_outhdr *hdr; /* status byte right after it */
 	uint8_t *data;
+	uint32_t cap; /* bytes data holds */
 	fuse_req_t req;
 	uint32_t type;
 	uint32_t skew, len; /* IN: reply data + skew, len bytes; OUT: len written */
@@ -73,10 +80,12 @@ struct vblk {
 	struct slot slot[NSLOT];
 	int free[NSLOT];
 	int nfree;
+	int nbigfree; /* free slots that hold any request: FUSE is read while one is */
 	int added; /* requests added since the last kick */
 	struct fuse_session *se;
 	struct fuse_buf fbuf;
 	int fuse_fd;
+	uint32_t fuse_ev; /* what the loop watches fuse_fd for */
 	int mounted;
 	int opens; /* open files of the disk: fuse2fs holds one until it has flushed */
 	int st_total, st_done, st_ok; /* self-test (cmdline mic.blk_selftest) */
@@ -129,13 +138,49 @@ static int submit_slot(struct vblk *v, int i, fuse_req_t req, uint32_t type, uin
 	return queue_slot(v, i);
 }
 
-static int submit(struct vblk *v, fuse_req_t req, uint32_t type, uint64_t sector, uint32_t len,
-		  const void *wdata, uint32_t skew, uint32_t rlen)
+static int is_big(int i)
 {
-	int i = v->free[--v->nfree];
+	return i < NBIG;
+}
+
+/* A free slot whose buffer holds len bytes, a small one if one does;
+ * -1 if none. */
+static int slot_take(struct vblk *v, uint32_t len)
+{
+	int pick = -1;
+	for (int k = 0; k < v->nfree; k++) {
+		if (v->slot[v->free[k]].cap < len)
+			continue;
+		pick = k;
+		if (!is_big(v->free[k]))
+			break;
+	}
+	if (pick < 0)
+		return -1;
+	int i = v->free[pick];
+	v->free[pick] = v->free[--v->nfree];
+	v->nbigfree -= is_big(i);
+	return i;
+}
+
+static void slot_put(struct vblk *v, int i)
+{
+	v->free[v->nfree++] = i;
+	v->nbigfree += is_big(i);
+}
+
+/* Takes a slot and submits; its index in *slot (if given), or -errno. */
+static int submit(struct vblk *v, fuse_req_t req, uint32_t type, uint64_t sector, uint32_t len,
+		  const void *wdata, uint32_t skew, uint32_t rlen, int *slot)
+{
+	int i = slot_take(v, len);
+	if (i < 0)
+		return -ENOSPC;
 	int rc = submit_slot(v, i, req, type, sector, len, wdata, skew, rlen);
 	if (rc)
-		v->free[v->nfree++] = i;
+		slot_put(v, i);
+	else if (slot)
+		*slot = i;
 	return rc;
 }
 
@@ -165,13 +210,17 @@ static void selftest_start(struct vblk *v)
 		{ 99, 0, 1, 0, VIRTIO_BLK_S_UNSUPP },                      /* unknown type */
 		{ VIRTIO_BLK_T_GET_ID, 0, 1, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_OK },
 	};
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]) && v->nfree; i++) {
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		uint64_t sector = t[i].abs_sector ? t[i].abs_sector :
 						    v->capacity + (uint64_t)t[i].sector_from_end;
-		int slot = v->free[v->nfree - 1];
+		int slot = slot_take(v, t[i].len);
+		if (slot < 0)
+			break;
 		memset(v->slot[slot].data, 0xee, t[i].len);
-		if (submit(v, NULL, t[i].type, sector, t[i].len, NULL, 0, t[i].len))
+		if (submit_slot(v, slot, NULL, t[i].type, sector, t[i].len, NULL, 0, t[i].len)) {
+			slot_put(v, slot);
 			continue;
+		}
 		v->slot[slot].expect = t[i].expect;
 		v->st_total++;
 	}
@@ -214,7 +263,7 @@ static void rmw_write(struct vblk *v, int i, uint8_t status)
 		return;
 	}
 	s->req = NULL;
-	v->free[v->nfree++] = i;
+	slot_put(v, i);
 	fuse_reply_err(req, EIO);
 }
 
@@ -229,7 +278,7 @@ static void complete(struct vblk *v, int i)
 	}
 	fuse_req_t req = s->req;
 	s->req = NULL;
-	v->free[v->nfree++] = i;
+	slot_put(v, i);
 	if (!req) {
 		selftest_done(v, s, status);
 		return;
@@ -248,8 +297,10 @@ static void complete(struct vblk *v, int i)
 
 static void fuse_events(struct vblk *v)
 {
-	if (v->mounted)
-		cos_watch_mod(v->os->loop, v->fuse_fd, v->nfree ? EPOLLIN : 0);
+	uint32_t ev = v->nbigfree ? EPOLLIN : 0;
+	/* only on a change: an epoll_ctl per wake-up cost as much as a reply */
+	if (v->mounted && ev != v->fuse_ev && cos_watch_mod(v->os->loop, v->fuse_fd, ev) == 0)
+		v->fuse_ev = ev;
 }
 
 static void used(void *ctx, void *tok, uint32_t len)
@@ -293,6 +344,11 @@ static void op_init(void *ud, struct fuse_conn_info *conn)
 	/* With it the kernel would set the size to 0 itself on O_TRUNC (dd
 	 * without conv=notrunc); without it asks setattr, which keeps it. */
 	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Asynchronous direct I/O (libaio) reaches us as background
+	 * requests, of which the kernel passes on 12 by default: let as many
+	 * through as we have slots, or a QD32 job runs at QD12. */
+	conn->max_background = NSLOT;
+	conn->congestion_threshold = NSLOT * 3 / 4;
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -373,7 +429,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint64_t a = (uint64_t)off & ~(uint64_t)(SECTOR - 1);
 	uint64_t e = (end + SECTOR - 1) & ~(uint64_t)(SECTOR - 1);
 	if (submit(v, req, VIRTIO_BLK_T_IN, a / SECTOR, (uint32_t)(e - a), NULL, (uint32_t)((uint64_t)off - a),
-		   (uint32_t)(end - (uint64_t)off)))
+		   (uint32_t)(end - (uint64_t)off), NULL))
 		fuse_reply_err(req, EIO);
 }
 
@@ -402,14 +458,16 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (size > bytes(v) - (uint64_t)off)
 		size = (size_t)(bytes(v) - (uint64_t)off);
 	if (off % SECTOR == 0 && size % SECTOR == 0) {
-		if (submit(v, req, VIRTIO_BLK_T_OUT, (uint64_t)off / SECTOR, (uint32_t)size, buf, 0, 0))
+		if (submit(v, req, VIRTIO_BLK_T_OUT, (uint64_t)off / SECTOR, (uint32_t)size, buf, 0, 0, NULL))
 			fuse_reply_err(req, EIO);
 		return;
 	}
 	/* Part of a sector (libext2fs rewrites superblock fields by the byte):
-	 * read the covering sectors, merge, write them (rmw_write).  Writes to
-	 * one file come one at a time from the kernel, so no other write can
-	 * slip in between the two halves. */
+	 * read the covering sectors, merge, write them (rmw_write).  Buffered
+	 * writes to the file come one at a time from the kernel (it holds the
+	 * inode lock while a write-through write waits), so no other write can
+	 * slip in between the two halves; concurrent O_DIRECT writes of parts
+	 * of one sector could (a real disk refuses unaligned direct I/O). */
 	uint8_t *copy = malloc(size);
 	if (!copy) {
 		fuse_reply_err(req, ENOMEM);
@@ -418,9 +476,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	memcpy(copy, buf, size);
 	uint64_t a = (uint64_t)off & ~(uint64_t)(SECTOR - 1);
 	uint64_t e = ((uint64_t)off + size + SECTOR - 1) & ~(uint64_t)(SECTOR - 1);
-	int slot = v->free[v->nfree - 1];
+	int slot;
 	if (submit(v, req, VIRTIO_BLK_T_IN, a / SECTOR, (uint32_t)(e - a), NULL,
-		   (uint32_t)((uint64_t)off - a), (uint32_t)size)) {
+		   (uint32_t)((uint64_t)off - a), (uint32_t)size, &slot)) {
 		free(copy);
 		fuse_reply_err(req, EIO);
 		return;
@@ -438,7 +496,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (submit(v, req, VIRTIO_BLK_T_FLUSH, 0, 0, NULL, 0, 0))
+	if (submit(v, req, VIRTIO_BLK_T_FLUSH, 0, 0, NULL, 0, 0, NULL))
 		fuse_reply_err(req, EIO);
 }
 
@@ -461,13 +519,14 @@ static const struct fuse_lowlevel_ops fuse_ops = {
 	.flush = op_flush,
 };
 
-/* Takes FUSE requests while a slot is free (each I/O request needs at most
- * one), then kicks the host once for the whole batch. */
+/* Takes FUSE requests while a big slot is free (any request fits one; a
+ * small one is taken instead when it fits), then kicks the host once for
+ * the whole batch. */
 static void on_fuse(void *ctx, uint32_t events)
 {
 	struct vblk *v = ctx;
 	(void)events;
-	while (v->nfree && v->mounted) {
+	while (v->nbigfree && v->mounted) {
 		int res = fuse_session_receive_buf(v->se, &v->fbuf);
 		if (res == -EAGAIN || res == -EINTR)
 			break;
@@ -509,6 +568,7 @@ static int fuse_start(struct vblk *v)
 	int fl = fcntl(v->fuse_fd, F_GETFL);
 	if (fl < 0 || fcntl(v->fuse_fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
+	v->fuse_ev = EPOLLIN;
 	return cos_watch(v->os->loop, v->fuse_fd, EPOLLIN, on_fuse, v);
 }
 
@@ -744,10 +804,11 @@ static int alloc_slots(struct vblk *v)
 {
 	for (int i = 0; i < NSLOT; i++) {
 		struct slot *s = &v->slot[i];
+		s->cap = (is_big(i) ? DATA_MAX : SMALL_MAX) + WIDEN;
 		if (!(s->hdr = cos_vdev_alloc(v->vd, MIC_VOP_CMA_ALIGN, &s->hdr_addr)) ||
-		    !(s->data = cos_vdev_alloc(v->vd, SLOT_DATA, &s->data_addr)))
+		    !(s->data = cos_vdev_alloc(v->vd, s->cap, &s->data_addr)))
 			return -ENOMEM;
-		v->free[v->nfree++] = i;
+		slot_put(v, i);
 	}
 	return 0;
 }

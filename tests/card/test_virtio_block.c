@@ -27,7 +27,8 @@
 
 #include "fake_cos.h"
 
-#define NSLOT 8 /* the driver's request slots */
+#define NSLOT 32 /* the driver's request slots */
+#define NBIG 8   /* of which hold 1 MiB */
 #define SECTOR 512
 #define CAPACITY 2048 /* sectors */
 #define TEST_ALARM_S 60
@@ -53,7 +54,7 @@ struct fuse_session {
 	void *ud;
 	int fd;
 	int mounted;
-	struct fuse_req *q[32];
+	struct fuse_req *q[48];
 	int nq;
 	struct fuse_req *cur;
 };
@@ -207,7 +208,7 @@ struct t {
 	struct cos_loop *f;
 	const struct cos_virtio_driver *drv;
 	int fds0;
-	struct fuse_req req[16];
+	struct fuse_req req[48];
 	int nreq;
 	const struct fake_fault *fault; /* the probe_fails tests' */
 };
@@ -257,7 +258,7 @@ static int fuse_fd(void)
 static struct fuse_req *fuse_request(struct t *t, int kind, off_t off, size_t size,
 				     const char *wbuf)
 {
-	assert_true(t->nreq < 16);
+	assert_true(t->nreq < 48);
 	struct fuse_req *r = &t->req[t->nreq++];
 	*r = (struct fuse_req){ .kind = kind, .off = off, .size = size, .wbuf = wbuf };
 	fz.se->q[fz.se->nq++] = r;
@@ -480,17 +481,52 @@ static void fuse_backpressure(void **state)
 	assert_int_equal(fz.se->nq, 1); /* the last one left to FUSE */
 	assert_false(fake_watch_of(t->f, fuse_fd())->events & EPOLLIN);
 	assert_false(deliver(t));
+	/* small requests fill the small slots first, then the 1 MiB ones */
 	host_complete(t, 0, VIRTIO_BLK_S_OK);
 	assert_int_equal(w[0]->replied, 1);
+	/* a small slot free is not enough: FUSE's next request may be 1 MiB */
+	assert_false(fake_watch_of(t->f, fuse_fd())->events & EPOLLIN);
+	host_complete(t, NSLOT - 2, VIRTIO_BLK_S_OK); /* the last posted: a 1 MiB slot */
+	assert_int_equal(w[NSLOT - 1]->replied, 1);
 	assert_true(fake_watch_of(t->f, fuse_fd())->events & EPOLLIN);
 	assert_true(deliver(t));
 	assert_int_equal(fz.se->nq, 0);
-	assert_int_equal(vq(t)->nposted, NSLOT);
+	assert_int_equal(vq(t)->nposted, NSLOT - 1);
 	fake_use_all(vq(t), 1);
 	fake_doorbell(t->f);
 	for (int i = 0; i <= NSLOT; i++)
 		assert_int_equal(w[i]->replied, 1);
 	remove_dev(t);
+}
+
+/* Requests over 128 KiB take the 1 MiB slots; with all of those busy
+ * FUSE is not read, though small slots are free. */
+static void big_requests_take_big_slots(void **state)
+{
+	struct t *t = *state;
+	probe(t);
+	static char big[1 << 20], small[512];
+	struct fuse_req *w[NBIG + 1];
+	for (int i = 0; i < NBIG; i++)
+		w[i] = fuse_request(t, RQ_WRITE, 0, sizeof(big), big);
+	w[NBIG] = fuse_request(t, RQ_WRITE, 0, sizeof(small), small);
+	assert_true(deliver(t));
+	assert_int_equal(vq(t)->nposted, NBIG);
+	for (int i = 0; i < NBIG; i++)
+		assert_int_equal(host_req(t, (unsigned)i).data_len, sizeof(big));
+	assert_int_equal(fz.se->nq, 1);
+	assert_false(fake_watch_of(t->f, fuse_fd())->events & EPOLLIN);
+	host_complete(t, 0, VIRTIO_BLK_S_OK);
+	assert_int_equal(w[0]->replied, 1);
+	assert_true(deliver(t));
+	assert_int_equal(fz.se->nq, 0);
+	assert_int_equal(host_req(t, NBIG - 1).data_len, sizeof(small));
+	fake_use_all(vq(t), 1);
+	fake_doorbell(t->f);
+	for (int i = 0; i <= NBIG; i++)
+		assert_int_equal(w[i]->replied, 1);
+	t->drv->remove(&t->vd);
+	check_all_released(t);
 }
 
 /* The host answers while the removal waits: every request is answered
@@ -574,7 +610,7 @@ int main(void)
 #define T(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(probe_makes_vda_and_remove_releases), T(write_path), T(read_path),
-		T(partial_sector_write), T(fuse_backpressure), T(remove_waits_for_requests_in_flight),
+		T(partial_sector_write), T(fuse_backpressure), T(big_requests_take_big_slots), T(remove_waits_for_requests_in_flight),
 		T(remove_with_requests_never_answered), T(remove_unacknowledged_keeps_memory),
 	};
 	return fake_run_tests(tests, sizeof(tests) / sizeof(tests[0]), probe_fails, faults,

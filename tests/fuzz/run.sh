@@ -15,19 +15,20 @@ command -v "$CC" >/dev/null 2>&1 || { echo "fuzz: $CC not found, skipped"; exit 
 case "$TARGET" in
 vop)
     SRCS="tests/fuzz/fuzz_vop.c vop/host/vop_devpage.c vop/host/vop_ring.c vop/dp.c hw/view.c"
-    CORPUS="$OUT/corpus" SEEDS="" PREFIX="$OUT/" ;;
+    CORPUS="$OUT/corpus" SEEDS="" PREFIX="$OUT/" LIBS="" ;;
 backends)
     SRCS="tests/fuzz/fuzz_backends.c host/vdev.c host/backends/block.c host/backends/net.c
           vop/host/vop_devpage.c vop/host/vop_ring.c vop/dp.c vop/card/vop_card.c vop/card/cma.c
           hw/view.c hw/sim.c hw/sandbox.c hw/attach.c hw/dma_engine.c lib/clock.c lib/log.c lib/proc.c dma/mic_dma.c"
-    CORPUS="$OUT/corpus-backends" SEEDS="$SRC/tests/fuzz/seeds-backends" PREFIX="$OUT/backends-" ;;
+    CORPUS="$OUT/corpus-backends" SEEDS="$SRC/tests/fuzz/seeds-backends" PREFIX="$OUT/backends-"
+    LIBS="-luring" ;;
 *)
     echo "usage: run.sh [OUTDIR] [SECONDS] [vop|backends]"; exit 2 ;;
 esac
 mkdir -p "$CORPUS"
 if ! (cd "$SRC" && "$CC" -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -Wall -Wextra -Werror -D_GNU_SOURCE \
-    -I"$SRC/include" -I"$SRC" $SRCS -lpthread \
+    -I"$SRC/include" -I"$SRC" $SRCS $LIBS -lpthread \
     -o "$OUT/fuzz_$TARGET") 2>"$OUT/build-$TARGET.log"; then
     if grep -q "libclang_rt.fuzzer\|cannot find -l" "$OUT/build-$TARGET.log"; then
         echo "fuzz: no libFuzzer runtime, skipped"; cat "$OUT/build-$TARGET.log"; exit 77
