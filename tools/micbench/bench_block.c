@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/proc.h"
 #include "bench_block.h"
 #include "bench_daemon.h"
 #include "bench_run.h"
@@ -144,13 +145,9 @@ int micbench_block(int argc, char **argv, FILE *out)
 		fprintf(stderr, "micbench block: needs root (micd, namespaces)\n");
 		return 1;
 	}
-	const char *tmp = getenv("TMPDIR");
 	char dir[256], img[300], base[300], conf[300], cimg[300];
-	snprintf(dir, sizeof(dir), "%s/micbench-block.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
-	if (!mkdtemp(dir)) {
-		fprintf(stderr, "micbench block: %s: %s\n", dir, strerror(errno));
+	if (bench_tmpdir("block", "/var/tmp", dir, sizeof(dir)) < 0)
 		return 1;
-	}
 	snprintf(img, sizeof(img), "%s/disk.img", dir);
 	snprintf(base, sizeof(base), "%s/host.img", dir);
 	snprintf(conf, sizeof(conf), "%s/micd.conf", dir);
@@ -159,10 +156,7 @@ int micbench_block(int argc, char **argv, FILE *out)
 	struct bench_daemon b = { .pid = -1 };
 	struct bench_series card[NJOBS] = { 0 }, host[NJOBS] = { 0 };
 	FILE *cf = NULL;
-	ssize_t n = readlink("/proc/self/exe", b.bindir, sizeof(b.bindir) - 1);
-	b.bindir[n > 0 ? n : 0] = 0;
-	if (strrchr(b.bindir, '/'))
-		*strrchr(b.bindir, '/') = 0;
+	proc_exe_dir(b.bindir, sizeof(b.bindir));
 	static const char *const progs[] = { BENCH_FIO, NULL };
 	if (bench_make_image(&b, cimg, progs) < 0) {
 		fprintf(stderr, "micbench block: cannot build a card image with fio\n");

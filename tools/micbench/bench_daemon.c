@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sched.h>
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/proc.h"
 #include "bench_daemon.h"
 
 int bench_ctl_send(const struct bench_daemon *b, const char *line)
@@ -49,11 +51,7 @@ int bench_ctl(const struct bench_daemon *b, const char *line)
 
 static int start(struct bench_daemon *b, const char *config, int ncards)
 {
-	ssize_t n = readlink("/proc/self/exe", b->bindir, sizeof(b->bindir) - 1);
-	b->bindir[n > 0 ? n : 0] = 0;
-	char *s = strrchr(b->bindir, '/');
-	if (s)
-		*s = 0;
+	proc_exe_dir(b->bindir, sizeof(b->bindir));
 	snprintf(b->rundir, sizeof(b->rundir), "/tmp/micbench.%d", (int)getpid());
 	char micd[PATH_MAX], cards[8];
 	snprintf(micd, sizeof(micd), "%s/micd", b->bindir);
@@ -128,10 +126,11 @@ void bench_daemon_stop(struct bench_daemon *b)
 	rmdir(b->rundir);
 }
 
-pid_t bench_card_os_pid(const struct bench_daemon *b)
+pid_t bench_card_os_pid_of(const struct bench_daemon *b, const char *card)
 {
-	char buf[8192], path[64];
-	int fd = bench_ctl_send(b, "status-json mic0\n");
+	char buf[8192], path[64], req[64];
+	snprintf(req, sizeof(req), "status-json %s\n", card);
+	int fd = bench_ctl_send(b, req);
 	if (fd < 0 || bench_ctl_answer(fd, buf, sizeof(buf)) < 0)
 		return -1;
 	const char *p = strstr(buf, "\"firmware_pid\":");
@@ -146,4 +145,21 @@ pid_t bench_card_os_pid(const struct bench_daemon *b)
 	if (f)
 		fclose(f);
 	return os;
+}
+
+pid_t bench_card_os_pid(const struct bench_daemon *b)
+{
+	return bench_card_os_pid_of(b, "mic0");
+}
+
+/* $TMPDIR/micbench-NAME.XXXXXX, made 0700 (def when TMPDIR is unset). */
+int bench_tmpdir(const char *name, const char *def, char *dir, size_t len)
+{
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, len, "%s/micbench-%s.XXXXXX", tmp && *tmp ? tmp : def, name);
+	if (mkdtemp(dir))
+		return 0;
+	fprintf(stderr, "micbench %s: %s: %s\n", name, dir, strerror(errno));
+	dir[0] = 0;
+	return -1;
 }

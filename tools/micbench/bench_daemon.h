@@ -30,5 +30,10 @@ int bench_ctl(const struct bench_daemon *b, const char *line);
 
 /* pid of mic0's card OS (the firmware's only child), or -1. */
 pid_t bench_card_os_pid(const struct bench_daemon *b);
+/* The same for the card named card. */
+pid_t bench_card_os_pid_of(const struct bench_daemon *b, const char *card);
+/* A working directory $TMPDIR/micbench-NAME.XXXXXX (def without TMPDIR):
+ * 0, or -1 with the reason printed and dir emptied. */
+int bench_tmpdir(const char *name, const char *def, char *dir, size_t len);
 
 #endif

@@ -140,13 +140,9 @@ int micbench_fs(int argc, char **argv, FILE *out)
 		fprintf(stderr, "micbench fs: needs root (micd, virtiofsd, namespaces)\n");
 		return 1;
 	}
-	const char *tmp = getenv("TMPDIR");
 	char dir[200], share[240], host[240], conf[240], sfile[260], hfile[260];
-	snprintf(dir, sizeof(dir), "%s/micbench-fs.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
-	if (!mkdtemp(dir)) {
-		fprintf(stderr, "micbench fs: %s: %s\n", dir, strerror(errno));
+	if (bench_tmpdir("fs", "/var/tmp", dir, sizeof(dir)) < 0)
 		return 1;
-	}
 	snprintf(share, sizeof(share), "%s/share", dir);
 	snprintf(host, sizeof(host), "%s/host", dir);
 	snprintf(conf, sizeof(conf), "%s/micd.conf", dir);

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/proc.h"
 #include "bench_daemon.h"
 #include "bench_run.h"
 #include "lib/log.h"
@@ -306,17 +307,10 @@ static int rig_up(struct rig *r, int n, int timeout_s)
 		return -1;
 	}
 	r->hostns = open_ns(getpid());
-	const char *tmp = getenv("TMPDIR");
-	snprintf(r->dir, sizeof(r->dir), "%s/micbench-net.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(r->dir)) {
-		r->dir[0] = 0;
+	if (bench_tmpdir("net", "/tmp", r->dir, sizeof(r->dir)) < 0)
 		return -1;
-	}
 	/* bindir for the image tool before micd starts */
-	ssize_t len = readlink("/proc/self/exe", r->b.bindir, sizeof(r->b.bindir) - 1);
-	r->b.bindir[len > 0 ? len : 0] = 0;
-	if (strrchr(r->b.bindir, '/'))
-		*strrchr(r->b.bindir, '/') = 0;
+	proc_exe_dir(r->b.bindir, sizeof(r->b.bindir));
 	char img[128], conf[128], a[32], h[32], line[160];
 	snprintf(img, sizeof(img), "%s/card.img", r->dir);
 	snprintf(conf, sizeof(conf), "%s/micd.conf", r->dir);

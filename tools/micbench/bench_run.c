@@ -144,27 +144,6 @@ int bench_make_image(const struct bench_daemon *b, const char *path, const char 
 	return p > 0 && waitpid(p, &st, 0) == p && WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
 }
 
-pid_t bench_card_os_pid_of(const struct bench_daemon *b, const char *card)
-{
-	char buf[8192], path[64], req[64];
-	snprintf(req, sizeof(req), "status-json %s\n", card);
-	int fd = bench_ctl_send(b, req);
-	if (fd < 0 || bench_ctl_answer(fd, buf, sizeof(buf)) < 0)
-		return -1;
-	const char *p = strstr(buf, "\"firmware_pid\":");
-	if (!p)
-		return -1;
-	int fw = atoi(p + 15);
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", fw, fw);
-	FILE *f = fopen(path, "r");
-	int os = -1;
-	if (!f || fscanf(f, "%d", &os) != 1)
-		os = -1;
-	if (f)
-		fclose(f);
-	return os;
-}
-
 /* True if word is an element of the comma-separated list. */
 static int in_list(const char *list, const char *word)
 {

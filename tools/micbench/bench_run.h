@@ -53,8 +53,6 @@ const char *bench_aim(int met);
  * into path: mic-mkimage --default --add PROG... from the bin directory. */
 int bench_make_image(const struct bench_daemon *b, const char *path, const char *const progs[]);
 
-/* pid of card `card`'s OS (the firmware's only child), or -1. */
-pid_t bench_card_os_pid_of(const struct bench_daemon *b, const char *card);
 
 /*
  * Starts argv inside the card whose OS is `os`: in its cgroups first, then

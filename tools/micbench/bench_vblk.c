@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/proc.h"
 #include "bench_block.h"
 #include "bench_daemon.h"
 #include "bench_run.h"
@@ -57,13 +58,9 @@ int micbench_vblk(int argc, char **argv, FILE *out)
 		fprintf(stderr, "micbench vblk: needs root (micd, namespaces)\n");
 		return 1;
 	}
-	const char *tmp = getenv("TMPDIR");
 	char dir[200], bimg[256], vimg[256], sock[256], conf[256], cimg[256], qcmd[256];
-	snprintf(dir, sizeof(dir), "%s/micbench-vblk.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
-	if (!mkdtemp(dir)) {
-		fprintf(stderr, "micbench vblk: %s: %s\n", dir, strerror(errno));
+	if (bench_tmpdir("vblk", "/var/tmp", dir, sizeof(dir)) < 0)
 		return 1;
-	}
 	snprintf(bimg, sizeof(bimg), "%s/builtin.img", dir);
 	snprintf(vimg, sizeof(vimg), "%s/vhost.img", dir);
 	snprintf(sock, sizeof(sock), "%s/vhost-blk.sock", dir);
@@ -75,10 +72,7 @@ int micbench_vblk(int argc, char **argv, FILE *out)
 	struct bench_series vu = { 0 }, bi = { 0 };
 	const struct bench_fio_job *job = &bench_fio_jobs[0];
 	FILE *cf = NULL;
-	ssize_t n = readlink("/proc/self/exe", b.bindir, sizeof(b.bindir) - 1);
-	b.bindir[n > 0 ? n : 0] = 0;
-	if (strrchr(b.bindir, '/'))
-		*strrchr(b.bindir, '/') = 0;
+	proc_exe_dir(b.bindir, sizeof(b.bindir));
 	static const char *const progs[] = { BENCH_FIO, NULL };
 	if (bench_make_image(&b, cimg, progs) < 0) {
 		fprintf(stderr, "micbench vblk: cannot build a card image with fio\n");
