@@ -48,16 +48,26 @@ static const struct {
 	  6 },
 };
 
+/* A backend in another process (vhost-user: it has a poll hook) moves the
+ * data itself, so micd has nothing of its own to count. */
+static int out_of_process(const struct vdev *vd)
+{
+	return vd->ops->poll != NULL;
+}
+
 /* The i-th counter a device of this type shows, and how many it shows: a
  * backend this file does not know yet shows every counter. */
-static int shown_count(const char *type, const enum vdev_stat **shown)
+static int shown_count(const struct vdev *vd, const enum vdev_stat **shown)
 {
+	const char *type = vd->ops->name;
+	*shown = NULL;
+	if (out_of_process(vd))
+		return 0;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (!strcmp(kinds[i].type, type)) {
 			*shown = kinds[i].shown;
 			return kinds[i].n;
 		}
-	*shown = NULL;
 	return VS__N;
 }
 
@@ -94,10 +104,12 @@ static void num(FILE *out, uint64_t v, const char *none)
 static void device_json(FILE *out, const struct vdev *vd)
 {
 	const enum vdev_stat *shown;
-	int n = shown_count(vd->ops->name, &shown);
+	int n = shown_count(vd, &shown);
 	const char *grp = NULL; /* the group whose object is open */
 	fprintf(out, "{\"type\":");
 	json_str(out, vd->ops->name);
+	if (out_of_process(vd))
+		fprintf(out, ",\"backend\":\"vhost-user\"");
 	for (int i = 0; i < n; i++) {
 		enum vdev_stat k = nth(shown, i);
 		const char *g = names[k].group;
@@ -122,9 +134,11 @@ static void device_json(FILE *out, const struct vdev *vd)
 static void device_text(FILE *out, const struct vdev *vd)
 {
 	const enum vdev_stat *shown;
-	int n = shown_count(vd->ops->name, &shown);
+	int n = shown_count(vd, &shown);
 	const char *grp = NULL;
 	fprintf(out, "  %-9s", vd->ops->name);
+	if (out_of_process(vd))
+		fputs("served by a vhost-user backend, which counts its own traffic", out);
 	for (int i = 0; i < n; i++) {
 		enum vdev_stat k = nth(shown, i);
 		const char *g = names[k].group;

@@ -20,7 +20,13 @@ debugfs -w -R "write $MIC_RUNDIR/hello.txt /hello.txt" "$DISK" >/dev/null 2>&1
 # its TAP mic0 and the addresses below never touch this machine's network.
 # a key for ssh into the card, the demo's own (never ~/.ssh)
 ssh-keygen -q -t ed25519 -N '' -f "$MIC_RUNDIR/id"
-printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\nhost_ip = 10.77.0.1/24\ndisk = %s\nssh_authorized_keys = %s/id.pub\n' "$DISK" "$MIC_RUNDIR" > "$MIC_RUNDIR/micd.conf"
+# a host directory shared with the card through virtiofsd and virtio-fs;
+# virtiofsd runs as the card's root, host uid 2^30 (mic0's id range), which
+# must own it (docs/architecture.md 3.22)
+SHARE=$MIC_RUNDIR/share
+mkdir -p "$SHARE" && echo "a file of the host's, shared" > "$SHARE/from-host.txt"
+chown -R 1073741824:1073741824 "$SHARE" && chmod 0755 "$MIC_RUNDIR"
+printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\nhost_ip = 10.77.0.1/24\ndisk = %s\nssh_authorized_keys = %s/id.pub\nfs = share:%s\n' "$DISK" "$MIC_RUNDIR" "$SHARE" > "$MIC_RUNDIR/micd.conf"
 unshare --net "$BIN/micd" --rundir "$MIC_RUNDIR" --config "$MIC_RUNDIR/micd.conf" > "$MIC_RUNDIR/micd.log" 2>&1 &
 MICD=$!
 hostnet() { nsenter -t "$MICD" -n "$@"; }
@@ -89,6 +95,13 @@ run micctl shutdown mic0
 printf '$ debugfs -R "cat /card.txt" %s\n' "$DISK"
 debugfs -R "cat /card.txt" "$DISK" 2>/dev/null
 run micctl boot mic0
+step "a host directory in the card: virtio-fs, served by virtiofsd through micd's vhost-user front end"
+printf 'mount -t virtiofs share /mnt\ncat /mnt/from-host.txt\necho written-by-the-card > /mnt/from-card.txt\numount /mnt\n' |
+    micctl console mic0 --linger 2 | tr -d '\r'
+printf '$ ls -ln %s   # owned by the card'"'"'s root, an unprivileged host uid\n' "$SHARE"
+ls -ln "$SHARE"
+step "statistics: counted by micd on the data path, never read from the card"
+run micctl stats mic0
 step "the card OS log, read from card memory"
 run micctl log mic0
 step "shutdown, boot, reset, OSPM suspend and resume"

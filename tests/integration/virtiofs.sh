@@ -223,6 +223,8 @@ micctl shutdown mic0 >/dev/null
 # micd stops virtiofsd with the device; virtiofsd's sandboxed child (its
 # own PID namespace) follows its parent a moment later
 kids=$(descendants "$MICD_PID")
+# micd does not move a vhost-user device's data, so it shows no counters of its own for it
+check "stats: the share's traffic is its backend's to count" sh -c "micctl stats mic0 | grep -q '^  fs .*served by a vhost-user backend' && micctl stats mic0 --json | grep -q '\"type\":\"fs\",\"backend\":\"vhost-user\"}'"
 check "virtiofsd runs below micd" [ -n "$(for p in $kids; do grep -l virtiofsd /proc/$p/cmdline 2>/dev/null; done)" ]
 kill -TERM "$MICD_PID"; wait "$MICD_PID" 2>/dev/null; MICD_PID=
 all_gone() {
