@@ -22,8 +22,15 @@ fi
 
 rm -rf "$DIR"
 mkdir -p "$DIR/dl" "$DIR/x" "$DIR/initrd/bin" "$DIR/initrd/mod"
-(cd "$DIR/dl" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') >&2
-deb=$(ls "$DIR"/dl/*.deb)
+fetch() { (cd "$DIR/dl" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') >&2; }
+fetch
+if ! ls "$DIR"/dl/*.deb >/dev/null 2>&1; then
+    # lists older than the mirror: that version is gone from it
+    apt-get update -qq >/dev/null
+    pkg=$(deps_of)
+    fetch
+fi
+deb=$(ls "$DIR"/dl/*.deb) || { echo "mkvm: cannot download $pkg" >&2; exit 1; }
 dpkg-deb -c "$deb" | awk '{print $6}' > "$DIR/list"
 ko_path() { # module name (dashes and underscores alike) -> path in the package
     grep -E "/$(echo "$1" | sed 's/[-_]/[-_]/g')\.ko(\.xz|\.zst|\.gz)?\$" "$DIR/list" | head -1
