@@ -155,29 +155,23 @@ int micbench_block(int argc, char **argv, FILE *out)
 	int rc = 1;
 	struct bench_daemon b = { .pid = -1 };
 	struct bench_series card[NJOBS] = { 0 }, host[NJOBS] = { 0 };
-	FILE *cf = NULL;
 	proc_exe_dir(b.bindir, sizeof(b.bindir));
 	static const char *const progs[] = { BENCH_FIO, NULL };
 	if (bench_make_image(&b, cimg, progs) < 0) {
 		fprintf(stderr, "micbench block: cannot build a card image with fio\n");
 		goto out;
 	}
-	if (bench_data_file(img, DISK_MIB) < 0 || bench_data_file(base, DISK_MIB) < 0 ||
-	    !(cf = fopen(conf, "w"))) {
+	if (bench_data_file(img, DISK_MIB) < 0 || bench_data_file(base, DISK_MIB) < 0) {
 		fprintf(stderr, "micbench block: cannot make files in %s: %s\n", dir, strerror(errno));
 		goto out;
 	}
 	/* fio and its libraries (about 90 MB, in the image and unpacked in
 	 * the card's tmpfs root) need a larger card than the default */
-	fprintf(cf, "[mic0]\nimage = %s\naperture_mb = 1024\ndisk = %s\nnet = 0\n", cimg, img);
-	if (fclose(cf)) {
-		fprintf(stderr, "micbench block: %s: %s\n", conf, strerror(errno));
+	char text[700];
+	snprintf(text, sizeof(text), "[mic0]\nimage = %s\naperture_mb = 1024\ndisk = %s\nnet = 0\n",
+		 cimg, img);
+	if (bench_boot_config(&b, "block", conf, text, 1) < 0)
 		goto out;
-	}
-	if (bench_daemon_start_config(&b, conf, 1) < 0 || bench_ctl(&b, "boot mic0 wait\n") < 0) {
-		fprintf(stderr, "micbench block: cannot start micd and boot mic0\n");
-		goto out;
-	}
 	pid_t os = bench_card_os_pid(&b);
 	if (os <= 0 || bench_wait_vda(os) < 0) {
 		fprintf(stderr, "micbench block: the card has no /dev/vda\n");

@@ -152,6 +152,29 @@ pid_t bench_card_os_pid(const struct bench_daemon *b)
 	return bench_card_os_pid_of(b, "mic0");
 }
 
+int bench_boot_config(struct bench_daemon *b, const char *name, const char *conf,
+		      const char *text, int ncards)
+{
+	FILE *f = fopen(conf, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f)) {
+		fprintf(stderr, "micbench %s: %s: %s\n", name, conf, strerror(errno));
+		return -1;
+	}
+	if (bench_daemon_start_config(b, conf, ncards) < 0) {
+		fprintf(stderr, "micbench %s: cannot start micd\n", name);
+		return -1;
+	}
+	for (int i = 0; i < ncards; i++) {
+		char req[32];
+		snprintf(req, sizeof(req), "boot mic%d wait\n", i);
+		if (bench_ctl(b, req) < 0) {
+			fprintf(stderr, "micbench %s: cannot boot mic%d\n", name, i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* $TMPDIR/micbench-NAME.XXXXXX, made 0700 (def when TMPDIR is unset). */
 int bench_tmpdir(const char *name, const char *def, char *dir, size_t len)
 {

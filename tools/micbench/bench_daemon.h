@@ -35,5 +35,10 @@ pid_t bench_card_os_pid_of(const struct bench_daemon *b, const char *card);
 /* A working directory $TMPDIR/micbench-NAME.XXXXXX (def without TMPDIR):
  * 0, or -1 with the reason printed and dir emptied. */
 int bench_tmpdir(const char *name, const char *def, char *dir, size_t len);
+/* Writes config text to the file conf, starts micd with it and boots
+ * mic0..mic<ncards-1>, waiting until each is online: 0, or -1 with the
+ * reason printed as "micbench NAME: ...". */
+int bench_boot_config(struct bench_daemon *b, const char *name, const char *conf,
+		      const char *text, int ncards);
 
 #endif

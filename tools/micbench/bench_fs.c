@@ -151,25 +151,19 @@ int micbench_fs(int argc, char **argv, FILE *out)
 	int rc = 1;
 	struct bench_daemon b = { .pid = -1 };
 	struct fs_result card = { 0 }, base = { 0 };
-	FILE *cf = NULL;
 	/* virtiofsd is the card's root, host uid CARD_ROOT (named here, not
 	 * left to micd's default): it reaches the share through dir and owns
 	 * it (docs/architecture.md 3.22). */
 	if (chmod(dir, 0711) < 0 || mkdir(share, 0755) < 0 ||
-	    chown(share, CARD_ROOT, CARD_ROOT) < 0 || mkdir(host, 0755) < 0 ||
-	    !(cf = fopen(conf, "w"))) {
+	    chown(share, CARD_ROOT, CARD_ROOT) < 0 || mkdir(host, 0755) < 0) {
 		fprintf(stderr, "micbench fs: cannot make %s: %s\n", dir, strerror(errno));
 		goto out;
 	}
-	fprintf(cf, "[mic0]\nfs = bench:%s\nidmap_base = %u\nnet = 0\n", share, CARD_ROOT);
-	if (fclose(cf)) {
-		fprintf(stderr, "micbench fs: %s: %s\n", conf, strerror(errno));
+	char text[400];
+	snprintf(text, sizeof(text), "[mic0]\nfs = bench:%s\nidmap_base = %u\nnet = 0\n", share,
+		 CARD_ROOT);
+	if (bench_boot_config(&b, "fs", conf, text, 1) < 0)
 		goto out;
-	}
-	if (bench_daemon_start_config(&b, conf, 1) < 0 || bench_ctl(&b, "boot mic0 wait\n") < 0) {
-		fprintf(stderr, "micbench fs: cannot start micd and boot mic0\n");
-		goto out;
-	}
 	pid_t os = bench_card_os_pid(&b);
 	char *const mnt[] = { "sh", "-lc", "mount -t virtiofs bench /mnt", NULL };
 	if (os <= 0 || run_bb(os, mnt) < 0) {
