@@ -231,10 +231,8 @@ static int read_full(struct vhu_conn *c, void *buf, size_t len)
 }
 
 /* Receives the reply to req: the header must name req, carry the reply
- * flag and version 1, and a payload of exactly want bytes (or, when
- * want_max is set, at most want_max; *got then says how many). */
-static int recv_reply(struct vhu_conn *c, uint32_t req, void *payload, uint32_t want,
-		      uint32_t want_max, uint32_t *got)
+ * flag and version 1, and a payload of exactly want bytes. */
+static int recv_reply(struct vhu_conn *c, uint32_t req, void *payload, uint32_t want)
 {
 	struct hdr h;
 	int rc = read_full(c, &h, sizeof(h));
@@ -245,13 +243,11 @@ static int recv_reply(struct vhu_conn *c, uint32_t req, void *payload, uint32_t 
 	if (h.request != req || (h.flags & FLAG_VERSION_MASK) != FLAG_VERSION || !(h.flags & FLAG_REPLY))
 		return fail(c, -EPROTO, "%s: reply to request %u, flags %#x", req_name(req), h.request,
 			    h.flags);
-	if (want_max ? (h.size < want || h.size > want_max) : h.size != want)
+	if (h.size != want)
 		return fail(c, -EPROTO, "%s: reply of %u bytes", req_name(req), h.size);
 	rc = read_full(c, payload, h.size);
 	if (rc)
 		return fail(c, rc, "%s: reply cut short", req_name(req));
-	if (got)
-		*got = h.size;
 	return 0;
 }
 
@@ -267,7 +263,7 @@ static int call_noreply(struct vhu_conn *c, uint32_t req, const void *payload, u
 	if (rc || !ack)
 		return rc;
 	uint64_t status;
-	rc = recv_reply(c, req, &status, sizeof(status), 0, NULL);
+	rc = recv_reply(c, req, &status, sizeof(status));
 	if (rc)
 		return rc;
 	if (status)
@@ -281,7 +277,7 @@ static int call_u64(struct vhu_conn *c, uint32_t req, uint64_t *out)
 	if (dead(c))
 		return -EPIPE;
 	int rc = send_msg(c, req, 0, NULL, 0, NULL, 0);
-	return rc ? rc : recv_reply(c, req, out, sizeof(*out), 0, NULL);
+	return rc ? rc : recv_reply(c, req, out, sizeof(*out));
 }
 
 int vhu_connect(const char *path, int timeout_ms, struct vhu_conn **out)
@@ -386,7 +382,7 @@ int vhu_get_config(struct vhu_conn *c, void *buf, size_t len)
 	uint32_t hsz = (uint32_t)offsetof(struct config_msg, data);
 	int rc = send_msg(c, REQ_GET_CONFIG, 0, &m, hsz + (uint32_t)len, NULL, 0);
 	if (!rc)
-		rc = recv_reply(c, REQ_GET_CONFIG, &m, hsz + (uint32_t)len, 0, NULL);
+		rc = recv_reply(c, REQ_GET_CONFIG, &m, hsz + (uint32_t)len);
 	if (rc)
 		return rc;
 	if (m.offset != 0 || m.size != len)
@@ -456,7 +452,7 @@ int vhu_stop_vring(struct vhu_conn *c, unsigned i, uint32_t *base)
 	if (!rc)
 		rc = send_msg(c, REQ_GET_VRING_BASE, 0, &s, sizeof(s), NULL, 0);
 	if (!rc)
-		rc = recv_reply(c, REQ_GET_VRING_BASE, &s, sizeof(s), 0, NULL);
+		rc = recv_reply(c, REQ_GET_VRING_BASE, &s, sizeof(s));
 	if (rc)
 		return rc;
 	if (s.index != i)

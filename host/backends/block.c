@@ -206,9 +206,8 @@ static void batch_io(struct block *b)
 			done[i] = 1;
 		} else if (res >= 0) {
 			/* short: the rest by pread (0 bytes is an error there) */
-			r->buf += res, r->off += (uint64_t)res, r->len -= (uint32_t)res;
-			done[i] = file_io(b, 0, r->buf, r->len, r->off) ? -1 : 1;
-			r->buf -= res, r->off -= (uint64_t)res, r->len += (uint32_t)res;
+			done[i] = file_io(b, 0, r->buf + res, r->len - (uint32_t)res,
+					  r->off + (uint64_t)res) ? -1 : 1;
 		} else if (res != -EAGAIN && res != -EINTR) {
 			errno = -res;
 			io_error(b, "read", r->off);

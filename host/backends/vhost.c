@@ -53,7 +53,6 @@ struct vhost_type {
 	uint64_t dev_features; /* device bits passed through to the card */
 	uint8_t config_len;    /* config bytes read from the backend and published */
 	unsigned (*nvq)(const uint8_t *config);
-	int own_config; /* config space from micd, not GET_CONFIG */
 };
 
 static unsigned one_queue(const uint8_t *config)
@@ -79,7 +78,6 @@ static const struct vhost_type type_fs = {
 	.dev_features = 0,
 	.config_len = sizeof(struct virtio_fs_config),
 	.nvq = fs_queues,
-	.own_config = 1,
 };
 
 /* The features and config fields the card's block driver knows (up to
