@@ -302,6 +302,12 @@ static void drop_conn(struct vhost *h, const char *why)
 	vhu_close(h->conn);
 	h->conn = NULL;
 	h->started = 0;
+	/* A backend micd started that failed a call may be wedged (a card can
+	 * make virtiofsd hang on a FUSE request) and still maps the card's
+	 * memory with the old rings: it is killed, and supervise starts a
+	 * fresh one with the usual backoff. */
+	if (h->child_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, h->child_pidfd, SIGKILL, NULL, 0);
 	h->backoff_ms = RECONNECT_MIN_MS;
 	h->next_try_ms = now_ms() + h->backoff_ms;
 }
