@@ -26,6 +26,17 @@ static int is_broken(struct vdev *vd)
 	return 1;
 }
 
+/* Run by the transport right before it zeroes the rings (every cause,
+ * always under vd->lock), and for a reset the card asked for, before it
+ * acknowledges it: the backend in another process lets go of them first,
+ * so nothing of its lands in the rings or the card's buffers after the
+ * card was told they are its own again. */
+static void quiesce_hook(void *ctx)
+{
+	struct vdev *vd = ctx;
+	vd->ops->quiesce(vd);
+}
+
 const char *vdev_state_name(enum vdev_state s)
 {
 	static const char *const names[] = { [VDEV_WAITING] = "waiting", [VDEV_READY] = "ready",
@@ -54,8 +65,6 @@ static void publish_state(struct vdev *vd)
  * up.  False if the device is broken. */
 static bool take_events(struct vdev *vd)
 {
-	if (vd->ops->quiesce && mic_vop_host_dev_reset_pending(vd->dev))
-		vd->ops->quiesce(vd);
 	int ev = mic_vop_host_dev_poll(vd->dev);
 	/* Before the broken check: the backend must drop what it held from
 	 * before the reset even when the card broke the device right after. */
@@ -150,6 +159,8 @@ int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *vi
 	int rc = vd->stop_fd < 0 ? -errno : mic_vop_host_add_device(vop, t, &vd->dev);
 	if (!rc) {
 		mic_vop_host_dev_set_copy(vd->dev, vdev_dma_copy, vd);
+		if (vd->ops->quiesce)
+			mic_vop_host_dev_set_reset_hook(vd->dev, quiesce_hook, vd);
 		rc = -pthread_create(&vd->thread, NULL, vdev_thread, vd);
 	}
 	if (rc) {

@@ -42,6 +42,7 @@
 #define TAG_CHILD (UINT64_MAX - 1)  /* the backend micd started */
 #define START_WAIT_MS 5000          /* a backend micd started has this long to listen */
 #define HEALTHY_MS 30000            /* ran this long: the next restart is quick again */
+#define KILL_WAIT_MS 2000           /* a killed backend is gone within this */
 
 /* What micd must know of a device type to put it in the device page: the
  * rest is the backend's business.  virtio-fs plugs in as a row with
@@ -306,8 +307,16 @@ static void drop_conn(struct vhost *h, const char *why)
 	 * make virtiofsd hang on a FUSE request) and still maps the card's
 	 * memory with the old rings: it is killed, and supervise starts a
 	 * fresh one with the usual backoff. */
-	if (h->child_pidfd >= 0)
+	if (h->child_pidfd >= 0) {
 		syscall(SYS_pidfd_send_signal, h->child_pidfd, SIGKILL, NULL, 0);
+		/* Gone before the caller zeroes the rings: a dying process
+		 * can still finish a store or a read into the card's memory.
+		 * Not reaped here (child_exited does, with its backoff). */
+		struct pollfd p = { .fd = h->child_pidfd, .events = POLLIN };
+		if (poll(&p, 1, KILL_WAIT_MS) <= 0)
+			log_err("%s: %s: vhost-user backend still not dead %d ms after SIGKILL",
+				h->vd.card, h->type->name, KILL_WAIT_MS);
+	}
 	h->backoff_ms = RECONNECT_MIN_MS;
 	h->next_try_ms = now_ms() + h->backoff_ms;
 }
@@ -317,28 +326,86 @@ static uint16_t avail_idx(const struct mic_vop_vring_info *r)
 	return __atomic_load_n((const uint16_t *)((const uint8_t *)r->avail + 2), __ATOMIC_ACQUIRE);
 }
 
-/* GET_VRING_BASE on every ring: the backend has let go of them when this
- * returns (or is gone). */
+static uint16_t used_idx(const struct mic_vop_vring_info *r)
+{
+	return __atomic_load_n((const uint16_t *)((const uint8_t *)r->used + 2), __ATOMIC_ACQUIRE);
+}
+
+/* Waits until the backend has put back in the used rings every request it
+ * took (base[i], from GET_VRING_BASE).  A stopped ring is not an idle
+ * one: libvhost-user (qemu-storage-daemon, virtiofsd) answers
+ * GET_VRING_BASE at once and lets the requests it runs finish, writing
+ * their data and used entries afterwards.  Returns the number waited
+ * for, or -1 with *ring the ring still not done after VHU_TIMEOUT_MS. */
+static int drain_rings(struct vhost *h, const uint32_t *base, unsigned *ring)
+{
+	uint64_t until = now_ms() + VHU_TIMEOUT_MS;
+	int waited = -1;
+	for (;;) {
+		unsigned pending = 0;
+		for (unsigned i = 0; i < h->nvq; i++) {
+			struct mic_vop_vring_info r;
+			if (mic_vop_host_dev_vring(h->vd.dev, i, &r))
+				continue;
+			uint16_t n = (uint16_t)((uint16_t)base[i] - used_idx(&r));
+			if (n) {
+				pending += n;
+				*ring = i;
+			}
+		}
+		if (waited < 0)
+			waited = (int)pending;
+		if (!pending)
+			return waited;
+		if (now_ms() >= until)
+			return -1;
+		usleep(1000);
+	}
+}
+
+/* GET_VRING_BASE on every ring, then the requests the backend still runs
+ * drained: the backend has let go of the rings and of the card's buffers
+ * when this returns, or the connection is dropped (a backend micd started
+ * is killed, and gone).  A user's backend that does not drain in time may
+ * still write what it runs: micd cannot stop it (docs/architecture.md
+ * 3.21). */
 static void vhost_quiesce(struct vdev *vd)
 {
 	struct vhost *h = vd->priv;
 	if (!h->started)
 		return;
 	h->started = 0;
+	uint32_t base[MIC_MAX_VRINGS];
 	for (unsigned i = 0; i < h->nvq && h->conn; i++) {
-		uint32_t base;
 		struct mic_vop_vring_info r;
-		int rc = vhu_stop_vring(h->conn, i, &base);
+		int rc = vhu_stop_vring(h->conn, i, &base[i]);
 		if (rc) {
 			drop_conn(h, vhu_error(h->conn)[0] ? vhu_error(h->conn) : strerror(-rc));
 		} else if (!mic_vop_host_dev_vring(vd->dev, i, &r) &&
-			   !vhu_base_ok(base, avail_idx(&r), r.num)) {
+			   !vhu_base_ok(base[i], avail_idx(&r), r.num)) {
 			char why[96];
 			snprintf(why, sizeof(why), "ring %u stopped at %" PRIu32 ", avail index %u", i,
-				 base, avail_idx(&r));
+				 base[i], avail_idx(&r));
 			drop_conn(h, why);
 		}
 	}
+	if (!h->conn)
+		return;
+	unsigned ring = 0;
+	int n = drain_rings(h, base, &ring);
+	if (n < 0) {
+		char why[128];
+		snprintf(why, sizeof(why), "ring %u: requests still running %d ms after GET_VRING_BASE",
+			 ring, VHU_TIMEOUT_MS);
+		bool ours = h->child_pidfd >= 0;
+		drop_conn(h, why);
+		if (!ours)
+			log_err("%s: %s: the backend (not micd's) may still write the card's memory",
+				vd->card, h->type->name);
+		return;
+	}
+	log_info("%s: %s: rings taken back from vhost-user backend (%d request(s) finished first)",
+		 vd->card, h->type->name, n);
 }
 
 static int start_rings(struct vhost *h)

@@ -16,7 +16,8 @@
  * nonblock (O_NONBLOCK cleared on every fd it holds, then its doorbells and
  * DMA kicks flooded: see nonblock_flood), blkpage (a read of its disk
  * aimed at the device page in host memory: see blk_into_page), fsraw
- * (FUSE requests of its own into its virtio-fs queue: see fs_raw).
+ * (FUSE requests of its own into its virtio-fs queue: see fs_raw),
+ * blkreset (its disk reset with reads in flight: see blk_reset_race).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -323,6 +324,68 @@ static void fs_raw(struct mic_hw_view *v, struct mic_vop_card *vc, struct mic_vo
 	fprintf(stderr, "mic-hostile-card: fs request of 8 bytes sent\n");
 }
 
+/*
+ * blkreset: four reads of its disk in flight (the test's backend is
+ * throttled, so they stay there for a while), then a reset of the device.
+ * Once the host acknowledged the reset, the rings and the reads' buffers
+ * are the card's own again (a driver frees them, 3.21): the card marks
+ * them and watches them for 3 s.  Says what happened in one line.
+ */
+static void blk_reset_race(struct mic_hw_view *v, struct mic_vop_card *vc, struct mic_vop_cma *cma)
+{
+	enum { N = 4, DATA = 65536, SLOT = DATA + 4096 };
+	struct mic_vop_cdev *d = mic_vop_card_find(vc, VIRTIO_ID_BLOCK, 0);
+	struct mic_vop_vq *q;
+	uint64_t f, mem;
+	if (!d || mic_vop_cdev_negotiate(d, MIC_VOP_CARD_TRANSPORT_FEATURES, &f) ||
+	    mic_vop_cdev_setup_vq(d, 0, 0, &q) || mic_vop_cdev_driver_ok(d) ||
+	    mic_vop_cma_alloc(cma, N * SLOT, &mem)) {
+		fprintf(stderr, "mic-hostile-card: no disk to reset\n");
+		return;
+	}
+	usleep(100000); /* let the host see DRIVER_OK first */
+	struct vring *vr = mic_vop_vq_vring(q);
+	struct vring_used *used = vr->used; /* the same memory after the reset */
+	uint8_t *m = mic_cardmem(v, mem, N * SLOT);
+	for (uint16_t i = 0; i < N; i++) {
+		uint64_t hdr = mem + (uint64_t)i * SLOT, data = hdr + 4096;
+		struct virtio_blk_outhdr *h = (void *)(m + (size_t)i * SLOT);
+		*h = (struct virtio_blk_outhdr){ .type = VIRTIO_BLK_T_IN, .sector = i * (DATA / 512) };
+		memset(m + (size_t)i * SLOT + 4096, 0xaa, DATA);
+		vr->desc[3 * i] = (struct vring_desc){ hdr, sizeof(*h), VRING_DESC_F_NEXT, 3 * i + 1 };
+		vr->desc[3 * i + 1] = (struct vring_desc){ data, DATA, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE,
+							   3 * i + 2 };
+		vr->desc[3 * i + 2] = (struct vring_desc){ hdr + 32, 1, VRING_DESC_F_WRITE, 0 };
+		publish(vr, 3 * i);
+	}
+	mic_vop_vq_notify(q);
+	usleep(50000);
+	uint16_t answered = __atomic_load_n(&used->idx, __ATOMIC_ACQUIRE);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = mic_vop_cdev_reset(d, 5000);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	for (int i = 0; i < N; i++) {
+		memset(m + (size_t)i * SLOT + 4096, 0x5a, DATA);
+		m[(size_t)i * SLOT + 32] = 0x77;
+	}
+	uint16_t idx0 = __atomic_load_n(&used->idx, __ATOMIC_ACQUIRE);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	sleep(3);
+	size_t written = 0;
+	for (int i = 0; i < N; i++) {
+		const uint8_t *p = m + (size_t)i * SLOT;
+		written += p[32] != 0x77;
+		for (int k = 0; k < DATA; k++)
+			written += p[4096 + k] != 0x5a;
+	}
+	fprintf(stderr, "mic-hostile-card: blkreset: %u of %d read(s) answered before the reset, "
+		"reset acknowledged after %ld ms (%d); after it: %zu byte(s) of the buffers written, "
+		"used index %u -> %u\n", answered, N, ms, rc, written, idx0,
+		__atomic_load_n(&used->idx, __ATOMIC_ACQUIRE));
+}
+
 int main(void)
 {
 	struct mic_hw_view v;
@@ -384,6 +447,8 @@ int main(void)
 		uart_flood();
 	} else if (!strcmp(mode, "blkpage")) {
 		blk_into_page(&v, vc, cma);
+	} else if (!strcmp(mode, "blkreset")) {
+		blk_reset_race(&v, vc, cma);
 	} else if (!strcmp(mode, "fsraw")) {
 		fs_raw(&v, vc, cma);
 	}

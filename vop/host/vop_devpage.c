@@ -337,6 +337,23 @@ void mic_vop_host_dev_set_copy(struct mic_vop_host_dev *d, mic_vop_copy_fn fn, v
 	d->copy_ctx = ctx;
 }
 
+void mic_vop_host_dev_set_reset_hook(struct mic_vop_host_dev *d, void (*fn)(void *ctx), void *ctx)
+{
+	d->before_reset = fn;
+	d->reset_ctx = ctx;
+}
+
+int mic_vop_host_dev_set_features(struct mic_vop_host_dev *d, uint64_t features)
+{
+	if (!d->live)
+		return -EINVAL;
+	uint64_t transport_mask = ((1ull << (VIRTIO_TRANSPORT_F_END - VIRTIO_TRANSPORT_F_START)) - 1)
+				  << VIRTIO_TRANSPORT_F_START;
+	d->host_features = (features & ~transport_mask) | (features & MIC_VOP_TRANSPORT_FEATURES);
+	shm_features_put(blk(d) + mic_dp_host_feat_off(d->num_vq), d->feature_len, d->host_features);
+	return 0;
+}
+
 void mic_vop_host_dev_set_max_chain(struct mic_vop_host_dev *d, uint32_t bytes)
 {
 	d->max_chain = bytes;
@@ -435,6 +452,9 @@ static void try_latch(struct mic_vop_host_dev *d)
 
 static void reset_state(struct mic_vop_host_dev *d)
 {
+	/* Whoever else reads or writes the rings lets go of them first. */
+	if (d->before_reset)
+		d->before_reset(d->reset_ctx);
 	for (unsigned i = 0; i < d->num_vq; i++) {
 		struct hvq *q = &d->vq[i];
 		memset(q->ring, 0, q->pool_pages * PAGE);

@@ -155,6 +155,15 @@ int mic_vop_host_dev_config_change(struct mic_vop_host_dev *d, const void *cfg, 
 				   int timeout_ms);
 int mic_vop_host_dev_config_wait(struct mic_vop_host_dev *d, int timeout_ms);
 void mic_vop_host_dev_set_copy(struct mic_vop_host_dev *d, mic_vop_copy_fn fn, void *ctx);
+/* fn(ctx) runs right before the device's rings are zeroed, whatever the
+ * cause (a reset the card asked for, before its acknowledgement; a host
+ * reset; a card reset), so that a backend in another process stops using
+ * them first.  Runs in the caller of dev_poll / dev_reset / host_reset. */
+void mic_vop_host_dev_set_reset_hook(struct mic_vop_host_dev *d, void (*fn)(void *ctx), void *ctx);
+/* Replaces the features offered to the card (a backend that was absent
+ * when the device was added, 3.21): the card sees them at its next
+ * negotiation, i.e. after a reset.  -EINVAL if the device was removed. */
+int mic_vop_host_dev_set_features(struct mic_vop_host_dev *d, uint64_t features);
 void mic_vop_host_dev_set_max_chain(struct mic_vop_host_dev *d, uint32_t bytes);
 
 /* For a device served out of process (vhost-user, host/backends/vhost.c),

@@ -45,6 +45,8 @@ struct mic_vop_host_dev {
 	uint32_t max_chain;
 	mic_vop_copy_fn copy;
 	void *copy_ctx;
+	void (*before_reset)(void *ctx); /* mic_vop_host_dev_set_reset_hook */
+	void *reset_ctx;
 	bool broken;
 	char reason[MIC_VOP_REASON_MAX];
 };
