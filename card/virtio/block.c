@@ -361,7 +361,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	struct stat st;
 	file_attr(v, &st);
-	fuse_reply_attr(req, &st, 86400); /* the size never changes */
+	/* The size changes only when the device is recovered, which
+	 * invalidates this (vblk_config_changed). */
+	fuse_reply_attr(req, &st, 86400);
 }
 
 /* A disk keeps its size, owner and mode, as a block device does: truncation
@@ -782,9 +784,25 @@ static void vblk_config_changed(struct cos_vdev *vd)
 		return;
 	uint64_t f = 0;
 	int rc = cos_vdev_recover(vd, VBLK_FEATURES, &f, &v->vq, 1);
+	uint64_t cap = 0;
+	if (!rc)
+		rc = mic_vop_cdev_read_config(vd->cdev, 0, &cap, sizeof(cap));
 	if (rc) {
 		cardlog(&v->os->log, "virtio-block: device reset failed: %s", strerror(-rc));
 		return;
+	}
+	/* A backend that was not there when the card booted offered nothing
+	 * yet (0 sectors): its size and features come now (3.21). */
+	v->ro = !!(f & (1ull << VIRTIO_BLK_F_RO));
+	v->can_flush = !!(f & (1ull << VIRTIO_BLK_F_FLUSH));
+	if (le64toh(cap) != v->capacity) {
+		v->capacity = le64toh(cap);
+		/* Attributes only (offset < 0): no page lock, so no wait on a
+		 * request of ours in flight. */
+		fuse_lowlevel_notify_inval_inode(v->se, FUSE_ROOT_ID, -1, 0);
+		cardlog(&v->os->log, "virtio-block: " DEV_NODE " now %llu sectors%s (features %#llx)",
+			(unsigned long long)v->capacity, v->ro ? ", read-only" : "",
+			(unsigned long long)f);
 	}
 	bool idle[NSLOT] = { false };
 	for (int k = 0; k < v->nfree; k++)

@@ -102,6 +102,9 @@ struct vhost {
 	int kick[MIC_MAX_VRINGS], call[MIC_MAX_VRINGS];
 	int started;             /* rings handed to the backend */
 	uint64_t offered;        /* what the card was offered */
+	/* A user's backend absent when micd started: the card was offered
+	 * VERSION_1 and 0 sectors until it connects (first_contact). */
+	int absent;
 	uint8_t config[VHU_MAX_CONFIG]; /* config space as published */
 	char gone[128];          /* why the backend is gone, "" if it is not */
 	uint64_t next_try_ms;
@@ -511,6 +514,26 @@ static void socket_event(struct vhost *h)
 							    "unexpected message from the backend");
 }
 
+/* The first connection to a backend that was absent when micd started:
+ * its config space and features replace the placeholders in the device
+ * page, which the card takes at its next negotiation (the reset the config
+ * change below asks for). */
+static int first_contact(struct vhost *h)
+{
+	int rc = vhu_get_config(h->conn, h->config, h->type->config_len);
+	if (rc) {
+		drop_conn(h, rc == -ENOTSUP ? "backend has no GET_CONFIG" :
+			     vhu_error(h->conn)[0] ? vhu_error(h->conn) : strerror(-rc));
+		return rc;
+	}
+	h->offered = vhu_features(h->conn) & (h->type->dev_features | MIC_VOP_TRANSPORT_FEATURES);
+	mic_vop_host_dev_set_features(h->vd.dev, h->offered);
+	h->absent = 0;
+	log_info("%s: %s: vhost-user backend %s is there (features %#" PRIx64 ")", h->vd.card,
+		 h->type->name, h->path, h->offered);
+	return 0;
+}
+
 static void vhost_poll(struct vdev *vd)
 {
 	struct vhost *h = vd->priv;
@@ -545,6 +568,8 @@ static void vhost_poll(struct vdev *vd)
 			return;
 		char why[128];
 		if (connect_backend(h, VHU_TIMEOUT_MS / 2, why, sizeof(why)) == 0) {
+			if (h->absent && first_contact(h))
+				return;
 			log_info("%s: %s: vhost-user backend %s is back; the device works again once "
 				 "the card resets it", vd->card, h->type->name, h->path);
 			/* NEEDS_RESET is set; a config change is how a virtio
@@ -635,8 +660,24 @@ static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const
 		       (rc == -ENOENT || rc == -ECONNREFUSED) && now_ms() < until)
 			usleep(20000);
 	}
+	/* A backend the user starts may come later (3.21): the device waits
+	 * for it, broken with the reason, and is offered to the card with
+	 * VERSION_1 alone and a zero config (0 sectors) until then.  Only
+	 * where the config comes from the backend; a backend micd starts
+	 * must listen within START_WAIT_MS. */
+	if (rc && !h->cmd[0] && !own_config && h->vd.fd >= 0 && rc != -ENAMETOOLONG) {
+		snprintf(h->gone, sizeof(h->gone), "vhost-user backend %s %s: %s",
+			 rc == -ENOENT || rc == -ECONNREFUSED ? "not listening at" : "failed at", path, why);
+		log_err("%s: %s: %s; waiting for it", card, h->type->name, h->gone);
+		h->absent = 1;
+		h->backoff_ms = RECONNECT_MIN_MS;
+		h->next_try_ms = now_ms() + h->backoff_ms;
+		rc = 0;
+	}
 	uint8_t *config = h->config;
-	if (!rc && own_config)
+	if (h->absent)
+		; /* zeroes, from calloc */
+	else if (!rc && own_config)
 		memcpy(config, own_config, h->type->config_len);
 	else if (!rc && (rc = vhu_get_config(h->conn, config, h->type->config_len)))
 		snprintf(why, sizeof(why), "config space: %s",
@@ -644,7 +685,7 @@ static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const
 			 vhu_error(h->conn)[0] ? vhu_error(h->conn) : strerror(-rc));
 	if (!rc) {
 		h->nvq = h->type->nvq(config);
-		if (h->nvq == 0 || h->nvq > MIC_MAX_VRINGS || h->nvq > vhu_queue_num(h->conn))
+		if (h->nvq == 0 || h->nvq > MIC_MAX_VRINGS || (h->conn && h->nvq > vhu_queue_num(h->conn)))
 			snprintf(why, sizeof(why), "%u queues (at most %u)", h->nvq,
 				 MIC_MAX_VRINGS < vhu_queue_num(h->conn) ? MIC_MAX_VRINGS :
 									 vhu_queue_num(h->conn)),
@@ -663,12 +704,12 @@ static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const
 		vhost_destroy(&h->vd);
 		return rc;
 	}
-	uint64_t f = vhu_features(h->conn);
-	h->offered = f & (h->type->dev_features | MIC_VOP_TRANSPORT_FEATURES);
+	h->offered = h->absent ? 0 : vhu_features(h->conn) & (h->type->dev_features |
+							     MIC_VOP_TRANSPORT_FEATURES);
 	struct mic_vop_dev_template t = {
 		.type = h->type->virtio_id,
 		.num_vq = (uint8_t)h->nvq,
-		.features = h->offered,
+		.features = h->absent ? 1ull << VIRTIO_F_VERSION_1 : h->offered,
 		.config_len = h->type->config_len,
 		.config = config,
 	};
@@ -681,8 +722,9 @@ static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const
 		vhost_destroy(&h->vd);
 		return rc;
 	}
-	log_info("%s: %s served by vhost-user backend %s (features %#" PRIx64 ", %u queue%s)", card,
-		 h->type->name, path, h->offered, h->nvq, h->nvq == 1 ? "" : "s");
+	if (!h->absent)
+		log_info("%s: %s served by vhost-user backend %s (features %#" PRIx64 ", %u queue%s)",
+			 card, h->type->name, path, h->offered, h->nvq, h->nvq == 1 ? "" : "s");
 	*out = &h->vd;
 	return 0;
 }

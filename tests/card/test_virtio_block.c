@@ -182,6 +182,15 @@ int fuse_reply_attr(fuse_req_t req, const struct stat *attr, double timeout)
 	return 0;
 }
 
+int fuse_lowlevel_notify_inval_inode(struct fuse_session *se, fuse_ino_t ino, off_t off, off_t len)
+{
+	(void)se;
+	(void)ino;
+	(void)off;
+	(void)len;
+	return 0;
+}
+
 int fuse_reply_open(fuse_req_t req, const struct fuse_file_info *fi)
 {
 	(void)fi;
