@@ -186,6 +186,11 @@ void cos_vop_stop(struct cos *c)
 	c->vop = NULL;
 }
 
+/* How long a driver waits for the host to acknowledge a device reset: a
+ * vhost-user device's host first stops its backend and lets the requests
+ * it runs finish (up to 1 s for each, docs/architecture.md 3.21). */
+#define COS_RESET_WAIT_MS 3000
+
 struct cos_vdev_mem {
 	uint64_t addr, size;
 };
@@ -236,7 +241,7 @@ int cos_vdev_release(struct cos_vdev *vd)
 		mbus_free_irq(&vd->mdev, vd->line);
 		vd->line_fd = -1;
 	}
-	int rc = mic_vop_cdev_reset(vd->cdev, 1000);
+	int rc = mic_vop_cdev_reset(vd->cdev, COS_RESET_WAIT_MS);
 	if (rc) {
 		cardlog(&vd->os->log, "%s: host did not acknowledge the reset: %u buffer(s) left to it",
 			vd->mdev.name, vd->nmem);
@@ -251,7 +256,7 @@ int cos_vdev_release(struct cos_vdev *vd)
 int cos_vdev_recover(struct cos_vdev *vd, uint64_t features, uint64_t *negotiated,
 		     struct mic_vop_vq **vqs, unsigned nvq)
 {
-	int rc = mic_vop_cdev_reset(vd->cdev, 1000);
+	int rc = mic_vop_cdev_reset(vd->cdev, COS_RESET_WAIT_MS);
 	if (!rc)
 		rc = cos_vdev_setup(vd, features, negotiated, vqs, nvq);
 	if (!rc) {
