@@ -106,7 +106,7 @@ struct vhost {
 	 * VERSION_1 and 0 sectors until it connects (first_contact). */
 	int absent;
 	uint8_t config[VHU_MAX_CONFIG]; /* config space as published */
-	char gone[128];          /* why the backend is gone, "" if it is not */
+	char gone[256];          /* why the backend is gone, "" if it is not */
 	uint64_t next_try_ms;
 	unsigned backoff_ms;
 	/* A backend micd starts and restarts (disk_vhost_user_cmd), else "". */
@@ -666,7 +666,7 @@ static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const
 	 * where the config comes from the backend; a backend micd starts
 	 * must listen within START_WAIT_MS. */
 	if (rc && !h->cmd[0] && !own_config && h->vd.fd >= 0 && rc != -ENAMETOOLONG) {
-		snprintf(h->gone, sizeof(h->gone), "vhost-user backend %s %s: %s",
+		snprintf(h->gone, sizeof(h->gone), "vhost-user backend %s %s: %.100s",
 			 rc == -ENOENT || rc == -ECONNREFUSED ? "not listening at" : "failed at", path, why);
 		log_err("%s: %s: %s; waiting for it", card, h->type->name, h->gone);
 		h->absent = 1;

@@ -413,6 +413,52 @@ static void acked_reset_frees_card_memory(void **state)
 	assert_int_equal(mic_vop_cma_avail(f->cma), before - 2 * 64);
 }
 
+/* The reset hook (a vhost-user backend's quiesce) runs while the rings
+ * still hold what the card put there and before the card hears that the
+ * reset is done, for a reset the card asked for, a host one and a card
+ * reset alike. */
+struct reset_seen {
+	struct mic_vop_host_dev *hd;
+	const uint8_t *ack;
+	int calls, acked, zeroed;
+};
+
+static void note_reset(void *ctx)
+{
+	struct reset_seen *r = ctx;
+	struct mic_vop_vring_info vi;
+	assert_int_equal(mic_vop_host_dev_vring(r->hd, 1, &vi), 0);
+	uint16_t avail;
+	memcpy(&avail, (const uint8_t *)vi.avail + 2, sizeof(avail));
+	r->calls++;
+	r->acked += *(volatile const uint8_t *)r->ack != 0;
+	r->zeroed += avail == 0;
+}
+
+static void reset_hook_runs_before_rings_zeroed(void **state)
+{
+	struct fx *f = *state;
+	struct mic_vop_dev_template t = fx_console_tmpl();
+	struct fx_dev x;
+	fx_bring_up(f, &t, ALL, 0, &x);
+	card_to_host(f, &x, 1, 1);
+	struct reset_seen r = { .hd = x.hd };
+	r.ack = (const uint8_t *)mic_vop_host_dp(f->vh) + mic_vop_host_dev_offset(x.hd) +
+		mic_dp_ctrl_off(t.num_vq, MIC_VOP_FEATURE_LEN, t.config_len) +
+		offsetof(struct mic_device_ctrl, host_ack);
+	mic_vop_host_dev_set_reset_hook(x.hd, note_reset, &r);
+	mic_vop_cdev_reset_start(x.cd);
+	assert_true(mic_vop_host_dev_poll(x.hd) & MIC_VOP_EV_RESET);
+	assert_int_equal(mic_vop_cdev_reset_wait(x.cd, 100), 0);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.acked, 0);
+	assert_int_equal(r.zeroed, 0);
+	/* host reset and card reset: the hook runs too (rings already empty) */
+	mic_vop_host_dev_reset(x.hd);
+	mic_vop_host_reset(f->vh);
+	assert_int_equal(r.calls, 3);
+}
+
 int main(void)
 {
 #define T(n) cmocka_unit_test_setup_teardown(n, fx_setup, fx_teardown)
@@ -421,7 +467,7 @@ int main(void)
 		T(indirect_roundtrip),
 		T(index_wraparound), T(event_idx_suppression),
 		T(flag_suppression_without_event_idx), T(used_ring_in_card_memory), T(copy_hook),
-		T(card_requested_reset), T(unacked_reset_keeps_card_memory),
+		T(card_requested_reset), T(reset_hook_runs_before_rings_zeroed), T(unacked_reset_keeps_card_memory),
 		T(acked_reset_frees_card_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
