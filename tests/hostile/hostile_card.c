@@ -384,6 +384,38 @@ static void blk_reset_race(struct mic_hw_view *v, struct mic_vop_card *vc, struc
 		"reset acknowledged after %ld ms (%d); after it: %zu byte(s) of the buffers written, "
 		"used index %u -> %u\n", answered, N, ms, rc, written, idx0,
 		__atomic_load_n(&used->idx, __ATOMIC_ACQUIRE));
+	/* The device again, as a driver recovers it: a write and a read back. */
+	if (mic_vop_cdev_negotiate(d, MIC_VOP_CARD_TRANSPORT_FEATURES, &f) ||
+	    mic_vop_cdev_setup_vq(d, 0, 0, &q) || mic_vop_cdev_driver_ok(d)) {
+		fprintf(stderr, "mic-hostile-card: blkreset: the device does not come back\n");
+		return;
+	}
+	usleep(100000);
+	vr = mic_vop_vq_vring(q);
+	uint8_t *out = m + 4096, *in = m + SLOT + 4096;
+	for (int k = 0; k < DATA; k++)
+		out[k] = (uint8_t)(k * 7 + 3);
+	memset(in, 0, DATA);
+	int ok = 1;
+	for (uint16_t i = 0; i < 2 && ok; i++) {
+		uint64_t hdr = mem + (uint64_t)i * SLOT;
+		struct virtio_blk_outhdr *h = (void *)(m + (size_t)i * SLOT);
+		*h = (struct virtio_blk_outhdr){ .type = i ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT,
+						 .sector = 1024 };
+		m[(size_t)i * SLOT + 32] = 0xff;
+		vr->desc[3 * i] = (struct vring_desc){ hdr, sizeof(*h), VRING_DESC_F_NEXT, 3 * i + 1 };
+		vr->desc[3 * i + 1] = (struct vring_desc){ hdr + 4096, DATA, VRING_DESC_F_NEXT |
+							   (i ? VRING_DESC_F_WRITE : 0), 3 * i + 2 };
+		vr->desc[3 * i + 2] = (struct vring_desc){ hdr + 32, 1, VRING_DESC_F_WRITE, 0 };
+		uint16_t u = __atomic_load_n(&vr->used->idx, __ATOMIC_ACQUIRE);
+		publish(vr, 3 * i);
+		mic_vop_vq_notify(q);
+		for (int w = 0; w < 300 && __atomic_load_n(&vr->used->idx, __ATOMIC_ACQUIRE) == u; w++)
+			usleep(10000);
+		ok = m[(size_t)i * SLOT + 32] == VIRTIO_BLK_S_OK;
+	}
+	fprintf(stderr, "mic-hostile-card: blkreset: after the reset, 64 KiB written and read back: %s\n",
+		!ok ? "request failed" : memcmp(in, out, DATA) ? "data differs" : "same data");
 }
 
 int main(void)

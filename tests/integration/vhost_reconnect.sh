@@ -120,6 +120,12 @@ check "nothing written to the card's buffers after the acknowledgement" sh -c "e
 check "no used entry after the acknowledgement" sh -c "echo '$line' | grep -q 'used index 0 -> 0'"
 check "micd waited for the backend's reads before the reset" \
     grep -Eq 'mic1: block: rings taken back from vhost-user backend \([1-9] request\(s\) finished first\)' "$RUNDIR/micd.log"
+for _ in $(seq 1 200); do grep -q 'blkreset: after the reset' "$RUNDIR/micd.log" && break; sleep 0.05; done
+check "after the reset the disk works: a write read back the same" \
+    grep -q 'blkreset: after the reset, 64 KiB written and read back: same data' "$RUNDIR/micd.log"
+python3 -c 'import sys; sys.stdout.buffer.write(bytes((k * 7 + 3) & 255 for k in range(65536)))' > "$RUNDIR/pattern"
+check "and the write is in the backend's image" \
+    sh -c "dd if='$RUNDIR/slow.raw' bs=512 skip=1024 count=128 2>/dev/null | cmp -s - '$RUNDIR/pattern'"
 kill -TERM "$HQSD_PID" 2>/dev/null; wait "$HQSD_PID" 2>/dev/null
 stop_micd
 finish

@@ -556,12 +556,6 @@ int mic_vop_host_dev_vring(const struct mic_vop_host_dev *d, unsigned i,
 	return 0;
 }
 
-bool mic_vop_host_dev_reset_pending(const struct mic_vop_host_dev *d)
-{
-	struct mic_device_ctrl *c = dctrl(d);
-	return d->live && shm_ld8(&c->vdev_reset) && !shm_ld8(&c->host_ack);
-}
-
 void mic_vop_host_dev_fail(struct mic_vop_host_dev *d, const char *reason)
 {
 	if (d->live)

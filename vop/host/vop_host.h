@@ -177,10 +177,6 @@ struct mic_vop_vring_info {
 /* Vring i of the device: -EINVAL out of range. */
 int mic_vop_host_dev_vring(const struct mic_vop_host_dev *d, unsigned i,
 			   struct mic_vop_vring_info *out);
-/* The card asked for a reset that dev_poll has not done yet: an
- * out-of-process backend must stop using the rings before dev_poll
- * zeroes them. */
-bool mic_vop_host_dev_reset_pending(const struct mic_vop_host_dev *d);
 /* Marks the device broken for a host-side reason (its backend is gone),
  * as for a misbehaving card: NEEDS_RESET for the card's driver, the reason
  * for dev_broken; a card-requested reset clears it. */
