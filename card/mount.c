@@ -182,6 +182,21 @@ static int opt_add(char *buf, size_t len, const char *opt)
 	return w < 0 || (size_t)w >= len - n ? -1 : 0;
 }
 
+/* The next of the -o options in opts (first call) or after *save, but ro
+ * and rw, which set *ro, and defaults; NULL at the end. */
+static char *next_opt(char *opts, char **save, int *ro)
+{
+	char *o;
+	while ((o = strtok_r(opts, ",", save))) {
+		opts = NULL;
+		if (!strcmp(o, "ro") || !strcmp(o, "rw"))
+			*ro = !strcmp(o, "ro");
+		else if (strcmp(o, "defaults"))
+			return o;
+	}
+	return NULL;
+}
+
 int cos_mount_main(int argc, char **argv)
 {
 	const char *type = NULL, *pos[2] = { NULL, NULL };
@@ -210,22 +225,18 @@ int cos_mount_main(int argc, char **argv)
 		}
 	}
 	if (type && !strcmp(type, "virtiofs") && npos == 2 && !other) {
-		unsigned long fl = ro ? MS_RDONLY : 0;
-		for (char *save = NULL, *o = strtok_r(uopts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
-			if (!strcmp(o, "ro"))
-				fl |= MS_RDONLY;
-			else if (!strcmp(o, "rw"))
-				fl &= ~(unsigned long)MS_RDONLY;
-			else if (!strcmp(o, "noexec"))
+		unsigned long fl = 0;
+		for (char *save = NULL, *o = next_opt(uopts, &save, &ro); o; o = next_opt(NULL, &save, &ro)) {
+			if (!strcmp(o, "noexec"))
 				fl |= MS_NOEXEC;
 			else if (!strcmp(o, "noatime"))
 				fl |= MS_NOATIME;
-			else if (strcmp(o, "defaults")) {
+			else {
 				fprintf(stderr, "mount: virtiofs: option %s not supported\n", o);
 				return 1;
 			}
 		}
-		return cos_virtiofs_mount(pos[0], pos[1], fl) ? 1 : 0;
+		return cos_virtiofs_mount(pos[0], pos[1], fl | (ro ? MS_RDONLY : 0)) ? 1 : 0;
 	}
 	struct stat st;
 	if (other || npos != 2 ||
@@ -233,15 +244,9 @@ int cos_mount_main(int argc, char **argv)
 	     strcmp(type, "ext4")) ||
 	    stat(pos[0], &st) < 0 || !S_ISREG(st.st_mode))
 		return busybox("mount", argc, argv);
-	for (char *save = NULL, *o = strtok_r(uopts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+	for (char *save = NULL, *o = next_opt(uopts, &save, &ro); o; o = next_opt(NULL, &save, &ro)) {
 		if (!strcmp(o, "remount") || !strcmp(o, "bind") || !strcmp(o, "rbind") ||
-		    !strcmp(o, "move"))
-			return busybox("mount", argc, argv);
-		if (!strcmp(o, "ro"))
-			ro = 1;
-		else if (!strcmp(o, "rw"))
-			ro = 0;
-		else if (strcmp(o, "loop") && strcmp(o, "defaults") && opt_add(fopts, sizeof(fopts), o))
+		    !strcmp(o, "move") || (strcmp(o, "loop") && opt_add(fopts, sizeof(fopts), o)))
 			return busybox("mount", argc, argv);
 	}
 	char src[PATH_MAX], real[PATH_MAX];

@@ -343,7 +343,39 @@ static int pending_check(struct micd *d, const struct waiter *w)
 	}
 }
 
+/* The longest the transitions under way on c (NULL: on any card) may take
+ * before the cards' own timers end them, and a second to hear of the end:
+ * how long a verb waits for a transition, its own or one before it. */
+static unsigned transition_wait_ms(struct micd *d, const struct mic_card *c)
+{
+	unsigned ms = 0;
+	for (int i = 0; i < d->ncards; i++)
+		if (!c || c == &d->cards[i]) {
+			unsigned t = card_transition_limit_ms(&d->cards[i]);
+			ms = t > ms ? t : ms;
+		}
+	return ms + 1000;
+}
+
 static void resume_start(struct micd *d);
+
+/* Starts verb k (boot, shutdown; resume: of every card suspended by OSPM);
+ * -1 with the reason in err if the card cannot run it. */
+static int start_verb(struct micd *d, enum wait_kind k, struct mic_card *c, char *err,
+		      size_t errlen)
+{
+	switch (k) {
+	case W_BOOT:
+		return card_boot(c, err, errlen);
+	case W_SHUTDOWN:
+		return card_shutdown(c, err, errlen);
+	case W_RESUME:
+		resume_start(d);
+		return 0;
+	default:
+		return 0;
+	}
+}
 
 /* Starts a waiting verb; it then waits for its own end like any other.
  * 0 started, -1 refused (answered). */
@@ -351,32 +383,14 @@ static int pending_start(struct micd *d, struct waiter *w)
 {
 	struct mic_card *c = w->card;
 	char err[256] = "";
-	unsigned ms = 0;
-	int rc = 0;
-	switch (w->kind) {
-	case W_BOOT:
-		rc = card_boot(c, err, sizeof(err));
-		ms = d->cfg.boot_timeout_ms + 1000;
-		break;
-	case W_SHUTDOWN:
-		rc = card_shutdown(c, err, sizeof(err));
-		ms = card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 1000;
-		break;
-	case W_RESUME:
-		resume_start(d);
-		ms = d->cfg.boot_timeout_ms + 2000;
-		break;
-	default:
-		break;
-	}
-	if (rc < 0) {
+	if (start_verb(d, w->kind, c, err, sizeof(err)) < 0) {
 		/* The card ended somewhere the verb cannot run from: say
 		 * where, and why it went there. */
 		answer(w->fd, 1, "%s%s%s", err, c->last_error[0] ? ": " : "", c->last_error);
 		return -1;
 	}
 	w->pending = 0;
-	w->deadline_ns = now_ns() + (uint64_t)ms * 1000000u;
+	w->deadline_ns = now_ns() + (uint64_t)transition_wait_ms(d, c) * 1000000u;
 	return 0;
 }
 
@@ -530,8 +544,7 @@ static void do_suspend(struct micd *d, int fd)
 		}
 	}
 	log_info("OSPM suspend: shutting down the online cards");
-	add_waiter(d, fd, W_SUSPEND, NULL, 0,
-		   card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 2000);
+	add_waiter(d, fd, W_SUSPEND, NULL, 0, transition_wait_ms(d, NULL));
 }
 
 static void resume_start(struct micd *d)
@@ -554,13 +567,7 @@ static void resume_start(struct micd *d)
  * as the card's own timers let the transition take). */
 static void add_pending(struct micd *d, int fd, enum wait_kind k, struct mic_card *c, long wait_ms)
 {
-	unsigned ms = 0;
-	for (int i = 0; i < d->ncards; i++)
-		if (!c || c == &d->cards[i]) {
-			unsigned t = card_transition_limit_ms(&d->cards[i]);
-			ms = t > ms ? t : ms;
-		}
-	ms = wait_ms >= 0 ? (unsigned)wait_ms : ms + 1000;
+	unsigned ms = wait_ms >= 0 ? (unsigned)wait_ms : transition_wait_ms(d, c);
 	struct waiter *w = calloc(1, sizeof(*w));
 	if (!w)
 		return answer(fd, 1, "out of memory");
@@ -582,7 +589,7 @@ static void do_resume(struct micd *d, int fd, long wait_ms)
 	if (pending_check(d, &probe) == 0)
 		return add_pending(d, fd, W_RESUME, NULL, wait_ms);
 	resume_start(d);
-	add_waiter(d, fd, W_RESUME, NULL, 0, d->cfg.boot_timeout_ms + 2000);
+	add_waiter(d, fd, W_RESUME, NULL, 0, transition_wait_ms(d, NULL));
 }
 
 /* A request line, split. */
@@ -666,31 +673,29 @@ static void cmd_resume(struct micd *d, int fd, struct request *rq)
 	do_resume(d, fd, rq->wait_ms);
 }
 
-static void cmd_boot(struct micd *d, int fd, struct request *rq)
+/* boot and shutdown: held while the card is on its way to where the verb
+ * can run (with wait), else started; answered now, or once it is done. */
+static void card_verb(struct micd *d, int fd, struct request *rq, enum wait_kind k)
 {
 	struct mic_card *c = rq->card;
 	char err[256] = "";
-	if (rq->wait && verb_wants(c, CARD_READY) == 0)
-		return add_pending(d, fd, W_BOOT, c, rq->wait_ms);
-	if (card_boot(c, err, sizeof(err)) < 0)
+	if (rq->wait && verb_wants(c, k == W_BOOT ? CARD_READY : CARD_ONLINE) == 0)
+		return add_pending(d, fd, k, c, rq->wait_ms);
+	if (start_verb(d, k, c, err, sizeof(err)) < 0)
 		return answer(fd, 1, "%s", err);
 	if (!rq->wait)
-		return answer(fd, 0, "%s: booting", c->cfg.name);
-	add_waiter(d, fd, W_BOOT, c, 0, d->cfg.boot_timeout_ms + 1000);
+		return answer(fd, 0, "%s: %s", c->cfg.name, k == W_BOOT ? "booting" : "shutting_down");
+	add_waiter(d, fd, k, c, 0, transition_wait_ms(d, c));
+}
+
+static void cmd_boot(struct micd *d, int fd, struct request *rq)
+{
+	card_verb(d, fd, rq, W_BOOT);
 }
 
 static void cmd_shutdown(struct micd *d, int fd, struct request *rq)
 {
-	struct mic_card *c = rq->card;
-	char err[256] = "";
-	if (rq->wait && verb_wants(c, CARD_ONLINE) == 0)
-		return add_pending(d, fd, W_SHUTDOWN, c, rq->wait_ms);
-	if (card_shutdown(c, err, sizeof(err)) < 0)
-		return answer(fd, 1, "%s", err);
-	if (!rq->wait)
-		return answer(fd, 0, "%s: shutting_down", c->cfg.name);
-	add_waiter(d, fd, W_SHUTDOWN, c, 0,
-		   card_shutdown_limit_ms(&d->cfg) + d->cfg.reset_timeout_ms + 1000);
+	card_verb(d, fd, rq, W_SHUTDOWN);
 }
 
 static void cmd_reset(struct micd *d, int fd, struct request *rq)

@@ -220,6 +220,7 @@ int overlay_build(const struct card_cfg *k, void **out, size_t *len, char *err, 
 {
 	*out = NULL;
 	*len = 0;
+	/* at each boot: a host key removed since micd started is made anew (3.20) */
 	if (overlay_prepare(k, err, errlen, warn, warnlen) < 0)
 		return -1;
 	char *key = NULL, *auth = NULL;

@@ -111,32 +111,44 @@ static bool in_list(const char *list, const char *word)
 	return false;
 }
 
-/*
- * Where a hierarchy is mounted and micd's own cgroup in it, as a path
- * under the mount: from /proc/self/mountinfo (fstype, super options, the
- * mount's root) and /proc/self/cgroup.  ctrl NULL: the cgroup2 mount.
- */
-static int find_cgroup(const char *ctrl, char *out, size_t outlen, char *mount_out, size_t mlen)
+int sandbox_cgroup_dir(const char *ctrl, const char *path, char *out, size_t len, char *mnt,
+		       size_t mlen)
 {
-	char line[1024], mnt[256] = "", root[256] = "", own[512] = "";
+	char line[1024];
+	int rc = -ENOENT;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	while (f && fgets(line, sizeof(line), f)) {
+	while (f && rc && fgets(line, sizeof(line), f)) {
 		char r[256], m[256], type[32], super[256];
 		const char *dash = strstr(line, " - ");
 		if (!dash || sscanf(line, "%*d %*d %*s %255s %255s", r, m) != 2 ||
 		    sscanf(dash + 3, "%31s %*s %255s", type, super) != 2)
 			continue;
-		if (ctrl ? !strcmp(type, "cgroup") && in_list(super, ctrl) : !strcmp(type, "cgroup2")) {
-			snprintf(mnt, sizeof(mnt), "%s", m);
-			snprintf(root, sizeof(root), "%s", r);
-			break;
+		if (ctrl ? strcmp(type, "cgroup") || !in_list(super, ctrl) : strcmp(type, "cgroup2"))
+			continue;
+		/* A mount of a sub-cgroup (a container's view) shows paths below it. */
+		size_t rl = strlen(r);
+		const char *rel = path;
+		if (strcmp(r, "/")) {
+			if (strncmp(path, r, rl) || (path[rl] && path[rl] != '/'))
+				continue;
+			rel = path + rl;
 		}
+		snprintf(out, len, "%s%s", m, strcmp(rel, "/") ? rel : "");
+		if (mnt)
+			snprintf(mnt, mlen, "%s", m);
+		rc = 0;
 	}
 	if (f)
 		fclose(f);
-	if (!mnt[0])
-		return -ENOENT;
-	f = fopen("/proc/self/cgroup", "re");
+	return rc;
+}
+
+/* micd's own cgroup in the hierarchy of ctrl (NULL: the cgroup2 one), as a
+ * directory (sandbox_cgroup_dir). */
+static int find_cgroup(const char *ctrl, char *out, size_t outlen, char *mount_out, size_t mlen)
+{
+	char line[1024], own[512] = "";
+	FILE *f = fopen("/proc/self/cgroup", "re");
 	while (f && fgets(line, sizeof(line), f)) {
 		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 		if (!c2)
@@ -150,15 +162,7 @@ static int find_cgroup(const char *ctrl, char *out, size_t outlen, char *mount_o
 	}
 	if (f)
 		fclose(f);
-	/* A mount of a sub-cgroup (a container's view) shows paths below it. */
-	const char *rel = own;
-	size_t rl = strlen(root);
-	if (strcmp(root, "/") && !strncmp(own, root, rl))
-		rel = own + rl;
-	snprintf(out, outlen, "%s%s", mnt, strcmp(rel, "/") ? rel : "");
-	if (mount_out)
-		snprintf(mount_out, mlen, "%s", mnt);
-	return 0;
+	return sandbox_cgroup_dir(ctrl, own, out, outlen, mount_out, mlen);
 }
 
 static void set_optional(const char *dir, const char *file, const char *val)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private to hw/: the card as a machine of its own on the host's kernel.
+ * Private to hw/ (micbench uses sandbox_cgroup_dir): the card as a machine
+ * of its own on the host's kernel.
  * A real X100 reaches the host only through its PCIe link; the simulated
  * card's processes reach it only through the fds they are handed, because
  * they run unprivileged (a user namespace whose ids map to a host range of
@@ -12,6 +13,7 @@
 #define MIC_HW_SANDBOX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -57,5 +59,12 @@ void sandbox_usage(const struct sandbox *sb, struct mic_hw_usage *out);
  * checks both layouts without a second cgroup mount). */
 void sandbox_usage_at(bool v2, const char *mem_dir, const char *pids_dir,
 		      struct mic_hw_usage *out);
+
+/* The directory of cgroup path (as /proc/PID/cgroup names it) in the
+ * hierarchy of controller ctrl (NULL: the cgroup2 one), through the first of
+ * this process's mounts of it that shows that path (a mount may show a
+ * subtree only); the mount point into mnt if not NULL.  0 or -ENOENT. */
+int sandbox_cgroup_dir(const char *ctrl, const char *path, char *out, size_t len, char *mnt,
+		       size_t mlen);
 
 #endif

@@ -153,6 +153,22 @@ static int request_to(const char *rundir, const char *line, FILE *out)
 	return request_grace(rundir, line, out, 0);
 }
 
+/* "VERB CARD", its answer kept in *answer (the caller frees it; NULL if
+ * none): request_to's code, or 1 out of memory. */
+static int request_capture(const char *rundir, const char *verb, const char *card, char **answer)
+{
+	char line[96];
+	size_t len = 0;
+	*answer = NULL;
+	FILE *mem = open_memstream(answer, &len);
+	if (!mem)
+		return 1;
+	snprintf(line, sizeof(line), "%s %s\n", verb, card);
+	int rc = request_to(rundir, line, mem);
+	fclose(mem);
+	return rc;
+}
+
 /*
  * stats --watch: the request again every interval until interrupted, on a
  * cleared screen like top; into a pipe or file, one block after another
@@ -230,13 +246,8 @@ struct script {
  * as the card OS it began on. */
 static long card_boots(const char *rundir, const char *card)
 {
-	char line[96], *st = NULL;
-	size_t len = 0;
-	FILE *mem = open_memstream(&st, &len);
-	snprintf(line, sizeof(line), "status-json %s\n", card);
-	int rc = mem ? request_to(rundir, line, mem) : 1;
-	if (mem)
-		fclose(mem);
+	char *st;
+	int rc = request_capture(rundir, "status-json", card, &st);
 	const char *b = st ? strstr(st, "\"boots\":") : NULL;
 	long boots = rc == 0 && st && strstr(st, "\"state\":\"online\"") && b ? atol(b + 8) : -1;
 	free(st);
@@ -298,13 +309,8 @@ static int console(const char *rundir, const char *card, double linger)
 	snprintf(path, sizeof(path), "%s/%s/console", rundir, card);
 	/* Ask micd first: no daemon or no such card is a clear error, and a
 	 * card that is not online gets a word of explanation. */
-	char line[96], *st = NULL;
-	size_t stlen = 0;
-	FILE *mem = open_memstream(&st, &stlen);
-	snprintf(line, sizeof(line), "status %s\n", card);
-	int rc = mem ? request_to(rundir, line, mem) : 1;
-	if (mem)
-		fclose(mem);
+	char line[96], *st;
+	int rc = request_capture(rundir, "status", card, &st);
 	if (rc == 0 && st && !strstr(st, ": online")) {
 		int n = (int)strcspn(st, "(\n");
 		while (n > 0 && st[n - 1] == ' ')

@@ -149,6 +149,7 @@ check "filesystem mounts again after the forced reset (e2fsck -p first)" card_ls
 f2fs=$(card_fuse2fs mic0)
 check "umount unmounts and waits for fuse2fs to flush and exit" card_lsh mic0 "umount /mnt && ! grep -q ' /mnt ' /proc/mounts"
 check "fuse2fs gone after umount" sh -c "[ -n '$f2fs' ] && ! kill -0 $f2fs 2>/dev/null"
+check "mount -o: ro and rw, the last wins over -r, defaults ignored" card_lsh mic0 "mount -o defaults,ro /dev/vda /mnt && grep -q '^/dev/vda /mnt fuse.ext4 ro' /proc/mounts && umount /mnt && mount -r -o ro,rw /dev/vda /mnt && grep -q '^/dev/vda /mnt fuse.ext4 rw' /proc/mounts && umount /mnt"
 micctl shutdown mic0 >/dev/null
 check "daemon responsive" micctl status
 

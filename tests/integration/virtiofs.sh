@@ -202,6 +202,7 @@ check "still the same boot" [ "$(state_of mic0)" = online ]
 
 check "card unmounts the share" card_lsh mic0 "umount /mnt"
 check "card: the share is gone from /mnt" sh -c "! nsenter -t $(card_os_pid mic0) -U -m -p -- /bin/busybox test -e /mnt/after"
+check "mount -o: ro, noexec, noatime reach the mount, rw wins over -r, others refused" card_lsh mic0 "mount -t virtiofs -o defaults,ro,noexec,noatime hostshare /mnt && grep -q '^hostshare /mnt fuse.virtiofs ro,.*noexec.*noatime' /proc/mounts && umount /mnt && ! mount -t virtiofs -o loop hostshare /mnt 2>/dev/null && mount -r -t virtiofs -o rw hostshare /mnt && grep -q '^hostshare /mnt fuse.virtiofs rw' /proc/mounts && umount /mnt"
 check "card mounts it again" card_lsh mic0 "mount -t virtiofs hostshare /mnt"
 check "and reads" [ "$(card_ush mic0 cat /mnt/after 2>/dev/null)" = "after the restart" ]
 micctl shutdown mic0 >/dev/null

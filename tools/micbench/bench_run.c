@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bench_run.h"
+#include "hw/sandbox.h"
 #include "micbench.h"
 
 int bench_opts_parse(int argc, char **argv, const char *cmd, double def_secs, struct bench_opts *o)
@@ -144,47 +145,6 @@ int bench_make_image(const struct bench_daemon *b, const char *path, const char 
 	return p > 0 && waitpid(p, &st, 0) == p && WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
 }
 
-/* True if word is an element of the comma-separated list. */
-static int in_list(const char *list, const char *word)
-{
-	size_t n = strlen(word);
-	for (const char *s = list; s && *s; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
-		if (!strncmp(s, word, n) && (s[n] == ',' || s[n] == 0))
-			return 1;
-	return 0;
-}
-
-/* The directory of cgroup `path` of the hierarchy with controllers ctrls
- * ("" for cgroup2), through its mount (which may show only a subtree). */
-static int cgroup_dir(const char *ctrls, const char *path, char *out, size_t len)
-{
-	char line[1024], first[64];
-	snprintf(first, sizeof(first), "%.*s", (int)strcspn(ctrls, ","), ctrls);
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	int rc = -1;
-	while (f && rc && fgets(line, sizeof(line), f)) {
-		char r[256], m[256], type[32], super[256];
-		const char *dash = strstr(line, " - ");
-		if (!dash || sscanf(line, "%*d %*d %*s %255s %255s", r, m) != 2 ||
-		    sscanf(dash + 3, "%31s %*s %255s", type, super) != 2)
-			continue;
-		if (first[0] ? strcmp(type, "cgroup") || !in_list(super, first) : strcmp(type, "cgroup2"))
-			continue;
-		size_t rl = strlen(r);
-		const char *rel = path;
-		if (strcmp(r, "/")) {
-			if (strncmp(path, r, rl) || (path[rl] && path[rl] != '/'))
-				continue;
-			rel = path + rl;
-		}
-		snprintf(out, len, "%s%s", m, rel);
-		rc = 0;
-	}
-	if (f)
-		fclose(f);
-	return rc;
-}
-
 /* Moves the calling process into every cgroup of process os (but the
  * hierarchies' roots, which hold no limits). */
 static int join_cgroups(pid_t os)
@@ -201,7 +161,10 @@ static int join_cgroups(pid_t os)
 		if (!c2 || !strcmp(c2 + 1, "/") || !strncmp(c1 + 1, "name=", 5))
 			continue;
 		*c2 = 0;
-		if (cgroup_dir(c1 + 1, c2 + 1, dir, sizeof(dir) - 16) < 0)
+		/* a v1 hierarchy is found by its first controller */
+		char *ctrl = c1 + 1;
+		ctrl[strcspn(ctrl, ",")] = 0;
+		if (sandbox_cgroup_dir(ctrl[0] ? ctrl : NULL, c2 + 1, dir, sizeof(dir) - 16, NULL, 0) < 0)
 			continue;
 		strcat(dir, "/cgroup.procs");
 		int fd = open(dir, O_WRONLY | O_CLOEXEC);
