@@ -113,6 +113,7 @@ struct vhost {
 	 * run directory). */
 	uint32_t id_base, id_count;
 	int child_pidfd;         /* -1 when none runs */
+	pid_t child_pid;         /* and its process group */
 	uint64_t child_since_ms, respawn_ms;
 	unsigned respawn_backoff_ms, restarts;
 };
@@ -145,6 +146,10 @@ static void __attribute__((noreturn))
 backend_child(int sync, int lfd, char *const argv[], char *const envp[])
 {
 	char go;
+	/* A group of its own: micd kills what it forked too (virtiofsd serves
+	 * from a child in a PID namespace of its own, which takes its parent's
+	 * death as a SIGTERM and finishes the requests it holds first). */
+	setpgid(0, 0);
 	if (sync >= 0 && (read(sync, &go, 1) != 1 || proc_become_ns_root() < 0))
 		_exit(126);
 	sigset_t none;
@@ -232,6 +237,7 @@ static int spawn_backend(struct vhost *h)
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CHILD };
 	epoll_ctl(h->vd.fd, EPOLL_CTL_ADD, pidfd, &ev);
 	h->child_pidfd = pidfd;
+	h->child_pid = pid;
 	h->child_since_ms = now_ms();
 	if (h->id_count)
 		log_info("%s: %s: started vhost-user backend (pid %d, host ids %u..%u): %s",
@@ -248,8 +254,13 @@ static int spawn_backend(struct vhost *h)
 static void child_exited(struct vhost *h)
 {
 	siginfo_t si = { 0 };
-	if (waitid(P_PIDFD, (id_t)h->child_pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+	if (waitid(P_PIDFD, (id_t)h->child_pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+	    si.si_pid == 0)
 		return;
+	/* Whatever it forked goes with it; unreaped, its pid still names
+	 * only its group. */
+	kill(-h->child_pid, SIGKILL);
+	waitid(P_PIDFD, (id_t)h->child_pidfd, &(siginfo_t){ 0 }, WEXITED);
 	uint64_t now = now_ms();
 	if (now - h->child_since_ms >= HEALTHY_MS || !h->respawn_backoff_ms)
 		h->respawn_backoff_ms = RECONNECT_MIN_MS;
@@ -286,6 +297,7 @@ static void stop_child(struct vhost *h)
 	struct pollfd p = { .fd = h->child_pidfd, .events = POLLIN };
 	if (poll(&p, 1, 2000) <= 0)
 		syscall(SYS_pidfd_send_signal, h->child_pidfd, SIGKILL, NULL, 0);
+	kill(-h->child_pid, SIGKILL);
 	siginfo_t si;
 	waitid(P_PIDFD, (id_t)h->child_pidfd, &si, WEXITED);
 	close(h->child_pidfd);
@@ -303,11 +315,14 @@ static void drop_conn(struct vhost *h, const char *why)
 	h->conn = NULL;
 	h->started = 0;
 	/* A backend micd started that failed a call may be wedged (a card can
-	 * make virtiofsd hang on a FUSE request) and still maps the card's
-	 * memory with the old rings: it is killed, and supervise starts a
-	 * fresh one with the usual backoff. */
-	if (h->child_pidfd >= 0)
+	 * keep virtiofsd's queue thread busy for minutes: virtiofs_wedge.sh)
+	 * and still maps the card's memory with the old rings: it is killed,
+	 * with its process group (the busy thread is in virtiofsd's sandboxed
+	 * child), and supervise starts a fresh one with the usual backoff. */
+	if (h->child_pidfd >= 0) {
+		kill(-h->child_pid, SIGKILL);
 		syscall(SYS_pidfd_send_signal, h->child_pidfd, SIGKILL, NULL, 0);
+	}
 	h->backoff_ms = RECONNECT_MIN_MS;
 	h->next_try_ms = now_ms() + h->backoff_ms;
 }
