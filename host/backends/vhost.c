@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "host/backends/backends.h"
+#include "host/backends/fs_filter.h"
 #include "host/vhost_user.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -143,7 +144,8 @@ static int listen_at(const char *path)
  * async-signal-safe calls).  With an id map: waits until micd wrote it,
  * becomes the namespace's root, gets the listening socket as fd 3. */
 static void __attribute__((noreturn))
-backend_child(int sync, int lfd, char *const argv[], char *const envp[])
+backend_child(int sync, int lfd, const struct sock_fprog *filter, char *const argv[],
+	      char *const envp[])
 {
 	char go;
 	/* A group of its own: micd kills what it forked too (virtiofsd serves
@@ -167,6 +169,9 @@ backend_child(int sync, int lfd, char *const argv[], char *const envp[])
 		keep = 4;
 		/* Nothing it execs gains privileges (no setuid, no file caps). */
 		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+		/* It makes no setuid file in the share (fs_filter.c). */
+		if (filter && fs_filter_load(filter) < 0)
+			_exit(124);
 	}
 	syscall(SYS_close_range, keep, ~0u, 0u);
 	execve(argv[0], argv, envp);
@@ -196,10 +201,12 @@ static int spawn_backend(struct vhost *h)
 			envp[k++] = environ[i];
 	envp[k++] = var;
 	int sync[2] = { -1, -1 }, lfd = -1, rc = 0;
+	struct sock_fprog filter = { 0 };
 	if (h->id_count) {
-		if ((lfd = listen_at(h->path)) < 0)
+		rc = fs_filter_build(&filter);
+		if (!rc && (lfd = listen_at(h->path)) < 0)
 			rc = lfd;
-		else if (pipe2(sync, O_CLOEXEC) < 0)
+		else if (!rc && pipe2(sync, O_CLOEXEC) < 0)
 			rc = -errno;
 	} else {
 		unlink(h->path); /* a stale socket of the last instance */
@@ -211,11 +218,12 @@ static int spawn_backend(struct vhost *h)
 		if (pid == 0) {
 			if (sync[1] >= 0)
 				close(sync[1]);
-			backend_child(sync[0], lfd, argv, envp);
+			backend_child(sync[0], lfd, filter.filter ? &filter : NULL, argv, envp);
 		}
 		rc = pid < 0 ? -errno : 0;
 	}
 	free(envp);
+	free(filter.filter);
 	if (sync[0] >= 0)
 		close(sync[0]);
 	if (lfd >= 0)
