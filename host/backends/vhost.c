@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "host/backends/backends.h"
+#include "host/backends/fs_filter.h"
 #include "host/vhost_user.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -117,6 +118,7 @@ struct vhost {
 	 * run directory). */
 	uint32_t id_base, id_count;
 	int child_pidfd;         /* -1 when none runs */
+	pid_t child_pid;         /* and its process group */
 	uint64_t child_since_ms, respawn_ms;
 	unsigned respawn_backoff_ms, restarts;
 };
@@ -146,9 +148,14 @@ static int listen_at(const char *path)
  * async-signal-safe calls).  With an id map: waits until micd wrote it,
  * becomes the namespace's root, gets the listening socket as fd 3. */
 static void __attribute__((noreturn))
-backend_child(int sync, int lfd, char *const argv[], char *const envp[])
+backend_child(int sync, int lfd, const struct sock_fprog *filter, char *const argv[],
+	      char *const envp[])
 {
 	char go;
+	/* A group of its own: micd kills what it forked too (virtiofsd serves
+	 * from a child in a PID namespace of its own, which takes its parent's
+	 * death as a SIGTERM and finishes the requests it holds first). */
+	setpgid(0, 0);
 	if (sync >= 0 && (read(sync, &go, 1) != 1 || proc_become_ns_root() < 0))
 		_exit(126);
 	sigset_t none;
@@ -166,6 +173,9 @@ backend_child(int sync, int lfd, char *const argv[], char *const envp[])
 		keep = 4;
 		/* Nothing it execs gains privileges (no setuid, no file caps). */
 		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+		/* It makes no setuid file in the share (fs_filter.c). */
+		if (filter && fs_filter_load(filter) < 0)
+			_exit(124);
 	}
 	syscall(SYS_close_range, keep, ~0u, 0u);
 	execve(argv[0], argv, envp);
@@ -195,10 +205,12 @@ static int spawn_backend(struct vhost *h)
 			envp[k++] = environ[i];
 	envp[k++] = var;
 	int sync[2] = { -1, -1 }, lfd = -1, rc = 0;
+	struct sock_fprog filter = { 0 };
 	if (h->id_count) {
-		if ((lfd = listen_at(h->path)) < 0)
+		rc = fs_filter_build(&filter);
+		if (!rc && (lfd = listen_at(h->path)) < 0)
 			rc = lfd;
-		else if (pipe2(sync, O_CLOEXEC) < 0)
+		else if (!rc && pipe2(sync, O_CLOEXEC) < 0)
 			rc = -errno;
 	} else {
 		unlink(h->path); /* a stale socket of the last instance */
@@ -210,11 +222,12 @@ static int spawn_backend(struct vhost *h)
 		if (pid == 0) {
 			if (sync[1] >= 0)
 				close(sync[1]);
-			backend_child(sync[0], lfd, argv, envp);
+			backend_child(sync[0], lfd, filter.filter ? &filter : NULL, argv, envp);
 		}
 		rc = pid < 0 ? -errno : 0;
 	}
 	free(envp);
+	free(filter.filter);
 	if (sync[0] >= 0)
 		close(sync[0]);
 	if (lfd >= 0)
@@ -236,6 +249,7 @@ static int spawn_backend(struct vhost *h)
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CHILD };
 	epoll_ctl(h->vd.fd, EPOLL_CTL_ADD, pidfd, &ev);
 	h->child_pidfd = pidfd;
+	h->child_pid = pid;
 	h->child_since_ms = now_ms();
 	if (h->id_count)
 		log_info("%s: %s: started vhost-user backend (pid %d, host ids %u..%u): %s",
@@ -252,8 +266,13 @@ static int spawn_backend(struct vhost *h)
 static void child_exited(struct vhost *h)
 {
 	siginfo_t si = { 0 };
-	if (waitid(P_PIDFD, (id_t)h->child_pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+	if (waitid(P_PIDFD, (id_t)h->child_pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+	    si.si_pid == 0)
 		return;
+	/* Whatever it forked goes with it; unreaped, its pid still names
+	 * only its group. */
+	kill(-h->child_pid, SIGKILL);
+	waitid(P_PIDFD, (id_t)h->child_pidfd, &(siginfo_t){ 0 }, WEXITED);
 	uint64_t now = now_ms();
 	if (now - h->child_since_ms >= HEALTHY_MS || !h->respawn_backoff_ms)
 		h->respawn_backoff_ms = RECONNECT_MIN_MS;
@@ -290,6 +309,7 @@ static void stop_child(struct vhost *h)
 	struct pollfd p = { .fd = h->child_pidfd, .events = POLLIN };
 	if (poll(&p, 1, 2000) <= 0)
 		syscall(SYS_pidfd_send_signal, h->child_pidfd, SIGKILL, NULL, 0);
+	kill(-h->child_pid, SIGKILL);
 	siginfo_t si;
 	waitid(P_PIDFD, (id_t)h->child_pidfd, &si, WEXITED);
 	close(h->child_pidfd);
@@ -307,10 +327,12 @@ static void drop_conn(struct vhost *h, const char *why)
 	h->conn = NULL;
 	h->started = 0;
 	/* A backend micd started that failed a call may be wedged (a card can
-	 * make virtiofsd hang on a FUSE request) and still maps the card's
-	 * memory with the old rings: it is killed, and supervise starts a
-	 * fresh one with the usual backoff. */
+	 * keep virtiofsd's queue thread busy for minutes: virtiofs_wedge.sh)
+	 * and still maps the card's memory with the old rings: it is killed,
+	 * with its process group (the busy thread is in virtiofsd's sandboxed
+	 * child), and supervise starts a fresh one with the usual backoff. */
 	if (h->child_pidfd >= 0) {
+		kill(-h->child_pid, SIGKILL);
 		syscall(SYS_pidfd_send_signal, h->child_pidfd, SIGKILL, NULL, 0);
 		/* Gone before the caller zeroes the rings: a dying process
 		 * can still finish a store or a read into the card's memory.

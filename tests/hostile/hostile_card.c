@@ -17,7 +17,9 @@
  * DMA kicks flooded: see nonblock_flood), blkpage (a read of its disk
  * aimed at the device page in host memory: see blk_into_page), fsraw
  * (FUSE requests of its own into its virtio-fs queue: see fs_raw),
- * blkreset (its disk reset with reads in flight: see blk_reset_race).
+ * blkreset (its disk reset with reads in flight: see blk_reset_race), fswedge
+ * (its virtiofsd kept busy for a minute, then its share reset: see
+ * fs_wedge; the next boot runs the real card OS, as after punch).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -418,6 +420,100 @@ static void blk_reset_race(struct mic_hw_view *v, struct mic_vop_card *vc, struc
 		!ok ? "request failed" : memcmp(in, out, DATA) ? "data differs" : "same data");
 }
 
+/* fs_wedge's sparse file: far larger than any read, and on tmpfs its holes
+ * read as zeros without a page of memory. */
+#define WEDGE_FILE_SIZE (1ull << 40)
+#define WEDGE_SINK      (32u << 20)   /* card memory every read lands in */
+#define WEDGE_SINK_OFF  (64ull << 20) /* above the heap this OS uses */
+#define WEDGE_HEAD      8             /* the reads' descriptor: an indirect table */
+#define WEDGE_IN        117           /* x 32 MiB: just under 4 GiB, FUSE's u32 */
+#define WEDGE_READS     100
+
+/*
+ * Debian's virtiofsd (QEMU 7.2) has one thread per queue, which pops every
+ * request the avail ring holds and serves them one by one before it looks
+ * at the vhost-user side again; nothing a card can ask blocks for ever
+ * (special files are not opened, blocking locks are refused), but a
+ * request may be long.  So: INIT, CREATE a file, SETATTR it to 1 TiB, and
+ * WEDGE_READS reads of almost 4 GiB each, all one indirect descriptor
+ * table whose 117 buffers are the same 32 MiB of card memory - a minute or
+ * more of copying.  Then it resets the device: micd's GET_VRING_BASE cannot be
+ * answered until the queue thread is done with all of them.
+ */
+static void fs_wedge(struct mic_hw_view *v, struct mic_vop_card *vc, struct mic_vop_cma *cma,
+		     uint64_t heap)
+{
+	struct mic_vop_cdev *d = mic_vop_card_find(vc, VIRTIO_ID_FS, 0);
+	struct mic_vop_vq *hq, *q;
+	uint64_t f, in, out, tbl, sink = heap + WEDGE_SINK_OFF;
+	if (!d || !mic_cardmem(v, sink, WEDGE_SINK) ||
+	    mic_vop_cdev_negotiate(d, MIC_VOP_CARD_TRANSPORT_FEATURES, &f) ||
+	    mic_vop_cdev_setup_vq(d, 0, 0, &hq) || mic_vop_cdev_setup_vq(d, 1, 0, &q) ||
+	    mic_vop_cdev_driver_ok(d) || mic_vop_cma_alloc(cma, 4096, &in) ||
+	    mic_vop_cma_alloc(cma, 4096, &out) || mic_vop_cma_alloc(cma, 4096, &tbl) ||
+	    !(f & (1ull << VIRTIO_RING_F_INDIRECT_DESC))) {
+		fprintf(stderr, "mic-hostile-card: no virtio-fs to wedge\n");
+		return;
+	}
+	/* The next boot runs the real card OS (punch_once). */
+	*(volatile uint64_t *)mic_cardmem(v, PUNCH_MARK_ADDR, 8) = PUNCH_MARK;
+	usleep(100000); /* let the host see DRIVER_OK first */
+	struct {
+		struct fuse_in_header h;
+		struct fuse_init_in i;
+	} init = { { sizeof(init), FUSE_INIT, 2, 0, 0, 0, 1, 0, 0 }, { .major = 7, .minor = 31 } };
+	int e = fs_request(v, q, 0, in, &init, sizeof(init), out);
+	struct {
+		struct fuse_in_header h;
+		struct fuse_create_in c;
+		char name[8];
+	} cr = { { sizeof(cr), FUSE_CREATE, 4, FUSE_ROOT_ID, 0, 0, 1, 0, 0 },
+		 { .flags = O_RDWR, .mode = S_IFREG | 0600 }, "wedge" };
+	if (!e)
+		e = fs_request(v, q, 2, in, &cr, sizeof(cr), out);
+	const struct fuse_entry_out *eo = mic_cardmem(v, out + sizeof(struct fuse_out_header), 4096);
+	const struct fuse_open_out *oo = (const void *)(eo + 1);
+	uint64_t node = eo->nodeid, fh = oo->fh;
+	struct {
+		struct fuse_in_header h;
+		struct fuse_setattr_in s;
+	} sa = { { sizeof(sa), FUSE_SETATTR, 6, node, 0, 0, 1, 0, 0 },
+		 { .valid = FATTR_SIZE | FATTR_FH, .fh = fh, .size = WEDGE_FILE_SIZE } };
+	if (!e)
+		e = fs_request(v, q, 4, in, &sa, sizeof(sa), out);
+	if (e) {
+		fprintf(stderr, "mic-hostile-card: fs wedge: setup answered %d\n", e);
+		return;
+	}
+	struct {
+		struct fuse_in_header h;
+		struct fuse_read_in r;
+	} *rd = mic_cardmem(v, in, 4096);
+	uint32_t size = WEDGE_IN * WEDGE_SINK - sizeof(struct fuse_out_header);
+	*rd = (typeof(*rd)){ { sizeof(*rd), FUSE_READ, 8, node, 0, 0, 1, 0, 0 },
+			     { .fh = fh, .offset = 0, .size = size } };
+	/* One indirect table for all the reads: libvhost-user counts the
+	 * descriptors of every pending request against the ring's size, an
+	 * indirect table as one. */
+	struct vring_desc *t = mic_cardmem(v, tbl, (1 + WEDGE_IN) * sizeof(*t));
+	t[0] = (struct vring_desc){ in, sizeof(*rd), VRING_DESC_F_NEXT, 1 };
+	for (unsigned i = 1; i <= WEDGE_IN; i++)
+		t[i] = (struct vring_desc){ sink, WEDGE_SINK,
+					    VRING_DESC_F_WRITE | (i < WEDGE_IN ? VRING_DESC_F_NEXT : 0),
+					    (uint16_t)(i + 1) };
+	struct vring *vr = mic_vop_vq_vring(q);
+	vr->desc[WEDGE_HEAD] = (struct vring_desc){ tbl, (1 + WEDGE_IN) * sizeof(*t),
+						    VRING_DESC_F_INDIRECT, 0 };
+	for (unsigned i = 0; i < WEDGE_READS; i++)
+		publish(vr, WEDGE_HEAD);
+	mic_vop_vq_notify(q);
+	fprintf(stderr, "mic-hostile-card: fs wedge: %u reads of %u MiB queued\n", WEDGE_READS,
+		size >> 20);
+	sleep(1);
+	e = mic_vop_cdev_reset(d, 10000);
+	fprintf(stderr, "mic-hostile-card: fs wedge: device reset answered %d\n", e);
+}
+
 int main(void)
 {
 	struct mic_hw_view v;
@@ -428,7 +524,7 @@ int main(void)
 	char mode[16] = "idx";
 	if (m)
 		sscanf(m + 12, "%15s", mode);
-	if (!strcmp(mode, "punch"))
+	if (!strcmp(mode, "punch") || !strcmp(mode, "fswedge"))
 		punch_once(&v);
 	fw_state(&v, MIC_FW_OS_START);
 
@@ -483,6 +579,8 @@ int main(void)
 		blk_reset_race(&v, vc, cma);
 	} else if (!strcmp(mode, "fsraw")) {
 		fs_raw(&v, vc, cma);
+	} else if (!strcmp(mode, "fswedge")) {
+		fs_wedge(&v, vc, cma, bp->heap_addr);
 	}
 	mic_vop_vq_notify(tx);
 	for (;;)

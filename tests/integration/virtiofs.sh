@@ -5,8 +5,8 @@
 # ways intact; virtiofsd killed -9 is restarted and the share works again
 # in the same boot.  virtiofsd is the card's root on the host (a user
 # namespace mapping the card's ids): what the card makes in the share is
-# owned by the card's host uids, never by host root, and setuid-root files
-# cannot be made there.
+# owned by the card's host uids, never by host root, and setuid or setgid
+# executables cannot be made there.
 . "$(dirname "$0")/lib.sh"
 VIRTIOFSD=
 for p in /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd; do [ -x "$p" ] && VIRTIOFSD=$p && break; done
@@ -101,6 +101,28 @@ cp /bin/true "$SHARE/suid"; chown "$B0:$B0" "$SHARE/suid"
 card_ush mic0 chown 0:0 /mnt/suid
 card_ush mic0 chmod 4755 /mnt/suid
 check "card's chmod u+s, chown 0: no setuid file of host root" sh -c "[ \"\$(stat -c %u '$SHARE/suid')\" = $B0 ] && [ -z \"\$(find '$SHARE' -user 0 -perm -4000)\" ]"
+# nor one of the card's root: a host user running it would become the
+# card's uid (fs_filter.c under virtiofsd); plain modes and the sticky bit
+# still work
+cp /bin/true "$SHARE/exe"; chown "$B0:$B0" "$SHARE/exe"; chmod 755 "$SHARE/exe"
+fails() { ! "$@" 2>/dev/null; }
+no_priv_bits() { [ -z "$(find "$SHARE" -perm /6000)" ]; }
+check "card: chmod u+s of a share file refused" fails card_ush mic0 chmod u+s /mnt/exe
+check "card: chmod 4755 refused" fails card_ush mic0 chmod 4755 /mnt/exe
+check "card: chmod 2755 (setgid executable) refused" fails card_ush mic0 chmod 2755 /mnt/exe
+# a file made with the bits (busybox cp -p: open(O_CREAT, 04755), chmod)
+card_lsh mic0 "cp /bin/busybox /tmp/su && chmod 4755 /tmp/su"
+check "card: a setuid file in its own /tmp (the source)" [ "$(card_ush mic0 stat -c %a /tmp/su)" = 4755 ]
+card_ush mic0 cp -p /tmp/su /mnt/copied 2>/dev/null
+check "card: cp -p of it into the share leaves no setuid file" no_priv_bits
+check "no setuid or setgid file or directory in the share" no_priv_bits
+card_ush mic0 chmod 700 /mnt/exe
+check "card: chmod 700 works" [ "$(stat -c %a "$SHARE/exe")" = 700 ]
+card_ush mic0 chmod 644 /mnt/exe
+check "card: chmod 644 works" [ "$(stat -c %a "$SHARE/exe")" = 644 ]
+card_ush mic0 mkdir /mnt/sticky && card_ush mic0 chmod 1777 /mnt/sticky
+check "card: chmod 1777 of a directory works" [ "$(stat -c %a "$SHARE/sticky")" = 1777 ]
+rm -rf "$SHARE/exe" "$SHARE/copied" "$SHARE/sticky"
 card_ush mic0 chown 0:0 /mnt/hostonly 2>/dev/null
 card_ush mic0 chmod 4755 /mnt/hostonly 2>/dev/null
 card_lsh mic0 "echo card >> /mnt/hostonly" 2>/dev/null
