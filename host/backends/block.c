@@ -40,7 +40,8 @@ struct breq {
 	uint8_t *buf; /* in the bounce buffer */
 	uint32_t len;
 	uint64_t off;
-	/* a write straight from card memory (buf NULL): the checked segments */
+	/* a write straight from card memory (buf NULL), done in prepare: the
+	 * segments the walker checked */
 	struct iovec iov[MIC_VOP_MAX_SEGS];
 	int niov;
 };
@@ -226,8 +227,7 @@ static void batch_io(struct block *b)
 	for (unsigned i = 0; i < n; i++) {
 		struct breq *r = b->pend[i];
 		if (r->write)
-			done[i] = (r->niov ? file_writev(b, r) : file_io(b, 1, r->buf, r->len, r->off)) ?
-					  -1 : 1;
+			done[i] = file_io(b, 1, r->buf, r->len, r->off) ? -1 : 1;
 	}
 	for (unsigned got = 0; got < sub;) {
 		struct io_uring_cqe *cqe;
@@ -353,7 +353,11 @@ static uint8_t prepare(struct block *b, struct breq *r)
 				r->niov = 0;
 				return VIRTIO_BLK_S_IOERR;
 			}
-			return ST_PENDING;
+			/* Written now, not with the batch: it is a copy, not a
+			 * wait, and its completion goes to the card at once
+			 * (block_serve), so the card refills its queue while
+			 * the rest of the batch is written. */
+			return file_writev(b, r) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 		}
 		r->buf = batch_room(b, 1, r->off, len, 0);
 		struct iovec iov = { r->buf, len };
@@ -406,6 +410,10 @@ static void block_serve(struct vdev *vd)
 		if (r->status != ST_PENDING) {
 			complete(b, r);
 			b->spare[b->nspare++] = r;
+			if (r->niov && b->used) { /* a large write: tell the card now */
+				mic_vop_host_vq_notify(vd->dev, VQ_REQ);
+				b->used = 0;
+			}
 			continue;
 		}
 		b->pend[b->npend++] = r;
