@@ -610,8 +610,8 @@ static void on_fuse(void *ctx, uint32_t events)
 		}
 		struct fuse_buf fb = { .mem = v->slot[v->rx].data - FUSE_WRITE_HDR, .size = (size_t)res };
 		fuse_session_process_buf(v->se, &fb);
-		v->rx = -1;
 	}
+	v->rx = -1; /* only op_write, called from the loop above, looks at it */
 	kick(v);
 	fuse_events(v);
 }
