@@ -290,9 +290,7 @@ static void run_batch(struct block *b)
  * for a direct write, which needs none). */
 static uint8_t *batch_room(struct block *b, int write, uint64_t off, uint32_t len, int direct)
 {
-	if (direct)
-		len = 0;
-	int flush = BOUNCE_SIZE - b->bounce_used < len;
+	int flush = !direct && BOUNCE_SIZE - b->bounce_used < len;
 	for (unsigned i = 0; i < b->npend && !flush; i++) {
 		struct breq *r = b->pend[i];
 		flush = (write || r->write) && off < r->off + r->len && r->off < off + len;
