@@ -248,6 +248,10 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		k->disk_readonly = parse_bool(val);
 		return 1;
 	}
+	if (!strcmp(key, "disk_dma")) {
+		k->disk_dma = parse_bool(val);
+		return 1;
+	}
 	if (!parse_num(val, &n))
 		return 0;
 	if (!strcmp(key, "aperture_mb") && n >= 256 && n <= 65536)

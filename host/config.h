@@ -31,6 +31,8 @@ struct card_cfg {
 	char bridge[16];
 	char disk[PATH_MAX];  /* virtio-block backing file, "" = no disk */
 	int disk_readonly;
+	int disk_dma;         /* disk writes from VDEV_DMA_MIN up by DMA through the bounce
+			       * buffer (default off: written from card memory, 3.13) */
 	/* virtio-block from a vhost-user backend's socket instead of disk (108 = sun_path) */
 	char disk_vhost_user[108];
 	/* if set, micd starts that backend itself and restarts it (sh -c) */

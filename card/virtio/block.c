@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
 #include <signal.h>
@@ -39,6 +40,15 @@
 #define DATA_MAX (1u << 20)            /* FUSE max_write / largest read */
 #define SMALL_MAX (128u << 10)
 #define WIDEN 4096u                    /* room to widen an unaligned read to sectors */
+/* FUSE's header before a WRITE's payload (fuse_in_header + fuse_write_in),
+ * and the room a big slot has in front of its data for it: /dev/fuse is
+ * read into the slot so that a write's payload lands on the slot's data,
+ * which stays on the DMA engine's 64-byte granule. */
+#define FUSE_WRITE_HDR 80u
+#define RX_ROOM 128u
+_Static_assert(sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in) == FUSE_WRITE_HDR,
+	       "FUSE's WRITE header");
+_Static_assert(RX_ROOM >= FUSE_WRITE_HDR && RX_ROOM % MIC_VOP_CMA_ALIGN == 0, "room before a big slot");
 #define MNT_DIR "/run/virtio-blk"
 #define DISK_FILE MNT_DIR "/vda" /* mounted on itself: the FUSE root is the file */
 /* A symlink, not a second mount of the file: tools that refuse a device
@@ -59,7 +69,7 @@ struct slot {
 	uint64_t hdr_addr, data_addr;
 	struct virtio_blk_outhdr *hdr; /* status byte right after it */
 	uint8_t *data;
-	uint32_t cap; /* bytes data holds */
+	uint32_t cap; /* bytes data holds (a big slot has RX_ROOM before it) */
 	fuse_req_t req;
 	uint32_t type;
 	uint32_t skew, len; /* IN: reply data + skew, len bytes; OUT: len written */
@@ -83,7 +93,7 @@ struct vblk {
 	int nbigfree; /* free slots that hold any request: FUSE is read while one is */
 	int added; /* requests added since the last kick */
 	struct fuse_session *se;
-	struct fuse_buf fbuf;
+	int rx; /* the big slot /dev/fuse is being read into, or -1 */
 	int fuse_fd;
 	uint32_t fuse_ev; /* what the loop watches fuse_fd for */
 	int mounted;
@@ -133,7 +143,7 @@ static int submit_slot(struct vblk *v, int i, fuse_req_t req, uint32_t type, uin
 	s->hdr->type = htole32(type);
 	s->hdr->ioprio = 0;
 	s->hdr->sector = htole64(sector);
-	if (type == VIRTIO_BLK_T_OUT && wdata)
+	if (type == VIRTIO_BLK_T_OUT && wdata && wdata != s->data)
 		memcpy(s->data, wdata, len);
 	return queue_slot(v, i);
 }
@@ -161,6 +171,19 @@ static int slot_take(struct vblk *v, uint32_t len)
 	v->free[pick] = v->free[--v->nfree];
 	v->nbigfree -= is_big(i);
 	return i;
+}
+
+/* Takes slot i if it is free; -1 if not. */
+static int slot_take_this(struct vblk *v, int i)
+{
+	for (int k = 0; k < v->nfree; k++) {
+		if (v->free[k] != i)
+			continue;
+		v->free[k] = v->free[--v->nfree];
+		v->nbigfree -= is_big(i);
+		return i;
+	}
+	return -1;
 }
 
 static void slot_put(struct vblk *v, int i)
@@ -460,8 +483,24 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (size > bytes(v) - (uint64_t)off)
 		size = (size_t)(bytes(v) - (uint64_t)off);
 	if (off % SECTOR == 0 && size % SECTOR == 0) {
-		if (submit(v, req, VIRTIO_BLK_T_OUT, (uint64_t)off / SECTOR, (uint32_t)size, buf, 0, 0, NULL))
+		/* The payload was read into a big slot (on_fuse): write it from
+		 * there, with no copy, unless a small slot takes it (a small
+		 * write must not hold a big slot, or FUSE is read less often). */
+		int i = slot_take(v, (uint32_t)size);
+		if (i >= 0 && is_big(i) && i != v->rx && v->rx >= 0 &&
+		    buf == (const char *)v->slot[v->rx].data) {
+			int rx = slot_take_this(v, v->rx);
+			if (rx >= 0) {
+				slot_put(v, i);
+				i = rx;
+			}
+		}
+		if (i < 0 || submit_slot(v, i, req, VIRTIO_BLK_T_OUT, (uint64_t)off / SECTOR,
+					 (uint32_t)size, buf, 0, 0)) {
+			if (i >= 0)
+				slot_put(v, i);
 			fuse_reply_err(req, EIO);
+		}
 		return;
 	}
 	/* Part of a sector (libext2fs rewrites superblock fields by the byte):
@@ -521,6 +560,38 @@ static const struct fuse_lowlevel_ops fuse_ops = {
 	.flush = op_flush,
 };
 
+/* Reads one FUSE request into a free big slot (v->rx), FUSE_WRITE_HDR
+ * bytes before its data, so that a WRITE's payload lands where the
+ * request's data segment points and goes to the host with no copy of our
+ * own (libfuse's receive would read into its own buffer; op_write would
+ * then copy).  The kernel wants room for max_write + FUSE_WRITE_HDR:
+ * the slot has DATA_MAX + WIDEN.  Returns the request's length, 0 when
+ * the session ended, or -errno. */
+static int fuse_receive(struct vblk *v)
+{
+	v->rx = -1;
+	for (int k = 0; k < v->nfree && v->rx < 0; k++)
+		if (is_big(v->free[k]))
+			v->rx = v->free[k];
+	if (v->rx < 0)
+		return -EAGAIN;
+	struct slot *s = &v->slot[v->rx];
+	for (;;) {
+		ssize_t n = read(v->fuse_fd, s->data - FUSE_WRITE_HDR, FUSE_WRITE_HDR + s->cap);
+		if (n >= (ssize_t)sizeof(struct fuse_in_header))
+			return (int)n;
+		if (n >= 0)
+			return -EIO;
+		if (errno == ENOENT) /* the request was interrupted: the next */
+			continue;
+		if (errno == ENODEV) { /* unmounted, or the connection aborted */
+			fuse_session_exit(v->se);
+			return 0;
+		}
+		return -errno;
+	}
+}
+
 /* Takes FUSE requests while a big slot is free (any request fits one; a
  * small one is taken instead when it fits), then kicks the host once for
  * the whole batch. */
@@ -529,7 +600,7 @@ static void on_fuse(void *ctx, uint32_t events)
 	struct vblk *v = ctx;
 	(void)events;
 	while (v->nbigfree && v->mounted) {
-		int res = fuse_session_receive_buf(v->se, &v->fbuf);
+		int res = fuse_receive(v);
 		if (res == -EAGAIN || res == -EINTR)
 			break;
 		if (res <= 0 || fuse_session_exited(v->se)) {
@@ -539,8 +610,10 @@ static void on_fuse(void *ctx, uint32_t events)
 			v->mounted = 0;
 			break;
 		}
-		fuse_session_process_buf(v->se, &v->fbuf);
+		struct fuse_buf fb = { .mem = v->slot[v->rx].data - FUSE_WRITE_HDR, .size = (size_t)res };
+		fuse_session_process_buf(v->se, &fb);
 	}
+	v->rx = -1; /* only op_write, called from the loop above, looks at it */
 	kick(v);
 	fuse_events(v);
 }
@@ -583,8 +656,6 @@ static void fuse_stop(struct vblk *v)
 		fuse_session_unmount(v->se);
 		fuse_session_destroy(v->se);
 		v->se = NULL;
-		free(v->fbuf.mem);
-		v->fbuf.mem = NULL;
 	}
 	unlink(DEV_NODE);
 	unlink(DISK_FILE);
@@ -823,9 +894,12 @@ static int alloc_slots(struct vblk *v)
 	for (int i = 0; i < NSLOT; i++) {
 		struct slot *s = &v->slot[i];
 		s->cap = (is_big(i) ? DATA_MAX : SMALL_MAX) + WIDEN;
+		uint32_t room = is_big(i) ? RX_ROOM : 0;
 		if (!(s->hdr = cos_vdev_alloc(v->vd, MIC_VOP_CMA_ALIGN, &s->hdr_addr)) ||
-		    !(s->data = cos_vdev_alloc(v->vd, s->cap, &s->data_addr)))
+		    !(s->data = cos_vdev_alloc(v->vd, room + s->cap, &s->data_addr)))
 			return -ENOMEM;
+		s->data += room;
+		s->data_addr += room;
 		slot_put(v, i);
 	}
 	return 0;
@@ -853,6 +927,7 @@ static int vblk_probe(struct cos_vdev *vd)
 	v->os = os;
 	v->vd = vd;
 	v->fuse_fd = -1;
+	v->rx = -1;
 	dev->priv = v;
 	const char *what = "negotiate";
 	uint64_t f = 0, cap = 0;

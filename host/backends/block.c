@@ -40,12 +40,17 @@ struct breq {
 	uint8_t *buf; /* in the bounce buffer */
 	uint32_t len;
 	uint64_t off;
+	/* a write straight from card memory (buf NULL), done in prepare: the
+	 * segments the walker checked */
+	struct iovec iov[MIC_VOP_MAX_SEGS];
+	int niov;
 };
 
 struct block {
 	struct vdev vd;
 	int fd;
 	int ro;
+	int disk_dma; /* cfg disk_dma: large writes by DMA through the bounce buffer */
 	uint64_t capacity; /* sectors */
 	uint8_t *bounce;
 	int bounce_malloced;
@@ -98,6 +103,46 @@ static int file_io(struct block *b, int write, uint8_t *buf, size_t len, uint64_
 	return 0;
 }
 
+/* Full pwritev of a write's card-memory segments (consumed as it goes). */
+static int file_writev(struct block *b, struct breq *r)
+{
+	struct iovec *iov = r->iov;
+	int cnt = r->niov;
+	uint64_t off = r->off;
+	while (cnt > 0) {
+		ssize_t n = pwritev(b->fd, iov, cnt, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = ENOSPC;
+			io_error(b, "write", off);
+			return -1;
+		}
+		off += (uint64_t)n;
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/* Whether a write of len bytes goes to the file straight from card
+ * memory (the kernel's page-cache copy is then the only copy on the host)
+ * rather than by DMA (or CPU) into the bounce buffer and from there:
+ * from VDEV_DMA_MIN up, unless the config asks for the seed's DMA path
+ * and a working channel is there.  Why: docs/architecture.md 3.13. */
+static int write_direct(const struct block *b, uint32_t len)
+{
+	return len >= VDEV_DMA_MIN && (!b->disk_dma || !b->vd.dma || b->vd.dma_off);
+}
+
 /* Writes zeros then the status byte so the status is the chain's last
  * writable byte, whatever the request left unwritten. */
 static void finish(struct block *b, struct mic_vop_chain *c, uint8_t status)
@@ -133,7 +178,7 @@ static void complete(struct block *b, struct breq *r)
 		if (mic_vop_host_chain_push(dev, &r->chain, &iov, 1) != (ssize_t)r->len)
 			r->status = VIRTIO_BLK_S_IOERR;
 	}
-	if (r->status == VIRTIO_BLK_S_OK && r->buf) {
+	if (r->status == VIRTIO_BLK_S_OK && (r->buf || r->niov)) {
 		vdev_stat_add(&b->vd.stats, r->write ? VS_WRITES : VS_READS, 1);
 		vdev_stat_add(&b->vd.stats, r->write ? VS_WRITE_BYTES : VS_READ_BYTES, r->len);
 	}
@@ -241,16 +286,19 @@ static void run_batch(struct block *b)
  * batch first when the bounce buffer is too full, or when the transfer
  * overlaps one in the batch of which either writes, so that requests on
  * the same sectors land in the order the card queued them, as when the
- * backend served one request at a time. */
-static uint8_t *batch_room(struct block *b, int write, uint64_t off, uint32_t len)
+ * backend served one request at a time.  Returns its bounce space (NULL
+ * for a direct write, which needs none). */
+static uint8_t *batch_room(struct block *b, int write, uint64_t off, uint32_t len, int direct)
 {
-	int flush = BOUNCE_SIZE - b->bounce_used < len;
+	int flush = !direct && BOUNCE_SIZE - b->bounce_used < len;
 	for (unsigned i = 0; i < b->npend && !flush; i++) {
 		struct breq *r = b->pend[i];
 		flush = (write || r->write) && off < r->off + r->len && r->off < off + len;
 	}
 	if (flush)
 		run_batch(b);
+	if (direct)
+		return NULL;
 	uint8_t *p = b->bounce + b->bounce_used;
 	b->bounce_used += len;
 	return p;
@@ -264,6 +312,7 @@ static uint8_t prepare(struct block *b, struct breq *r)
 	struct mic_vop_chain *c = &r->chain;
 	struct virtio_blk_outhdr h;
 	r->buf = NULL;
+	r->niov = 0;
 	if (c->read_len < sizeof(h) || c->write_len < 1)
 		return VIRTIO_BLK_S_IOERR;
 	struct iovec hv = { &h, sizeof(h) };
@@ -279,7 +328,7 @@ static uint8_t prepare(struct block *b, struct breq *r)
 		r->write = 0;
 		r->len = len;
 		r->off = sector * SECTOR;
-		r->buf = batch_room(b, 0, r->off, len);
+		r->buf = batch_room(b, 0, r->off, len, 0);
 		return ST_PENDING;
 	}
 	case VIRTIO_BLK_T_OUT: {
@@ -289,7 +338,26 @@ static uint8_t prepare(struct block *b, struct breq *r)
 		r->write = 1;
 		r->len = len;
 		r->off = sector * SECTOR;
-		r->buf = batch_room(b, 1, r->off, len);
+		if (write_direct(b, len)) {
+			/* The walker checked these segments; the card may still
+			 * change the bytes while the kernel copies them, which
+			 * only changes what it wrote.  The header was copied. */
+			batch_room(b, 1, r->off, len, 1);
+			r->niov = mic_vop_host_chain_iov(c, false, r->iov, MIC_VOP_MAX_SEGS);
+			size_t got = 0;
+			for (int i = 0; i < r->niov; i++)
+				got += r->iov[i].iov_len;
+			if (got != len) {
+				r->niov = 0;
+				return VIRTIO_BLK_S_IOERR;
+			}
+			/* Written now, not with the batch: it is a copy, not a
+			 * wait, and its completion goes to the card at once
+			 * (block_serve), so the card refills its queue while
+			 * the rest of the batch is written. */
+			return file_writev(b, r) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		}
+		r->buf = batch_room(b, 1, r->off, len, 0);
 		struct iovec iov = { r->buf, len };
 		if (mic_vop_host_chain_pull(dev, c, &iov, 1) != (ssize_t)len) {
 			r->buf = NULL;
@@ -340,6 +408,10 @@ static void block_serve(struct vdev *vd)
 		if (r->status != ST_PENDING) {
 			complete(b, r);
 			b->spare[b->nspare++] = r;
+			if (r->niov && b->used) { /* a large write: tell the card now */
+				mic_vop_host_vq_notify(vd->dev, VQ_REQ);
+				b->used = 0;
+			}
 			continue;
 		}
 		b->pend[b->npend++] = r;
@@ -391,6 +463,7 @@ int block_backend_start(struct mic_vop_host *vop, struct mic_hw_view *view,
 	b->vd.priv = b;
 	b->vd.fd = -1;
 	b->ro = cfg->disk_readonly;
+	b->disk_dma = cfg->disk_dma;
 	b->fd = b->ro ? -1 : open(cfg->disk, O_RDWR | O_CLOEXEC);
 	if (b->fd < 0 && (b->ro || errno == EACCES || errno == EROFS || errno == EPERM)) {
 		b->ro = 1;

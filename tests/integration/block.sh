@@ -57,8 +57,20 @@ check "card reads the host's pattern at 0" cmp -s "$RUNDIR/pat0" "$RUNDIR/got0"
 card_ush mic0 dd if=/dev/vda bs=4096 skip=256 count=1 2>/dev/null > "$RUNDIR/got1"
 check "card reads the host's pattern at 1 MiB" cmp -s "$RUNDIR/pat1" "$RUNDIR/got1"
 head -c 3145728 /dev/urandom > "$RUNDIR/pat2"
+# "DMA_BYTES WRITE_BYTES" of mic0's disk, from micctl stats
+blk_counts() {
+    micctl stats mic0 --json | python3 -c 'import json, sys
+c = json.load(sys.stdin)["cards"][0]
+print(sum(x["bytes"] for x in c["dma"] if x["user"] == "block"),
+      sum(x["write_bytes"] for x in c["devices"] if x["type"] == "block"))'
+}
+set -- $(blk_counts)
 card_ush mic0 dd of=/dev/vda bs=1M seek=5 conv=fsync < "$RUNDIR/pat2" 2>/dev/null
 check "card writes 3 MiB at 5 MiB" [ $? -eq 0 ]
+# without disk_dma, large writes go to the file straight from card memory
+set -- "$@" $(blk_counts)
+check "the 3 MiB were written from card memory, not by DMA ($*)" \
+    sh -c "[ $3 -eq $1 ] && [ $(($4 - $2)) -ge 3145728 ]"
 card_ush mic0 dd of=/dev/vda bs=512 seek=20481 count=1 conv=fsync 2>/dev/null <<< "sector-20481"
 card_ush mic0 dd if=/dev/vda bs=1M skip=5 count=3 iflag=direct 2>/dev/null > "$RUNDIR/got2"
 check "card reads back what it wrote (direct I/O)" cmp -s "$RUNDIR/pat2" "$RUNDIR/got2"

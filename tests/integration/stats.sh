@@ -9,9 +9,10 @@ HOST_IP=10.96.0.1
 CARD_IP=10.96.0.2
 IMG=$RUNDIR/disk.img
 truncate -s 32M "$IMG"
-# net_dma: frames from 16 KiB up go by the net device's DMA channel (the
-# seed's path), so its counters show a network transfer too.
-printf '[mic0]\nnet = 1\nnet_dma = 1\ncmdline = mic.ip=%s/24\ndisk = %s\nmemory_mb = 400\npids_max = 300\n' \
+# net_dma, disk_dma: frames and disk writes from 16 KiB up go by the
+# device's DMA channel (the seed's path), so its counters show a network
+# transfer and the disk's writes too.
+printf '[mic0]\nnet = 1\nnet_dma = 1\ndisk_dma = 1\ncmdline = mic.ip=%s/24\ndisk = %s\nmemory_mb = 400\npids_max = 300\n' \
     "$CARD_IP" "$IMG" > "$RUNDIR/micd.conf"
 start_micd --config "$RUNDIR/micd.conf"
 hostns ip addr add "$HOST_IP/24" dev mic0
