@@ -108,14 +108,11 @@ static void reclaim_tx(struct vcon *v)
 	}
 }
 
-/* One chain out; the host is told at once (with EVENT_IDX a kick rings
- * only when the host is waiting for one). */
 static void tx_add(struct vcon *v, int i, size_t len)
 {
 	v->ntx_free--;
 	struct mic_vop_sg sg = { v->txb[i].addr, (uint32_t)len };
 	mic_vop_vq_add_outbuf(v->tx, &sg, 1, (void *)(uintptr_t)(i + 1));
-	mic_vop_vq_kick(v->tx);
 }
 
 static void tx_send(struct vcon *v, const char *data, size_t len)
@@ -123,6 +120,7 @@ static void tx_send(struct vcon *v, const char *data, size_t len)
 	int i = v->tx_free[v->ntx_free - 1];
 	memcpy(v->txb[i].ptr, data, len);
 	tx_add(v, i, len);
+	mic_vop_vq_kick(v->tx);
 }
 
 static void post_rx(struct vcon *v, int i)
@@ -168,25 +166,35 @@ static void send_mark(struct vcon *v)
 }
 
 /*
- * PTY -> host while buffers last; 1 when the PTY had nothing more.  Each
- * chain is kicked as it is added, so the host writes it out while we read
- * the next, and a key's echo is on its way before the read that says
- * EAGAIN (which may wait for the PTY's flush worker).
+ * PTY -> host while buffers last; 1 when the PTY had nothing more.  The
+ * first chain is kicked at once: a key's echo is on its way before the
+ * read that says EAGAIN (which may wait for the PTY's flush worker), and in
+ * a stream the host starts writing while we read on.  The rest are kicked
+ * together at the end (kicking each one woke micd about once per chain, for
+ * no faster stream: docs/profile.md).  With EVENT_IDX a kick rings only
+ * when the host waits for one.
  */
 static int pty_to_host(struct vcon *v)
 {
+	int added = 0, drained = 0;
 	send_mark(v);
 	reclaim_tx(v);
 	while (!v->mark_len && v->ntx_free) {
 		int i = v->tx_free[v->ntx_free - 1];
 		ssize_t n = read(v->master, v->txb[i].ptr, BUF_SIZE);
-		if (n <= 0)
-			return 1; /* EAGAIN, or EIO while no shell holds the slave */
+		if (n <= 0) {
+			drained = 1; /* EAGAIN, or EIO while no shell holds the slave */
+			break;
+		}
 		tx_add(v, i, (size_t)n);
+		if (!added++)
+			mic_vop_vq_kick(v->tx);
 		if (!v->ntx_free)
 			reclaim_tx(v);
 	}
-	return 0;
+	if (added > 1)
+		mic_vop_vq_kick(v->tx);
+	return drained;
 }
 
 static void script_finish(struct vcon *v);
