@@ -13,13 +13,8 @@ usage: console_io.py LINK MODE
              after three quick resizes the last one; prints how long the
              card's shell took to see each change (a WINCH trap)
              (MICCTL and CARD as further arguments)
-  wakeups  : 200 keys typed one at a time, each waiting for its echo; the
-             card's processes (descendants of MICD_PID, a further argument,
-             named mic-card) must sleep and wake at most 2.5 times per key:
-             once for the key, once for its echo, never for the host's
-             taking a transmit buffer (docs/architecture.md 3.11)
 """
-import os, select, sys, time, tty
+import os, select, sys, time
 
 link, mode = sys.argv[1], sys.argv[2]
 
@@ -147,46 +142,3 @@ elif mode == "type":
         read_for(fd, 0.01)
     os.close(fd)
     print("typed %d lines" % sent)
-elif mode == "wakeups":
-    micd = int(sys.argv[3])
-    def tree(pid):
-        out = [pid]
-        for t in os.listdir("/proc/%d/task" % pid):
-            try:
-                kids = open("/proc/%d/task/%s/children" % (pid, t)).read().split()
-            except OSError:
-                continue
-            for k in kids:
-                out += tree(int(k))
-        return out
-    def switches(comm):
-        total = 0
-        for pid in tree(micd):
-            try:
-                if open("/proc/%d/comm" % pid).read().strip() != comm:
-                    continue
-                for t in os.listdir("/proc/%d/task" % pid):
-                    st = open("/proc/%d/task/%s/status" % (pid, t)).read()
-                    total += int(st.split("\nvoluntary_ctxt_switches:")[1].split()[0])
-            except (OSError, IndexError):
-                pass
-        return total
-    fd = attach()
-    tty.setraw(fd)
-    read_for(fd, 0.3)
-    keys, card, host = 200, 0, 0
-    for batch in range(4):  # 50 keys a line: no wrapping, no redraw
-        before = (switches("mic-card"), switches("micd"))
-        for i in range(keys // 4):
-            os.write(fd, b"x")
-            r, _, _ = select.select([fd], [], [], 2)
-            if not r or not os.read(fd, 64):
-                print("key %d: no echo" % i)
-                sys.exit(1)
-        card += switches("mic-card") - before[0]
-        host += switches("micd") - before[1]
-        os.write(fd, b"\x15")  # Ctrl-U: the line goes
-        read_for(fd, 0.3)
-    os.close(fd)
-    print("per key: card %.2f wake-ups, micd %.2f" % (card / keys, host / keys))
-    sys.exit(0 if card <= 2.5 * keys else 1)
