@@ -116,12 +116,14 @@ static void *vdev_thread(void *arg)
 			break;
 		/* Also on timeouts: a doorbell the card forgot must not stall us. */
 		pthread_mutex_lock(&vd->lock);
+		vd->fd_revents = n > 0 && vd->fd >= 0 && p[2].events ? p[2].revents : 0;
 		if (p[1].revents) {
 			mic_irq_ack(vd->view, db);
 			vd->kicked = 1;
 		}
 		check_device(vd);
 		vd->kicked = 0;
+		vd->fd_revents = -1;
 		want = vd->fd_events;
 		more = vd->more;
 		publish_state(vd);
@@ -155,6 +157,7 @@ int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *vi
 	pthread_mutex_init(&vd->lock, NULL);
 	pthread_mutex_init(&vd->snap_lock, NULL);
 	vd->snap_state = VDEV_WAITING;
+	vd->fd_revents = -1;
 	vd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int rc = vd->stop_fd < 0 ? -errno : mic_vop_host_add_device(vop, t, &vd->dev);
 	if (!rc) {

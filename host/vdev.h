@@ -62,6 +62,8 @@ struct vdev {
 	int fd;           /* backend's file or -1 */
 	short fd_events;  /* poll events wanted on fd */
 	short fd_always;  /* polled on fd in every state, ready or not */
+	short fd_revents; /* what poll said of fd at this wake-up (all bits outside the
+			   * device thread): serve() may skip a read poll did not announce */
 	int kicked;       /* the card rang the device's doorbell since the last serve */
 	int broken_logged;
 	int more;         /* serve() stopped at its budget: call again soon */

@@ -43,6 +43,7 @@ struct vcon {
 	struct cbuf rxb[NBUF], txb[NBUF];
 	int tx_free[NBUF];
 	int ntx_free;
+	int tx_cb; /* completions interrupt us: every transmit buffer is in flight */
 	/* receive buffers whose data is not yet all written to the PTY, in order */
 	int pend[NBUF];
 	uint32_t pend_len[NBUF], pend_off;
@@ -61,18 +62,65 @@ struct vcon {
 	size_t mark_len;
 };
 
+static void reclaim_tx(struct vcon *v);
+
 static void update_events(struct vcon *v)
 {
+	if (!v->ntx_free)
+		reclaim_tx(v);
 	uint32_t ev = (v->ntx_free ? EPOLLIN : 0) | (v->npend ? EPOLLOUT : 0);
 	cos_watch_mod(v->os->loop, v->master, ev);
 }
 
-static void tx_send(struct vcon *v, const char *data, size_t len)
+static void tx_done(void *ctx, void *tok, uint32_t len)
 {
-	int i = v->tx_free[--v->ntx_free];
-	memcpy(v->txb[i].ptr, data, len);
+	struct vcon *v = ctx;
+	(void)len;
+	v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
+}
+
+/*
+ * Transmit buffers are taken back when one is needed, not on an interrupt
+ * per completion (a wake-up of the card per chain, a third per key echo):
+ * the host interrupts for them only while every buffer is in flight, and
+ * then the PTY is not read until one comes back.
+ */
+static void reclaim_tx(struct vcon *v)
+{
+	for (;;) {
+		void *tok;
+		uint32_t len;
+		while ((tok = mic_vop_vq_get_buf(v->tx, &len)))
+			tx_done(v, tok, len);
+		if (v->ntx_free) {
+			if (v->tx_cb)
+				mic_vop_vq_disable_cb(v->tx);
+			v->tx_cb = 0;
+			return;
+		}
+		if (v->tx_cb)
+			return;
+		v->tx_cb = 1;
+		/* virtio: look again after enabling, or a completion that came
+		 * in between would never interrupt us. */
+		if (mic_vop_vq_enable_cb(v->tx))
+			return;
+	}
+}
+
+static void tx_add(struct vcon *v, int i, size_t len)
+{
+	v->ntx_free--;
 	struct mic_vop_sg sg = { v->txb[i].addr, (uint32_t)len };
 	mic_vop_vq_add_outbuf(v->tx, &sg, 1, (void *)(uintptr_t)(i + 1));
+}
+
+static void tx_send(struct vcon *v, const char *data, size_t len)
+{
+	int i = v->tx_free[v->ntx_free - 1];
+	memcpy(v->txb[i].ptr, data, len);
+	tx_add(v, i, len);
+	mic_vop_vq_kick(v->tx);
 }
 
 static void post_rx(struct vcon *v, int i)
@@ -109,18 +157,28 @@ out:
 /* A session marker goes out before anything more is read from the PTY. */
 static void send_mark(struct vcon *v)
 {
+	if (v->mark_len && !v->ntx_free)
+		reclaim_tx(v);
 	if (!v->mark_len || !v->ntx_free)
 		return;
 	tx_send(v, v->mark, v->mark_len);
-	mic_vop_vq_kick(v->tx);
 	v->mark_len = 0;
 }
 
-/* PTY -> host while buffers last; 1 when the PTY had nothing more. */
+/*
+ * PTY -> host while buffers last; 1 when the PTY had nothing more.  The
+ * first chain is kicked at once: a key's echo is on its way before the
+ * read that says EAGAIN (which may wait for the PTY's flush worker), and in
+ * a stream the host starts writing while we read on.  The rest are kicked
+ * together at the end (kicking each one woke micd about once per chain, for
+ * no faster stream: docs/profile.md).  With EVENT_IDX a kick rings only
+ * when the host waits for one.
+ */
 static int pty_to_host(struct vcon *v)
 {
-	int sent = 0, drained = 0;
+	int added = 0, drained = 0;
 	send_mark(v);
+	reclaim_tx(v);
 	while (!v->mark_len && v->ntx_free) {
 		int i = v->tx_free[v->ntx_free - 1];
 		ssize_t n = read(v->master, v->txb[i].ptr, BUF_SIZE);
@@ -128,24 +186,18 @@ static int pty_to_host(struct vcon *v)
 			drained = 1; /* EAGAIN, or EIO while no shell holds the slave */
 			break;
 		}
-		v->ntx_free--;
-		struct mic_vop_sg sg = { v->txb[i].addr, (uint32_t)n };
-		mic_vop_vq_add_outbuf(v->tx, &sg, 1, (void *)(uintptr_t)(i + 1));
-		sent = 1;
+		tx_add(v, i, (size_t)n);
+		if (!added++)
+			mic_vop_vq_kick(v->tx);
+		if (!v->ntx_free)
+			reclaim_tx(v);
 	}
-	if (sent)
+	if (added > 1)
 		mic_vop_vq_kick(v->tx);
 	return drained;
 }
 
 static void script_finish(struct vcon *v);
-
-static void tx_done(void *ctx, void *tok, uint32_t len)
-{
-	struct vcon *v = ctx;
-	(void)len;
-	v->tx_free[v->ntx_free++] = (int)(uintptr_t)tok - 1;
-}
 
 /* Queued in order; written to the PTY by flush_rx. */
 static void rx_done(void *ctx, void *tok, uint32_t len)
@@ -160,7 +212,7 @@ static void on_doorbell(void *ctx, uint32_t events)
 	struct vcon *v = ctx;
 	(void)events;
 	mbus_ack_irq(&v->vd->mdev, v->vd->line);
-	mic_vop_vq_drain(v->tx, tx_done, v);
+	reclaim_tx(v);
 	mic_vop_vq_drain(v->rx, rx_done, v);
 	flush_rx(v);
 	send_mark(v);
@@ -319,11 +371,14 @@ static void spawn_shell(struct vcon *v)
 static void log_tee(void *ctx, const char *line, size_t len)
 {
 	struct vcon *v = ctx;
-	if (v->in_tee || !v->ntx_free)
+	if (v->in_tee)
+		return;
+	if (!v->ntx_free)
+		reclaim_tx(v);
+	if (!v->ntx_free)
 		return; /* the console is busy; the log ring keeps the message */
 	v->in_tee = 1;
 	tx_send(v, line, len > BUF_SIZE ? BUF_SIZE : len);
-	mic_vop_vq_kick(v->tx);
 	v->in_tee = 0;
 }
 
@@ -403,6 +458,7 @@ static int vcon_probe(struct cos_vdev *vd)
 		v->tx_free[v->ntx_free++] = i;
 		post_rx(v, i);
 	}
+	mic_vop_vq_disable_cb(v->tx); /* reclaim_tx arms it when needed */
 	if ((rc = cos_vdev_ready(vd, on_doorbell, v)) ||
 	    (rc = cos_watch(os->loop, v->master, EPOLLIN, on_pty, v)))
 		goto fail;

@@ -66,13 +66,20 @@ static int serve_tx(struct console *c)
 	return used;
 }
 
-/* Host -> card: fill the card's receive buffers with what the PTY has. */
+/* Host -> card: fill the card's receive buffers with what the PTY has.  One
+ * read per wake-up, and only when poll said the PTY is readable (not a read
+ * that says EAGAIN after each key); the card hears of each chain at once,
+ * before we go back to poll (with EVENT_IDX, a doorbell only when it is
+ * waiting for one). */
 static int serve_rx(struct console *c)
 {
 	struct mic_vop_host_dev *dev = c->vd.dev;
-	int used = 0;
+	int used = 0, can_read = !!(c->vd.fd_revents & POLLIN);
 	for (unsigned left = VDEV_BUDGET; vdev_budget(&c->vd, &left);) {
 		if (c->in_len == 0) {
+			if (!can_read)
+				return used;
+			can_read = 0;
 			ssize_t n = read(c->master, c->in, sizeof(c->in));
 			if (n <= 0)
 				return used;
@@ -84,6 +91,7 @@ static int serve_rx(struct console *c)
 		ssize_t n = mic_vop_host_chain_push(dev, &c->chain, &iov, 1);
 		if (n < 0 || mic_vop_host_vq_put(dev, &c->chain) < 0)
 			return used;
+		mic_vop_host_vq_notify(dev, VQ_RX);
 		memmove(c->in, c->in + n, c->in_len - (size_t)n);
 		c->in_len -= (size_t)n;
 		vdev_stat_add(&c->vd.stats, VS_TO_CARD_BYTES, (uint64_t)n);
@@ -97,8 +105,7 @@ static void console_serve(struct vdev *vd)
 	struct console *c = vd->priv;
 	if (serve_tx(c))
 		mic_vop_host_vq_notify(vd->dev, VQ_TX);
-	if (serve_rx(c))
-		mic_vop_host_vq_notify(vd->dev, VQ_RX);
+	serve_rx(c);
 	vd->fd_events = (short)((c->out_off < c->out_len ? POLLOUT : 0) | (c->in_len ? 0 : POLLIN));
 }
 

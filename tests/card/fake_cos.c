@@ -232,6 +232,8 @@ int mic_vop_vq_add_sgs(struct mic_vop_vq *q, const struct mic_vop_sg *sg, unsign
 
 bool mic_vop_vq_kick(struct mic_vop_vq *q)
 {
+	if ((unsigned)q->kicks < sizeof(q->kick_posted) / sizeof(q->kick_posted[0]))
+		q->kick_posted[q->kicks] = q->nposted;
 	q->kicks++;
 	return true;
 }

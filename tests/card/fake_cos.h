@@ -48,6 +48,7 @@ struct mic_vop_vq {
 	uint32_t used_len[FAKE_MAX_POSTED];
 	unsigned nused;
 	int kicks;
+	unsigned kick_posted[64]; /* nposted at each of the first 64 kicks */
 	int broken; /* add_* fail with -EIO */
 	int cb_disabled; /* the driver wants no interrupt for used buffers */
 };

@@ -302,6 +302,63 @@ static void pty_to_host(void **state)
 	remove_dev(t);
 }
 
+/* No transmit-completion interrupt per buffer (a wake-up of the card per
+ * chain): buffers the host returned are taken back when the driver needs
+ * one, and the interrupt is asked for only while every one is in flight. */
+static void transmit_done_interrupts_only_when_all_in_flight(void **state)
+{
+	struct t *t = *state;
+	probe(t);
+	assert_true(txq(t)->cb_disabled);
+	shell_writes(t, "a");
+	fake_use(txq(t), 0, 0); /* returned, no doorbell */
+	for (int i = 1; i < NBUF; i++)
+		shell_writes(t, "x");
+	assert_true(txq(t)->cb_disabled);
+	/* the returned buffer is taken back without an interrupt */
+	shell_writes(t, "y");
+	assert_int_equal(txq(t)->nposted, NBUF);
+	/* now every buffer is in flight: the PTY waits, the interrupt is on */
+	assert_false(txq(t)->cb_disabled);
+	assert_false(fake_watch_of(t->f, t->master)->events & EPOLLIN);
+	fake_use(txq(t), 0, 0);
+	fake_doorbell(t->f);
+	assert_true(txq(t)->cb_disabled);
+	assert_true(fake_watch_of(t->f, t->master)->events & EPOLLIN);
+	remove_dev(t);
+}
+
+/* The first transmit chain of a read is announced before the next read (a
+ * key's echo leaves at once; in a stream the host starts writing), the rest
+ * when the driver stops reading. */
+static void first_transmit_chain_kicked_at_once(void **state)
+{
+	struct t *t = *state;
+	probe(t);
+	static char big[3 * 4096];
+	memset(big, 'z', sizeof(big));
+	int kicks = txq(t)->kicks;
+	unsigned n0 = txq(t)->nposted;
+	size_t put = 0, got = 0;
+	for (int i = 0; i < WAIT_MS && got < sizeof(big); i++) {
+		ssize_t w = put < sizeof(big) ? write(t->slave, big + put, sizeof(big) - put) : 0;
+		if (w > 0)
+			put += (size_t)w; /* a PTY takes about 12 KiB at once */
+		fake_poll(t->f, 1);
+		got = 0;
+		for (unsigned k = n0; k < txq(t)->nposted; k++)
+			got += txq(t)->posted[k].sg[0].len;
+	}
+	assert_int_equal(got, sizeof(big));
+	assert_true(txq(t)->nposted - n0 >= 3);
+	assert_true(txq(t)->kicks > kicks && txq(t)->kicks <= 64);
+	assert_int_equal(txq(t)->kick_posted[kicks], n0 + 1);
+	assert_int_equal(txq(t)->kick_posted[txq(t)->kicks - 1], txq(t)->nposted);
+	/* fewer kicks than chains: the rest go together */
+	assert_true(txq(t)->kicks - kicks < (int)(txq(t)->nposted - n0));
+	remove_dev(t);
+}
+
 /* The card OS log is copied to the console, but not while no transmit
  * buffer is free (the log ring keeps it). */
 static void log_goes_to_console(void **state)
@@ -354,7 +411,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(probe_posts_and_remove_releases), T(host_to_pty), T(host_to_pty_backpressure),
 		T(pty_to_host), T(log_goes_to_console), T(config_change_sets_size),
-		T(shell_respawned),
+		T(shell_respawned), T(transmit_done_interrupts_only_when_all_in_flight),
+		T(first_transmit_chain_kicked_at_once),
 	};
 	return fake_run_tests(tests, sizeof(tests) / sizeof(tests[0]), probe_fails, faults,
 			      sizeof(faults) / sizeof(faults[0]), setup, teardown);
