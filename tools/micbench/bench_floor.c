@@ -29,6 +29,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -502,13 +503,47 @@ out:
 	return rc;
 }
 
+/* CPU seconds (user + system) process pid has used, or 0. */
+static double cpu_of(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	unsigned long ut = 0, st = 0;
+	const char *p = f && fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	/* after "(comm)": state and 10 more fields, then utime and stime */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		ut = st = 0;
+	if (f)
+		fclose(f);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of everything a link kind's meters run on: the iperf3
+ * servers and the model cards' relays (running), the clients (reaped). */
+static double cpu_links(const struct rig *r, int model, int n)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_CHILDREN, &ru);
+	double c = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	for (int i = 0; i < n; i++) {
+		c += cpu_of(r->srv[model][i]);
+		if (model)
+			c += cpu_of(r->relay[i].pid[0]) + cpu_of(r->relay[i].pid[1]);
+	}
+	return c;
+}
+
 /* iperf3 on links [0, n) of one kind at once, clients in the far
- * namespaces (reverse: the host end sends); the Gbit/s each received, summed. */
-static double iperf(const struct rig *r, int model, int n, int reverse, double secs)
+ * namespaces (reverse: the host end sends); the Gbit/s each received,
+ * summed, and (cpu_per_gb) the CPU seconds its processes used per GB
+ * received: softirq work on ksoftirqd is not counted, on either kind. */
+static double iperf(const struct rig *r, int model, int n, int reverse, double secs, double *cpu_per_gb)
 {
 	pid_t pid[LINKS];
 	int fd[LINKS];
-	double sum = 0;
+	double sum = 0, bytes = 0, cpu0 = cpu_links(r, model, n);
 	int started = 0;
 	static char buf[1 << 20];
 	for (; started < n; started++) {
@@ -524,11 +559,14 @@ static double iperf(const struct rig *r, int model, int n, int reverse, double s
 			break;
 	}
 	for (int i = 0; i < started; i++) {
-		double bps = bench_collect(pid[i], fd[i], buf, sizeof(buf)) < 0
-				     ? -1
-				     : bench_json_num(buf, "sum_received", "bits_per_second");
+		int ok = bench_collect(pid[i], fd[i], buf, sizeof(buf)) == 0;
+		double bps = ok ? bench_json_num(buf, "sum_received", "bits_per_second") : -1;
+		double b = ok ? bench_json_num(buf, "sum_received", "bytes") : -1;
 		sum = bps > 0 && sum >= 0 ? sum + bps / 1e9 : -1;
+		bytes += b > 0 ? b : 0;
 	}
+	if (cpu_per_gb)
+		*cpu_per_gb = bytes > 0 ? (cpu_links(r, model, n) - cpu0) / (bytes / 1e9) : -1;
 	return started == n ? sum : -1;
 }
 
@@ -656,7 +694,7 @@ enum {
 	H_PIPE, H_EVENTFD, H_PTY, H_TAP, H_RING, C_64K, C_BW,
 	E_VETH, E_MODEL, E_VETH99, E_MODEL99,
 	K_PLAIN, K_MODEL, T_PLAIN, T_MODEL,
-	I_VETH, I_MODEL, R_VETH, R_MODEL, A_VETH, A_MODEL, W_HOST, W_CARD,
+	I_VETH, I_MODEL, R_VETH, R_MODEL, A_VETH, A_MODEL, W_HOST, W_CARD, U_VETH, U_MODEL, U8_VETH, U8_MODEL,
 	NSERIES
 };
 
@@ -725,8 +763,11 @@ int micbench_floor(int argc, char **argv, FILE *out)
 			series_add(&s[K_PLAIN + m], b);
 		}
 		for (int m = 0; m < 2; m++) {
-			double up = iperf(&r, m, 1, 0, o.secs), down = iperf(&r, m, 1, 1, o.secs);
-			double agg = iperf(&r, m, LINKS, 0, o.secs);
+			double c1, c8;
+			double up = iperf(&r, m, 1, 0, o.secs, &c1), down = iperf(&r, m, 1, 1, o.secs, NULL);
+			double agg = iperf(&r, m, LINKS, 0, o.secs, &c8);
+			series_add(&s[U_VETH + m], c1);
+			series_add(&s[U8_VETH + m], c8);
 			what = m ? "model card iperf3" : "veth iperf3";
 			if (up < 0 || down < 0 || agg < 0)
 				goto failed;
@@ -785,6 +826,8 @@ failed:
 	row2(out, "iperf3 TCP card -> host", s, I_MODEL, I_VETH, "Gbit/s", 2, "0.8");
 	row2(out, "iperf3 TCP host -> card", s, R_MODEL, R_VETH, "Gbit/s", 2, "0.8");
 	row2(out, "eight links at once, aggregate", s, A_MODEL, A_VETH, "Gbit/s", 2, "0.8");
+	row2(out, "CPU seconds per GB received, one link card -> host", s, U_MODEL, U_VETH, "s", 2, "");
+	row2(out, "CPU seconds per GB received, eight links", s, U8_MODEL, U8_VETH, "s", 2, "");
 	row2(out, "console key echo, p50", s, K_MODEL, K_PLAIN, "us", 1, "1.5x");
 	row2(out, "console throughput", s, T_MODEL, T_PLAIN, "MB/s", 1, "1.0");
 	double e = series_ratio_median(&s[E_MODEL], &s[E_VETH]);
