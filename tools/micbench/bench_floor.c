@@ -835,6 +835,13 @@ failed:
 	double t = series_ratio_median(&s[T_MODEL], &s[T_PLAIN]);
 	double iu = series_ratio_median(&s[I_MODEL], &s[I_VETH]), id = series_ratio_median(&s[R_MODEL], &s[R_VETH]);
 	double ia = series_ratio_median(&s[A_MODEL], &s[A_VETH]);
+	double c8 = series_ratio_median(&s[U8_VETH], &s[U8_MODEL]);
+	fprintf(out, "\nThroughput ratios on a shared machine measure the share of the CPUs each "
+		     "side's processes win as much as their cost; where the links are CPU-bound (eight "
+		     "links on two cores) throughput goes as 1 / CPU per byte, so the eight links' floor "
+		     "on a quiet machine is the baseline's CPU per GB / the model card's: **%.2f** (aim "
+		     "0.8).\n",
+		c8);
 	fprintf(out, "\nWithin reach of a faithful card on this machine (the model card's median "
 		     "meets the aim): echo p50 %s, echo p99 %s, iperf3 card -> host %s, host -> card %s, "
 		     "eight links %s, key echo %s, console throughput %s.\n",
