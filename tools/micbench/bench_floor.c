@@ -763,9 +763,15 @@ int micbench_floor(int argc, char **argv, FILE *out)
 			series_add(&s[K_PLAIN + m], b);
 		}
 		for (int m = 0; m < 2; m++) {
-			double c1, c8;
-			double up = iperf(&r, m, 1, 0, o.secs, &c1), down = iperf(&r, m, 1, 1, o.secs, NULL);
-			double agg = iperf(&r, m, LINKS, 0, o.secs, &c8);
+			/* one more try after a failure: on a loaded machine a
+			 * connect can time out */
+			double c1 = -1, c8 = -1, up = -1, down = -1, agg = -1;
+			for (int t = 0; t < 2 && up < 0; t++)
+				up = iperf(&r, m, 1, 0, o.secs, &c1);
+			for (int t = 0; t < 2 && down < 0; t++)
+				down = iperf(&r, m, 1, 1, o.secs, NULL);
+			for (int t = 0; t < 2 && agg < 0; t++)
+				agg = iperf(&r, m, LINKS, 0, o.secs, &c8);
 			series_add(&s[U_VETH + m], c1);
 			series_add(&s[U8_VETH + m], c8);
 			what = m ? "model card iperf3" : "veth iperf3";
@@ -782,6 +788,11 @@ int micbench_floor(int argc, char **argv, FILE *out)
 		continue;
 failed:
 		fprintf(stderr, "micbench floor: run %d failed: %s\n", k + 1, what);
+		for (int i = 0; i < LINKS; i++)
+			for (int side = 0; side < 2; side++)
+				if (kill(r.relay[i].pid[side], 0) < 0 || waitpid(r.relay[i].pid[side], NULL, WNOHANG) > 0)
+					fprintf(stderr, "micbench floor: model card %d's %s side has died\n", i,
+						side ? "card" : "host");
 		goto out;
 	}
 	char f[96];

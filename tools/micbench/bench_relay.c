@@ -96,8 +96,9 @@ static void side_run(int fd, struct ring *out, struct ring *in)
 				stuck = 1;
 				break;
 			}
-			if (n < 0 && errno != EIO)
-				_exit(1);
+			if (n < 0 && errno == EINTR)
+				continue;
+			/* a frame the kernel refuses is dropped, as a link would */
 			off += n > 0 ? (uint32_t)n : s->len - off;
 			progress = 1;
 			if (off < s->len)
