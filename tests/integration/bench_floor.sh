@@ -16,7 +16,7 @@ rc=$?
 out=$(cat "$RUNDIR/floor.out")
 check "micbench floor exits 0" test "$rc" -eq 0
 num='[0-9.]+ \([0-9.]+-[0-9.]+\)'
-piece() { grep -Eq "^\| $1 .*\| $num \|\$" <<<"$out"; }
+piece() { grep -Eq "^\| $1.*\| $num \|\$" <<<"$out"; }
 model() { grep -Eq "^\| $1 \| $num $2 \| $num $2 \| $num \| $3 \|\$" <<<"$out"; }
 for p in "hand-off between two processes over a pipe" "the same over an eventfd" \
     "hand-off in a ring of four processes" "PTY hop" "TAP hop" "memcpy of 64 KiB"; do
