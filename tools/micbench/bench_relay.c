@@ -56,11 +56,17 @@ int floor_tap_open(const char *name, const char *addr, int vnet)
 	if (addr) {
 		char cmd[160];
 		/* no IPv6: its router and neighbour solicitations would
-		 * cross the measured path */
-		snprintf(cmd, sizeof(cmd),
-			 "sysctl -qw net.ipv6.conf.%s.disable_ipv6=1 2>/dev/null; "
-			 "ip addr add %s dev %s && ip link set %s up",
-			 name, addr, name, name);
+		 * cross the measured path (/proc/sys/net is the caller's
+		 * namespace's) */
+		snprintf(cmd, sizeof(cmd), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", name);
+		int v6 = open(cmd, O_WRONLY | O_CLOEXEC);
+		if (v6 >= 0) {
+			if (write(v6, "1", 1) != 1) {
+				/* no IPv6 in this kernel: nothing to keep quiet */
+			}
+			close(v6);
+		}
+		snprintf(cmd, sizeof(cmd), "ip addr add %s dev %s && ip link set %s up", addr, name, name);
 		if (system(cmd) != 0) {
 			close(fd);
 			return -1;
@@ -173,13 +179,15 @@ int relay_start(struct relay *r, int host_fd, int card_fd, int card_ns, const ch
 	if (r->shm == MAP_FAILED)
 		return -1;
 	struct ring *ring = r->shm; /* [0] host -> card, [1] card -> host */
+	int ready[2] = { -1, -1 }, ok = 1;
+	for (int i = 0; i < 2; i++)
+		ring[i].kick[0] = ring[i].kick[1] = ring[i].space[0] = ring[i].space[1] = -1;
 	for (int i = 0; i < 2; i++)
 		if (pipe2(ring[i].kick, O_CLOEXEC | O_NONBLOCK) < 0 ||
 		    pipe2(ring[i].space, O_CLOEXEC | O_NONBLOCK) < 0)
-			goto fail;
-	int ready[2];
-	if (pipe2(ready, O_CLOEXEC) < 0)
-		goto fail;
+			ok = 0;
+	if (!ok || pipe2(ready, O_CLOEXEC) < 0)
+		goto out;
 	for (int side = 0; side < 2; side++) {
 		r->pid[side] = fork();
 		if (r->pid[side] < 0)
@@ -200,23 +208,23 @@ int relay_start(struct relay *r, int host_fd, int card_fd, int card_ns, const ch
 		_exit(0);
 	}
 	close(ready[1]);
-	int ok = r->pid[0] > 0 && r->pid[1] > 0;
+	ok = r->pid[0] > 0 && r->pid[1] > 0;
 	for (int i = 0; ok && i < 2; i++) {
 		char c;
 		ok = read(ready[0], &c, 1) == 1 && c == 'R';
 	}
 	close(ready[0]);
-	for (int i = 0; i < 2; i++) {
-		close(ring[i].kick[0]);
-		close(ring[i].kick[1]);
-		close(ring[i].space[0]);
-		close(ring[i].space[1]);
-	}
+out:
+	/* the pipes live on in the two processes */
+	for (int i = 0; i < 2; i++)
+		for (int k = 0; k < 2; k++) {
+			if (ring[i].kick[k] >= 0)
+				close(ring[i].kick[k]);
+			if (ring[i].space[k] >= 0)
+				close(ring[i].space[k]);
+		}
 	if (ok)
 		return 0;
-	relay_stop(r);
-	return -1;
-fail:
 	relay_stop(r);
 	return -1;
 }
