@@ -3,7 +3,7 @@
 set -e
 BIN=$(cd "${1:-build}/bin" && pwd)
 out=$(mktemp -d)
-for b in boot dma console net net8 block vblk fs idle; do
+for b in boot dma console net net8 block vblk fs idle floor; do
     if "$BIN/micbench" --help 2>&1 | grep -q "^  $b "; then
         echo "== micbench $b"
         # the machine's load before the run goes into the section's stamp:

@@ -17,6 +17,7 @@ static const struct micbench_cmd cmds[] = {
 	{ "vblk", "vhost-user-blk (qemu-storage-daemon) 4k random read vs the built-in backend", micbench_vblk },
 	{ "fs", "virtio-fs (virtiofsd) throughput and metadata vs the host directory", micbench_fs },
 	{ "idle", "CPU cost of an idle booted card", micbench_idle },
+	{ "floor", "what a faithful card must pay here: hand-offs, hops, a model card", micbench_floor },
 };
 
 static void usage(FILE *f)

@@ -30,5 +30,6 @@ int micbench_block(int argc, char **argv, FILE *out);
 int micbench_vblk(int argc, char **argv, FILE *out);
 int micbench_fs(int argc, char **argv, FILE *out);
 int micbench_idle(int argc, char **argv, FILE *out);
+int micbench_floor(int argc, char **argv, FILE *out);
 
 #endif
