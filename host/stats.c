@@ -32,43 +32,14 @@ static const struct {
 	[VS_ERRORS] = { NULL, "errors" },
 };
 
-/* The counters each backend keeps, in the order shown. */
-static const struct {
-	const char *type;
-	enum vdev_stat shown[VS__N];
-	int n;
-} kinds[] = {
-	{ "console", { VS_FROM_CARD_BYTES, VS_TO_CARD_BYTES }, 2 },
-	{ "net",
-	  { VS_FROM_CARD_PACKETS, VS_FROM_CARD_BYTES, VS_FROM_CARD_DROPS, VS_TO_CARD_PACKETS,
-	    VS_TO_CARD_BYTES, VS_TO_CARD_DROPS },
-	  6 },
-	{ "block",
-	  { VS_READS, VS_WRITES, VS_FLUSHES, VS_READ_BYTES, VS_WRITE_BYTES, VS_ERRORS },
-	  6 },
-};
-
-/* A backend in another process (vhost-user: it has a poll hook) moves the
- * data itself, so micd has nothing of its own to count. */
-static int out_of_process(const struct vdev *vd)
-{
-	return vd->ops->poll != NULL;
-}
-
-/* The i-th counter a device of this type shows, and how many it shows: a
- * backend this file does not know yet shows every counter. */
+/* The counters a device shows (its backend's list, vdev_ops.stats), and
+ * how many. */
 static int shown_count(const struct vdev *vd, const enum vdev_stat **shown)
 {
-	const char *type = vd->ops->name;
-	*shown = NULL;
-	if (out_of_process(vd))
+	*shown = vd->ops->stats;
+	if (vd->ops->out_of_process)
 		return 0;
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (!strcmp(kinds[i].type, type)) {
-			*shown = kinds[i].shown;
-			return kinds[i].n;
-		}
-	return VS__N;
+	return vd->ops->stats ? vd->ops->nstats : VS__N;
 }
 
 static enum vdev_stat nth(const enum vdev_stat *shown, int i)
@@ -108,7 +79,7 @@ static void device_json(FILE *out, const struct vdev *vd)
 	const char *grp = NULL; /* the group whose object is open */
 	fprintf(out, "{\"type\":");
 	json_str(out, vd->ops->name);
-	if (out_of_process(vd))
+	if (vd->ops->out_of_process)
 		fprintf(out, ",\"backend\":\"vhost-user\"");
 	for (int i = 0; i < n; i++) {
 		enum vdev_stat k = nth(shown, i);
@@ -137,7 +108,7 @@ static void device_text(FILE *out, const struct vdev *vd)
 	int n = shown_count(vd, &shown);
 	const char *grp = NULL;
 	fprintf(out, "  %-9s", vd->ops->name);
-	if (out_of_process(vd))
+	if (vd->ops->out_of_process)
 		fputs("served by a vhost-user backend, which counts its own traffic", out);
 	for (int i = 0; i < n; i++) {
 		enum vdev_stat k = nth(shown, i);

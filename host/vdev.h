@@ -11,6 +11,7 @@
 #define MIC_HOST_VDEV_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dma/mic_dma.h"
@@ -47,6 +48,13 @@ struct vdev_ops {
 	 * the card asked for, the device broken): the backend must stop
 	 * using them first.  Called with vd->lock held; idempotent. */
 	void (*quiesce)(struct vdev *vd);
+	/* micctl stats: the counters (host/stats.h) serve() keeps, nstats of
+	 * them in the order shown (NULL: every counter)... */
+	const enum vdev_stat *stats;
+	int nstats;
+	/* ...or none: the backend runs in another process (vhost-user) and
+	 * moves the data itself. */
+	bool out_of_process;
 };
 
 struct vdev {

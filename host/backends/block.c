@@ -446,8 +446,14 @@ static void block_destroy(struct vdev *vd)
 	free(b);
 }
 
+static const enum vdev_stat block_stats[] = {
+	VS_READS, VS_WRITES, VS_FLUSHES, VS_READ_BYTES, VS_WRITE_BYTES, VS_ERRORS,
+};
+
 static const struct vdev_ops block_ops = {
 	.name = "block",
+	.stats = block_stats,
+	.nstats = sizeof(block_stats) / sizeof(block_stats[0]),
 	.serve = block_serve,
 	.reset = block_reset,
 	.destroy = block_destroy,

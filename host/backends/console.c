@@ -168,8 +168,12 @@ int console_backend_session(struct vdev *vd, uint32_t id)
 	return rc;
 }
 
+static const enum vdev_stat console_stats[] = { VS_FROM_CARD_BYTES, VS_TO_CARD_BYTES };
+
 static const struct vdev_ops console_ops = {
 	.name = "console",
+	.stats = console_stats,
+	.nstats = sizeof(console_stats) / sizeof(console_stats[0]),
 	.serve = console_serve,
 	.reset = console_reset,
 	.destroy = console_destroy,

@@ -270,8 +270,15 @@ static void net_destroy(struct vdev *vd)
 	free(n);
 }
 
+static const enum vdev_stat net_stats[] = {
+	VS_FROM_CARD_PACKETS, VS_FROM_CARD_BYTES, VS_FROM_CARD_DROPS,
+	VS_TO_CARD_PACKETS,   VS_TO_CARD_BYTES,   VS_TO_CARD_DROPS,
+};
+
 static const struct vdev_ops net_ops = {
 	.name = "net",
+	.stats = net_stats,
+	.nstats = sizeof(net_stats) / sizeof(net_stats[0]),
 	.serve = net_serve,
 	.reset = net_reset,
 	.destroy = net_destroy,

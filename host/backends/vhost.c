@@ -635,6 +635,7 @@ static const struct vdev_ops vhost_ops = {
 	.destroy = vhost_destroy,
 	.poll = vhost_poll,
 	.quiesce = vhost_quiesce,
+	.out_of_process = true,
 };
 
 static const struct vdev_ops vhost_fs_ops = {
@@ -644,6 +645,7 @@ static const struct vdev_ops vhost_fs_ops = {
 	.destroy = vhost_destroy,
 	.poll = vhost_poll,
 	.quiesce = vhost_quiesce,
+	.out_of_process = true,
 };
 
 static int vhost_start(struct mic_vop_host *vop, struct mic_hw_view *view, const char *card,
