@@ -31,6 +31,9 @@ done
 # the model card's sides sleep between packets: about one wake-up each per round trip, never none
 wake=$(sed -nE 's/^\| wake-ups per echo round trip .*\| ([0-9.]+) \(.*\| ([0-9.]+) \(.*/\1 \2/p' <<<"$out")
 check "model card sides woke per echo ($wake)" awk -v w="$wake" 'BEGIN { split(w, a, " "); exit !(a[1] >= 0.5 && a[2] >= 0.5) }'
+# each side's CPU per round trip: two TAP or ring crossings each, never nothing
+cpu=$(sed -nE 's/^\| CPU per echo round trip .*\| ([0-9.]+) \(.*\| ([0-9.]+) \(.*/\1 \2/p' <<<"$out")
+check "model card sides' CPU per echo ($cpu us)" awk -v c="$cpu" 'BEGIN { split(c, a, " "); exit !(a[1] > 1 && a[2] > 1) }'
 check "nothing of micbench floor left running" eval "! pgrep -f \"micbench $ARGS\" >/dev/null"
 [ "$T_FAILS" -eq 0 ] || say "$out"
 finish

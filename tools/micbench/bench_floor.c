@@ -426,21 +426,6 @@ static int rig_up(struct rig *r, int timeout_s)
 
 /* ---- meters ---- */
 
-/* Voluntary context switches (sleeps, hence wake-ups) of process pid. */
-static long vswitches(pid_t pid)
-{
-	char path[64], line[128];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	long v = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return v;
-}
-
 /* 64-byte TCP echo, server in ns at addr:port, client here: p50, p99 us. */
 static int echo(int ns, const char *ip, int port, double *p50, double *p99)
 {
@@ -694,7 +679,7 @@ enum {
 	H_PIPE, H_EVENTFD, H_PTY, H_TAP, H_RING, C_64K, C_BW,
 	E_VETH, E_MODEL, E_VETH99, E_MODEL99,
 	K_PLAIN, K_MODEL, T_PLAIN, T_MODEL,
-	I_VETH, I_MODEL, R_VETH, R_MODEL, A_VETH, A_MODEL, W_HOST, W_CARD, U_VETH, U_MODEL, U8_VETH, U8_MODEL,
+	I_VETH, I_MODEL, R_VETH, R_MODEL, A_VETH, A_MODEL, W_HOST, W_CARD, P_HOST, P_CARD, U_VETH, U_MODEL, U8_VETH, U8_MODEL,
 	NSERIES
 };
 
@@ -746,11 +731,18 @@ int micbench_floor(int argc, char **argv, FILE *out)
 			goto failed;
 		what = "model card echo";
 		addr(ip, sizeof(ip), 1, 0, 0);
-		long w0 = vswitches(r.relay[0].pid[0]), w1 = vswitches(r.relay[0].pid[1]);
+		long long sl[2][2], ns[2][2]; /* before, after; host side, card side */
+		for (int i = 0; i < 2; i++)
+			if (bench_task_usage(r.relay[0].pid[i], &sl[0][i], &ns[0][i]) < 0)
+				goto failed;
 		if (echo(r.cns[0], ip, 7200 + k, &v[2], &v[3]) < 0)
 			goto failed;
-		series_add(&s[W_HOST], (double)(vswitches(r.relay[0].pid[0]) - w0) / ECHO_ROUNDS);
-		series_add(&s[W_CARD], (double)(vswitches(r.relay[0].pid[1]) - w1) / ECHO_ROUNDS);
+		for (int i = 0; i < 2; i++) {
+			if (bench_task_usage(r.relay[0].pid[i], &sl[1][i], &ns[1][i]) < 0)
+				goto failed;
+			series_add(&s[W_HOST + i], (double)(sl[1][i] - sl[0][i]) / ECHO_ROUNDS);
+			series_add(&s[P_HOST + i], (double)(ns[1][i] - ns[0][i]) / 1e3 / ECHO_ROUNDS);
+		}
 		series_add(&s[E_VETH], v[0]);
 		series_add(&s[E_VETH99], v[1]);
 		series_add(&s[E_MODEL], v[2]);
@@ -834,6 +826,8 @@ failed:
 	char f2[96];
 	fprintf(out, "| wake-ups per echo round trip (voluntary switches): host side, card side | %s | %s | | |\n",
 		series_fmt(&s[W_HOST], 2, f, sizeof(f)), series_fmt(&s[W_CARD], 2, f2, sizeof(f2)));
+	fprintf(out, "| CPU per echo round trip (schedstat), us: host side, card side | %s | %s | | |\n",
+		series_fmt(&s[P_HOST], 1, f, sizeof(f)), series_fmt(&s[P_CARD], 1, f2, sizeof(f2)));
 	row2(out, "iperf3 TCP card -> host", s, I_MODEL, I_VETH, "Gbit/s", 2, "0.8");
 	row2(out, "iperf3 TCP host -> card", s, R_MODEL, R_VETH, "Gbit/s", 2, "0.8");
 	row2(out, "eight links at once, aggregate", s, A_MODEL, A_VETH, "Gbit/s", 2, "0.8");

@@ -12,7 +12,6 @@
  * disappears with the benchmark's processes.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -187,52 +186,27 @@ static int echo_client(const char *addr, int port, double *med, double *p99)
 	return 0;
 }
 
-/* Sleeps (voluntary context switches) of every thread of pid so far, or
- * -1: each is one wake-up. */
-static long long sleeps_of(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return -1;
-	long long sum = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char st[128], line[128];
-		snprintf(st, sizeof(st), "%s/%.20s/status", path, e->d_name);
-		FILE *f = fopen(st, "r");
-		long long v;
-		while (f && fgets(line, sizeof(line), f))
-			if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1)
-				sum += v;
-		if (f)
-			fclose(f);
-	}
-	closedir(d);
-	return sum;
-}
-
 /* The echo's round trips; with pids (micd, the card OS), also their
- * wake-ups per round trip into wake[], the hand-offs the path adds to a
- * veth pair's two (docs/profile.md, net latency). */
+ * wake-ups (wake[]) and CPU in us (cpu[]) per round trip: the hand-offs the
+ * path adds to a veth pair's two and what each costs (docs/profile.md, net
+ * latency). */
 static int latency(struct side server, int port, double *med, double *p99, const pid_t *pids,
-		   double *wake, int npids)
+		   double *wake, double *cpu, int npids)
 {
 	struct tp_arg a = { server.addr, port };
 	struct job e;
 	if (job_start(&e, server.ns, echo_serve, &a) < 0)
 		return -1;
-	long long before[2] = { 0 };
+	long long sl[2] = { 0 }, ns[2] = { 0 };
+	int have[2] = { 0 };
 	for (int i = 0; i < npids && i < 2; i++)
-		before[i] = sleeps_of(pids[i]);
+		have[i] = bench_task_usage(pids[i], &sl[i], &ns[i]) == 0;
 	int rc = job_ready(&e) < 0 ? -1 : echo_client(server.addr, port, med, p99);
 	for (int i = 0; i < npids && i < 2; i++) {
-		long long after = sleeps_of(pids[i]);
-		wake[i] = before[i] < 0 || after < before[i] ? -1 :
-			  (double)(after - before[i]) / LAT_ROUNDS;
+		long long sl2, ns2;
+		int ok = have[i] && bench_task_usage(pids[i], &sl2, &ns2) == 0 && sl2 >= sl[i];
+		wake[i] = ok ? (double)(sl2 - sl[i]) / LAT_ROUNDS : -1;
+		cpu[i] = ok ? (double)(ns2 - ns[i]) / 1e3 / LAT_ROUNDS : -1;
 	}
 	if (rc)
 		kill(e.pid, SIGKILL);
@@ -467,7 +441,8 @@ int micbench_net(int argc, char **argv, FILE *out)
 	struct rig r;
 	int rc = 1;
 	struct bench_series up[2] = { 0 }, down[2] = { 0 }, p50[2] = { 0 }, p99[2] = { 0 };
-	struct bench_series wake[2] = { 0 }; /* micd, card OS: sleeps per card echo */
+	/* micd, card OS: sleeps and CPU us per card echo */
+	struct bench_series wake[2] = { 0 }, cpu[2] = { 0 };
 	if (rig_up(&r, 1, o.runs * (int)(4 * o.secs + 60) + 60) < 0)
 		goto out;
 	/* Card and veth alternate within each run, so both see the same load. */
@@ -477,10 +452,10 @@ int micbench_net(int argc, char **argv, FILE *out)
 			char srv[32];
 			addr_of(srv, sizeof(srv), veth, 0, 0);
 			struct side s = { veth ? r.vethns[0] : r.cardns[0], srv };
-			double med, pct99, w[2] = { -1, -1 };
+			double med, pct99, w[2] = { -1, -1 }, c[2] = { -1, -1 };
 			pid_t pids[2] = { r.b.pid, r.os[0] };
 			if (u < 0 || d < 0 ||
-			    latency(s, 5400 + 2 * k + veth, &med, &pct99, pids, w, veth ? 0 : 2) < 0) {
+			    latency(s, 5400 + 2 * k + veth, &med, &pct99, pids, w, c, veth ? 0 : 2) < 0) {
 				fprintf(stderr, "micbench net: run %d (%s) failed\n", k + 1, veth ? "veth" : "card");
 				goto out;
 			}
@@ -489,8 +464,10 @@ int micbench_net(int argc, char **argv, FILE *out)
 			series_add(&p50[veth], med);
 			series_add(&p99[veth], pct99);
 			for (int i = 0; i < 2 && !veth; i++)
-				if (w[i] >= 0)
+				if (w[i] >= 0) {
 					series_add(&wake[i], w[i]);
+					series_add(&cpu[i], c[i]);
+				}
 		}
 	}
 	fprintf(out, "### Network: virtio-net (card eth0 <-> host TAP mic0) vs a veth pair\n\n");
@@ -507,11 +484,12 @@ int micbench_net(int argc, char **argv, FILE *out)
 	bench_row(out, "TCP 64-byte echo round trip, p50", &p50[0], &p50[1], "us", 1);
 	bench_row(out, "TCP 64-byte echo round trip, p99", &p99[0], &p99[1], "us", 1);
 	if (wake[0].n && wake[1].n) {
-		char a[64], b[64];
-		fprintf(out, "\nWake-ups per echo round trip through the card (voluntary context "
-			     "switches, all threads; a veth pair's round trip has two, the echo's "
-			     "own): micd %s, card OS %s.\n",
-			series_fmt(&wake[0], 2, a, sizeof(a)), series_fmt(&wake[1], 2, b, sizeof(b)));
+		char a[64], b[64], c[64], d[64];
+		fprintf(out, "\nPer echo round trip through the card (all threads; a veth pair's round "
+			     "trip has two wake-ups, the echo's own ends'): wake-ups (voluntary context "
+			     "switches) micd %s, card OS %s; CPU micd %s us, card OS %s us.\n",
+			series_fmt(&wake[0], 2, a, sizeof(a)), series_fmt(&wake[1], 2, b, sizeof(b)),
+			series_fmt(&cpu[0], 1, c, sizeof(c)), series_fmt(&cpu[1], 1, d, sizeof(d)));
 	}
 	double ru = series_ratio_median(&up[0], &up[1]), rd = series_ratio_median(&down[0], &down[1]);
 	double r50 = series_ratio_median(&p50[0], &p50[1]), r99 = series_ratio_median(&p99[0], &p99[1]);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -265,6 +266,38 @@ void bench_kill(pid_t pid, int fd)
 	if (fd >= 0)
 		close(fd);
 	waitpid(pid, NULL, 0);
+}
+
+int bench_task_usage(pid_t pid, long long *sleeps, long long *cpu_ns)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	*sleeps = *cpu_ns = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char f[128], line[128];
+		long long v;
+		snprintf(f, sizeof(f), "%s/%.20s/status", path, e->d_name);
+		FILE *st = fopen(f, "re");
+		while (st && fgets(line, sizeof(line), st))
+			if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1)
+				*sleeps += v;
+		if (st)
+			fclose(st);
+		snprintf(f, sizeof(f), "%s/%.20s/schedstat", path, e->d_name);
+		st = fopen(f, "re");
+		if (st && fscanf(st, "%lld", &v) == 1)
+			*cpu_ns += v;
+		if (st)
+			fclose(st);
+	}
+	closedir(d);
+	return 0;
 }
 
 int bench_wait_listen(pid_t pid, int port, int timeout_ms)

@@ -72,6 +72,14 @@ int bench_collect(pid_t pid, int fd, char *buf, size_t len);
 /* Kills (SIGKILL) and reaps a program that is no longer wanted. */
 void bench_kill(pid_t pid, int fd);
 
+/* What all threads of process pid have done so far: voluntary context
+ * switches (sleeps, hence wake-ups) and CPU time in ns (sum_exec_runtime
+ * from schedstat: exact, where /proc/PID/stat counts 10 ms ticks).  0, or
+ * -1 if the process is gone.  Differences over a meter's run give wake-ups
+ * and CPU per operation, which stay meaningful on a loaded machine where
+ * latencies do not. */
+int bench_task_usage(pid_t pid, long long *sleeps, long long *cpu_ns);
+
 /* Waits until a socket listens on TCP port `port` in pid's network
  * namespace (/proc/PID/net/tcp); 0 or -1 after timeout_ms. */
 int bench_wait_listen(pid_t pid, int port, int timeout_ms);
