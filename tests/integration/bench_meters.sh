@@ -75,6 +75,9 @@ check "micbench net: wake-ups per echo round trip of micd and the card OS" \
 # and what each side's CPU costs per round trip (schedstat): never nothing
 check "micbench net: CPU per echo round trip of micd and the card OS" \
     grep -Eq 'CPU micd [0-9.]*[1-9][0-9.]* \([0-9.]+-[0-9.]+\) us, card OS [0-9.]*[1-9][0-9.]* \(' <<<"$out"
+# the veth baseline in both placements, pinned: one CPU and two
+check "micbench net: the veth echo pinned to one CPU and to two" \
+    grep -Eq 'pinned, p50: on one CPU [0-9.]+ \([0-9.]+-[0-9.]+\) us, on two CPUs [0-9.]+ \(' <<<"$out"
 check "micbench net left nothing running" eval '! left_behind'
 run_bench block --runs 1 --seconds 1
 if block_rows "$out"; then ok "micbench block: fio rows with figures"; else fail "micbench block"; say "$out"; fi

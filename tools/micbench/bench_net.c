@@ -138,12 +138,26 @@ static int job_ready(struct job *j)
 struct tp_arg {
 	const char *addr;
 	int port;
+	int cpu; /* the echo server's CPU, or -1: where the scheduler puts it */
 };
+
+/* Moves the calling thread to cpu; its old set into old (if not NULL). */
+static int pin_to(int cpu, cpu_set_t *old)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (old && sched_getaffinity(0, sizeof(*old), old) < 0)
+		return -1;
+	return sched_setaffinity(0, sizeof(set), &set);
+}
 
 /* Echo server for the latency test. */
 static double echo_serve(int report, const void *arg)
 {
 	const struct tp_arg *a = arg;
+	if (a->cpu >= 0 && pin_to(a->cpu, NULL) < 0)
+		return -1;
 	int l = listen_on(a->addr, a->port);
 	if (l < 0 || write(report, "L", 1) != 1)
 		return -1;
@@ -193,7 +207,7 @@ static int echo_client(const char *addr, int port, double *med, double *p99)
 static int latency(struct side server, int port, double *med, double *p99, const pid_t *pids,
 		   double *wake, double *cpu, int npids)
 {
-	struct tp_arg a = { server.addr, port };
+	struct tp_arg a = { server.addr, port, -1 };
 	struct job e;
 	if (job_start(&e, server.ns, echo_serve, &a) < 0)
 		return -1;
@@ -409,6 +423,31 @@ static int iperf_start(struct iperf_job *j, const struct rig *r, int veth, int i
 	return j->pid > 0 ? 0 : -1;
 }
 
+/* The veth pair's echo p50 with its ends pinned: the client (this thread)
+ * on client_cpu, the server on server_cpu.  Unpinned, the scheduler keeps
+ * the two ends on one CPU in some runs and on two in others, and the round
+ * trip differs several times over (docs/profile.md, the echo side by
+ * side); both placements pinned show which one the unpinned baseline was. */
+static int latency_pinned(struct side server, int port, int client_cpu, int server_cpu, double *med)
+{
+	struct tp_arg a = { server.addr, port, server_cpu };
+	struct job e;
+	if (job_start(&e, server.ns, echo_serve, &a) < 0)
+		return -1;
+	cpu_set_t old;
+	double p99;
+	int rc = -1;
+	if (job_ready(&e) == 0 && pin_to(client_cpu, &old) == 0) {
+		rc = echo_client(server.addr, port, med, &p99);
+		if (sched_setaffinity(0, sizeof(old), &old) < 0)
+			rc = -1;
+	}
+	if (rc)
+		kill(e.pid, SIGKILL);
+	job_wait(&e);
+	return rc;
+}
+
 /* Gbit/s the receiver saw, or -1. */
 static double iperf_end(struct iperf_job *j)
 {
@@ -443,6 +482,14 @@ int micbench_net(int argc, char **argv, FILE *out)
 	struct bench_series up[2] = { 0 }, down[2] = { 0 }, p50[2] = { 0 }, p99[2] = { 0 };
 	/* micd, card OS: sleeps and CPU us per card echo */
 	struct bench_series wake[2] = { 0 }, cpu[2] = { 0 };
+	/* the veth echo pinned to one CPU and to two (first two CPUs we may use) */
+	struct bench_series pinned[2] = { 0 };
+	int cpus[2] = { -1, -1 }, ncpu = 0;
+	cpu_set_t mine;
+	if (sched_getaffinity(0, sizeof(mine), &mine) == 0)
+		for (int c = 0; c < CPU_SETSIZE && ncpu < 2; c++)
+			if (CPU_ISSET(c, &mine))
+				cpus[ncpu++] = c;
 	if (rig_up(&r, 1, o.runs * (int)(4 * o.secs + 60) + 60) < 0)
 		goto out;
 	/* Card and veth alternate within each run, so both see the same load. */
@@ -463,6 +510,14 @@ int micbench_net(int argc, char **argv, FILE *out)
 			series_add(&down[veth], d);
 			series_add(&p50[veth], med);
 			series_add(&p99[veth], pct99);
+			for (int two = 0; veth && ncpu == 2 && two < 2; two++) {
+				double m;
+				if (latency_pinned(s, 5600 + 2 * k + two, cpus[0], cpus[two], &m) < 0) {
+					fprintf(stderr, "micbench net: run %d (veth pinned) failed\n", k + 1);
+					goto out;
+				}
+				series_add(&pinned[two], m);
+			}
 			for (int i = 0; i < 2 && !veth; i++)
 				if (w[i] >= 0) {
 					series_add(&wake[i], w[i]);
@@ -490,6 +545,15 @@ int micbench_net(int argc, char **argv, FILE *out)
 			     "switches) micd %s, card OS %s; CPU micd %s us, card OS %s us.\n",
 			series_fmt(&wake[0], 2, a, sizeof(a)), series_fmt(&wake[1], 2, b, sizeof(b)),
 			series_fmt(&cpu[0], 1, c, sizeof(c)), series_fmt(&cpu[1], 1, d, sizeof(d)));
+	}
+	if (pinned[0].n && pinned[1].n) {
+		char a[64], b[64];
+		fprintf(out, "\nThe veth pair's echo with its two ends pinned, p50: on one CPU %s us, on "
+			     "two CPUs %s us (the card's p50 / these: %.2f and %.2f). Unpinned, the "
+			     "baseline lands on either placement from run to run; a card's path spreads "
+			     "over both CPUs (docs/profile.md, the echo side by side).\n",
+			series_fmt(&pinned[0], 1, a, sizeof(a)), series_fmt(&pinned[1], 1, b, sizeof(b)),
+			series_ratio_median(&p50[0], &pinned[0]), series_ratio_median(&p50[0], &pinned[1]));
 	}
 	double ru = series_ratio_median(&up[0], &up[1]), rd = series_ratio_median(&down[0], &down[1]);
 	double r50 = series_ratio_median(&p50[0], &p50[1]), r99 = series_ratio_median(&p99[0], &p99[1]);
