@@ -29,39 +29,17 @@
 #define TP_BYTES (8u << 20)
 #define LAT_KEYS 200
 
-/* Reads until `want` bytes (not counting the echoed command line) or a
- * timeout; returns bytes read. */
-static size_t drain(int fd, size_t want, int timeout_ms)
-{
-	char buf[65536];
-	size_t got = 0;
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	while (got < want && poll(&p, 1, timeout_ms) == 1) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	return got;
-}
-
-static void quiet(int fd)
-{
-	while (drain(fd, SIZE_MAX, 200) > 0)
-		;
-}
-
 static double throughput(int fd)
 {
 	char cmd[64];
-	quiet(fd);
+	bench_quiet(fd);
 	snprintf(cmd, sizeof(cmd), "head -c %u /dev/zero\n", TP_BYTES);
 	uint64_t t0 = now_ns();
 	if (write(fd, cmd, strlen(cmd)) < 0)
 		return 0;
-	size_t got = drain(fd, TP_BYTES + strlen(cmd) + 1, 10000);
+	size_t got = bench_drain(fd, TP_BYTES + strlen(cmd) + 1, 10000);
 	double s = (double)(now_ns() - t0) / 1e9;
-	quiet(fd);
+	bench_quiet(fd);
 	return got >= TP_BYTES ? TP_BYTES / s / 1e6 : 0;
 }
 
@@ -69,19 +47,19 @@ static double throughput(int fd)
 static void latency(int fd, double *med, double *p99)
 {
 	static double v[LAT_KEYS];
-	quiet(fd);
+	bench_quiet(fd);
 	for (int i = 0; i < LAT_KEYS; i++) {
 		uint64_t t0 = now_ns();
-		if (write(fd, "x", 1) != 1 || drain(fd, 1, 2000) < 1) {
+		if (write(fd, "x", 1) != 1 || bench_drain(fd, 1, 2000) < 1) {
 			*med = *p99 = -1;
 			return;
 		}
 		v[i] = (double)(now_ns() - t0) / 1e3;
 		if (i % 50 == 49 && write(fd, "\025", 1) == 1) /* Ctrl-U: clear the line */
-			quiet(fd);
+			bench_quiet(fd);
 	}
 	if (write(fd, "\025", 1) == 1)
-		quiet(fd);
+		bench_quiet(fd);
 	micbench_sort(v, LAT_KEYS);
 	*med = v[LAT_KEYS / 2];
 	*p99 = v[LAT_KEYS * 99 / 100];

@@ -313,35 +313,6 @@ static int run_cmd(const char *fmt, ...)
 	return -1;
 }
 
-/* A child that holds a fresh network namespace until killed; its ns fd. */
-static pid_t ns_holder(int *nsfd)
-{
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(p[0]);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		char c = unshare(CLONE_NEWNET) < 0 || system("ip link set lo up") ? 'E' : 'R';
-		if (write(p[1], &c, 1) != 1 || c != 'R')
-			_exit(1);
-		for (;;)
-			pause();
-	}
-	close(p[1]);
-	char c = 0, path[64];
-	if (pid > 0 && (read(p[0], &c, 1) != 1 || c != 'R')) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		pid = -1;
-	}
-	close(p[0]);
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-	*nsfd = pid > 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-	return pid;
-}
-
 /* Link i: veth 10.80.<i+1>.1 here, .2 in vns[i]; model card 10.81.<i+1>.1
  * on TAP flh<i> here, .2 on TAP flc<i> in cns[i]. */
 struct rig {
@@ -384,7 +355,7 @@ static int rig_up(struct rig *r, int timeout_s)
 	}
 	char h[32], c[32], hn[40], cn[40], name[16];
 	for (int i = 0; i < LINKS; i++) {
-		if ((r->vholder[i] = ns_holder(&r->vns[i])) < 0 || (r->cholder[i] = ns_holder(&r->cns[i])) < 0)
+		if ((r->vholder[i] = bench_ns_holder(&r->vns[i])) < 0 || (r->cholder[i] = bench_ns_holder(&r->cns[i])) < 0)
 			return -1;
 		addr(h, sizeof(h), 0, i, 1);
 		addr(c, sizeof(c), 0, i, 0);
@@ -557,50 +528,31 @@ static double iperf(const struct rig *r, int model, int n, int reverse, double s
 
 /* The console meters of `micbench console` on fd (a shell at the far end):
  * MB/s of `head -c CON_BYTES /dev/zero`, and the median key echo in us. */
-static size_t con_drain(int fd, size_t want, int timeout_ms)
-{
-	static char buf[65536];
-	size_t got = 0;
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	while (got < want && poll(&p, 1, timeout_ms) == 1) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	return got;
-}
-
-static void con_quiet(int fd)
-{
-	while (con_drain(fd, SIZE_MAX, 200) > 0)
-		;
-}
 
 static int console_meters(int fd, double *mbs, double *p50)
 {
 	char cmd[64];
-	con_quiet(fd);
+	bench_quiet(fd);
 	snprintf(cmd, sizeof(cmd), "head -c %u /dev/zero\n", CON_BYTES);
 	uint64_t t0 = now_ns();
 	if (write(fd, cmd, strlen(cmd)) < 0)
 		return -1;
-	size_t got = con_drain(fd, CON_BYTES + strlen(cmd) + 1, 10000);
+	size_t got = bench_drain(fd, CON_BYTES + strlen(cmd) + 1, 10000);
 	*mbs = CON_BYTES / ((double)(now_ns() - t0) / 1e9) / 1e6;
-	con_quiet(fd);
+	bench_quiet(fd);
 	if (got < CON_BYTES)
 		return -1;
 	double v[KEYS];
 	for (int i = 0; i < KEYS; i++) {
 		t0 = now_ns();
-		if (write(fd, "x", 1) != 1 || con_drain(fd, 1, 2000) < 1)
+		if (write(fd, "x", 1) != 1 || bench_drain(fd, 1, 2000) < 1)
 			return -1;
 		v[i] = (double)(now_ns() - t0) / 1e3;
 		if (i % 50 == 49 && write(fd, "\025", 1) == 1) /* Ctrl-U: clear the line */
-			con_quiet(fd);
+			bench_quiet(fd);
 	}
 	if (write(fd, "\025", 1) == 1)
-		con_quiet(fd);
+		bench_quiet(fd);
 	*p50 = median_of(v, KEYS);
 	return 0;
 }

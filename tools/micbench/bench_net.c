@@ -228,41 +228,12 @@ static int latency(struct side server, int port, double *med, double *p99, const
 	return rc;
 }
 
-
 static int open_ns(pid_t pid)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
 	return open(path, O_RDONLY | O_CLOEXEC);
 }
-
-/* A child that only holds a fresh network namespace until killed. */
-static pid_t ns_holder(void)
-{
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(p[0]);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		char c = unshare(CLONE_NEWNET) < 0 ? 'E' : 'R';
-		if (write(p[1], &c, 1) != 1 || c != 'R')
-			_exit(1);
-		for (;;)
-			pause();
-	}
-	close(p[1]);
-	char c = 0;
-	if (pid > 0 && (read(p[0], &c, 1) != 1 || c != 'R')) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		pid = -1;
-	}
-	close(p[0]);
-	return pid;
-}
-
 
 /*
  * The rig: micd with n cards (their image carries iperf3; micd gives the
@@ -371,7 +342,7 @@ static int rig_up(struct rig *r, int n, int timeout_s)
 		}
 	}
 	for (int i = 0; i < n; i++) {
-		if ((r->holder[i] = ns_holder()) < 0 || (r->vethns[i] = open_ns(r->holder[i])) < 0)
+		if ((r->holder[i] = bench_ns_holder(&r->vethns[i])) < 0)
 			return -1;
 		addr_of(a, sizeof(a), 1, i, 0);
 		addr_of(h, sizeof(h), 1, i, 1);

@@ -300,6 +300,59 @@ int bench_task_usage(pid_t pid, long long *sleeps, long long *cpu_ns)
 	return 0;
 }
 
+pid_t bench_ns_holder(int *nsfd)
+{
+	int p[2];
+	*nsfd = -1;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		char c = unshare(CLONE_NEWNET) < 0 || system("ip link set lo up") ? 'E' : 'R';
+		if (write(p[1], &c, 1) != 1 || c != 'R')
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	char c = 0, path[64];
+	if (pid > 0 && (read(p[0], &c, 1) != 1 || c != 'R')) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		pid = -1;
+	}
+	close(p[0]);
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	if (pid > 0 && (*nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		pid = -1;
+	}
+	return pid;
+}
+
+size_t bench_drain(int fd, size_t want, int timeout_ms)
+{
+	char buf[65536];
+	size_t got = 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	while (got < want && poll(&p, 1, timeout_ms) == 1) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
+void bench_quiet(int fd)
+{
+	while (bench_drain(fd, SIZE_MAX, 200) > 0)
+		;
+}
+
 int bench_wait_listen(pid_t pid, int port, int timeout_ms)
 {
 	char path[64], line[256], want[16];

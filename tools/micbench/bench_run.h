@@ -80,6 +80,16 @@ void bench_kill(pid_t pid, int fd);
  * latencies do not. */
 int bench_task_usage(pid_t pid, long long *sleeps, long long *cpu_ns);
 
+/* A child that holds a fresh network namespace (loopback up) until
+ * killed: its pid (-1 on failure), the namespace's fd in *nsfd. */
+pid_t bench_ns_holder(int *nsfd);
+
+/* Reads fd (a PTY) until want bytes came or none for timeout_ms; the bytes
+ * read. */
+size_t bench_drain(int fd, size_t want, int timeout_ms);
+/* Reads fd until it has been quiet for 200 ms. */
+void bench_quiet(int fd);
+
 /* Waits until a socket listens on TCP port `port` in pid's network
  * namespace (/proc/PID/net/tcp); 0 or -1 after timeout_ms. */
 int bench_wait_listen(pid_t pid, int port, int timeout_ms);
