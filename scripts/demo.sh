@@ -27,6 +27,14 @@ SHARE=$MIC_RUNDIR/share
 mkdir -p "$SHARE" && echo "a file of the host's, shared" > "$SHARE/from-host.txt"
 chown -R 1073741824:1073741824 "$SHARE" && chmod 0755 "$MIC_RUNDIR"
 printf '[mic0]\ncmdline = mic.ip=10.77.0.2/24\nhost_ip = 10.77.0.1/24\ndisk = %s\nssh_authorized_keys = %s/id.pub\nfs = share:%s\n' "$DISK" "$MIC_RUNDIR" "$SHARE" > "$MIC_RUNDIR/micd.conf"
+# mic1's disk: a qcow2 image served by qemu-storage-daemon over vhost-user,
+# a backend micd starts (the socket path comes in MIC_VHOST_SOCKET) and
+# restarts should it die
+QCOW=$MIC_RUNDIR/disk1.qcow2
+qemu-img create -q -f qcow2 "$QCOW" 32M
+printf '#!/bin/sh\nexec qemu-storage-daemon --blockdev driver=file,node-name=file0,filename=%s --blockdev driver=qcow2,node-name=disk0,file=file0 --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$MIC_VHOST_SOCKET",writable=on\n' "$QCOW" > "$MIC_RUNDIR/qsd.sh"
+chmod +x "$MIC_RUNDIR/qsd.sh"
+printf '[mic1]\ndisk_vhost_user = %s/qsd.sock\ndisk_vhost_user_cmd = %s/qsd.sh\n' "$MIC_RUNDIR" "$MIC_RUNDIR" >> "$MIC_RUNDIR/micd.conf"
 unshare --net "$BIN/micd" --rundir "$MIC_RUNDIR" --config "$MIC_RUNDIR/micd.conf" > "$MIC_RUNDIR/micd.log" 2>&1 &
 MICD=$!
 hostnet() { nsenter -t "$MICD" -n "$@"; }
@@ -34,8 +42,9 @@ cleanup() { kill "$MICD" 2>/dev/null; wait "$MICD" 2>/dev/null; rm -rf "$MIC_RUN
 trap cleanup EXIT
 for _ in $(seq 100); do micctl status >/dev/null 2>&1 && break; sleep 0.05; done
 
-step "micd runs one simulated X100 card; its firmware waits for the host"
+step "micd runs two simulated X100 cards; their firmware waits for the host"
 run micctl wait mic0 ready --timeout 5
+micctl wait mic1 ready --timeout 5 >/dev/null
 run micctl status
 step "boot: the host downloads the card OS image into card memory and rings the boot doorbell"
 run micctl boot mic0
@@ -100,6 +109,22 @@ printf 'mount -t virtiofs share /mnt\ncat /mnt/from-host.txt\necho written-by-th
     micctl console mic0 --linger 2 | tr -d '\r'
 printf '$ ls -ln %s   # owned by the card'"'"'s root, an unprivileged host uid\n' "$SHARE"
 ls -ln "$SHARE"
+step "a second card's disk: a qcow2 image, served by qemu-storage-daemon over vhost-user (micd starts and supervises it)"
+run micctl boot mic1
+micctl wait mic1 online --timeout 20 >/dev/null
+os1=$(pgrep -P "$(micctl status mic1 --json | sed -E 's/.*"firmware_pid":([0-9]+).*/\1/')" | head -1)
+for _ in $(seq 100); do nsenter -t "$os1" -m -- /bin/busybox test -b /dev/vda && break; sleep 0.05; done
+printf 'mkfs.ext4 -F -q /dev/vda\nmount -t ext4 /dev/vda /mnt\necho written-by-mic1 > /mnt/card.txt\nsync; umount /mnt; echo done\n' |
+    micctl console mic1 --linger 3 | tr -d '\r'
+for _ in $(seq 100); do grep -q ' /mnt ' "/proc/$os1/mounts" || break; sleep 0.05; done
+grep -q ' /mnt ' "/proc/$os1/mounts" && nsenter -t "$os1" -m -- /bin/busybox umount /mnt
+run micctl shutdown mic1
+# -U: qemu-storage-daemon still holds the image (micd keeps its backend
+# for the next boot); the card flushed it at shutdown
+run qemu-img check -U "$QCOW"
+qemu-img convert -U -O raw "$QCOW" "$MIC_RUNDIR/disk1.raw"
+printf '$ qemu-img convert -U -O raw disk1.qcow2 disk1.raw; debugfs -R "cat /card.txt" disk1.raw\n'
+debugfs -R "cat /card.txt" "$MIC_RUNDIR/disk1.raw" 2>/dev/null
 step "statistics: counted by micd on the data path, never read from the card"
 run micctl stats mic0
 step "the card OS log, read from card memory"
