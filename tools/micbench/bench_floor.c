@@ -425,7 +425,9 @@ static int echo(int ns, const char *ip, int port, double *p50, double *p99)
 	close(ready[1]);
 	char c;
 	int rc = -1, s = -1;
-	static double v[ECHO_ROUNDS];
+	static double v[MICBENCH_ECHO_MAX];
+	static uint64_t ts[MICBENCH_ECHO_MAX];
+	int rounds = micbench_echo_rounds(ECHO_ROUNDS);
 	if (p < 0 || read(ready[0], &c, 1) != 1)
 		goto out;
 	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -435,17 +437,20 @@ static int echo(int ns, const char *ip, int port, double *p50, double *p99)
 	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto out;
 	char b[ECHO_MSG] = { 0 };
+	double steal = micbench_steal_ms();
 	int i = 0;
-	for (; i < ECHO_ROUNDS; i++) {
+	for (; i < rounds; i++) {
 		uint64_t t0 = now_ns();
 		if (write(s, b, sizeof(b)) != sizeof(b) || recv(s, b, sizeof(b), MSG_WAITALL) != sizeof(b))
 			break;
+		ts[i] = t0;
 		v[i] = (double)(now_ns() - t0) / 1e3;
 	}
-	if (i == ECHO_ROUNDS) {
-		micbench_sort(v, ECHO_ROUNDS);
-		*p50 = v[ECHO_ROUNDS / 2];
-		*p99 = v[ECHO_ROUNDS * 99 / 100];
+	if (i == rounds) {
+		micbench_echo_report(ip, v, ts, rounds, micbench_steal_ms() - steal);
+		micbench_sort(v, rounds);
+		*p50 = v[rounds / 2];
+		*p99 = v[rounds * 99 / 100];
 		rc = 0;
 	}
 out:
@@ -652,6 +657,9 @@ int micbench_floor(int argc, char **argv, FILE *out)
 	if (bench_opts_parse(argc, argv, "floor", 3, &o))
 		return 2;
 	int rounds = o.quick ? 2000 : 20000;
+	/* MICBENCH_ECHO_ONLY: the veth's and the model card's echo alone,
+	 * for studies of its tail (docs/profile.md, the echo's tail) */
+	int echo_only = getenv("MICBENCH_ECHO_ONLY") != NULL;
 	struct bench_series s[NSERIES] = { 0 };
 	struct rig r;
 	struct con con;
@@ -667,15 +675,17 @@ int micbench_floor(int argc, char **argv, FILE *out)
 	}
 	/* Everything alternates within a run, so all see the same load. */
 	for (int k = 0; k < o.runs; k++) {
-		double v[4], a, b;
-		copy_cost(&a, &b);
-		series_add(&s[C_64K], a);
-		series_add(&s[C_BW], b);
-		series_add(&s[H_PIPE], handoff(0, 2, rounds));
-		series_add(&s[H_EVENTFD], handoff(1, 2, rounds));
-		series_add(&s[H_RING], handoff(0, 4, rounds / 2));
-		series_add(&s[H_PTY], pty_hop(rounds / 4));
-		series_add(&s[H_TAP], tap_hop(rounds / 4));
+		double v[4], a = 0, b = 0;
+		if (!echo_only) {
+			copy_cost(&a, &b);
+			series_add(&s[C_64K], a);
+			series_add(&s[C_BW], b);
+			series_add(&s[H_PIPE], handoff(0, 2, rounds));
+			series_add(&s[H_EVENTFD], handoff(1, 2, rounds));
+			series_add(&s[H_RING], handoff(0, 4, rounds / 2));
+			series_add(&s[H_PTY], pty_hop(rounds / 4));
+			series_add(&s[H_TAP], tap_hop(rounds / 4));
+		}
 		char ip[32];
 		addr(ip, sizeof(ip), 0, 0, 0);
 		const char *what = "veth echo";
@@ -699,6 +709,8 @@ int micbench_floor(int argc, char **argv, FILE *out)
 		series_add(&s[E_VETH99], v[1]);
 		series_add(&s[E_MODEL], v[2]);
 		series_add(&s[E_MODEL99], v[3]);
+		if (echo_only)
+			continue;
 		for (int m = 0; m < 2; m++) {
 			what = m ? "model card console" : "plain PTY";
 			if (console_meters(m ? con.host : con.plain, &a, &b) < 0)
@@ -737,6 +749,13 @@ failed:
 				if (kill(r.relay[i].pid[side], 0) < 0 || waitpid(r.relay[i].pid[side], NULL, WNOHANG) > 0)
 					fprintf(stderr, "micbench floor: model card %d's %s side has died\n", i,
 						side ? "card" : "host");
+		goto out;
+	}
+	if (echo_only) {
+		fprintf(out, "| measure | model card | veth pair | ratio | aim |\n|---|---|---|---|---|\n");
+		row2(out, "TCP 64-byte echo round trip, p50", s, E_MODEL, E_VETH, "us", 1, "1.5x");
+		row2(out, "TCP 64-byte echo round trip, p99", s, E_MODEL99, E_VETH99, "us", 1, "2x");
+		rc = 0;
 		goto out;
 	}
 	char f[96];

@@ -182,21 +182,26 @@ static int echo_client(const char *addr, int port, double *med, double *p99)
 	if (s < 0)
 		return -1;
 	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	static double v[LAT_ROUNDS];
+	static double v[MICBENCH_ECHO_MAX];
+	static uint64_t ts[MICBENCH_ECHO_MAX];
+	int rounds = micbench_echo_rounds(LAT_ROUNDS);
 	char buf[LAT_MSG] = { 0 };
-	for (int i = 0; i < LAT_ROUNDS; i++) {
+	double steal = micbench_steal_ms();
+	for (int i = 0; i < rounds; i++) {
 		uint64_t t0 = now_ns();
 		if (write(s, buf, sizeof(buf)) != sizeof(buf) ||
 		    recv(s, buf, sizeof(buf), MSG_WAITALL) != sizeof(buf)) {
 			close(s);
 			return -1;
 		}
+		ts[i] = t0;
 		v[i] = (double)(now_ns() - t0) / 1e3;
 	}
 	close(s);
-	micbench_sort(v, LAT_ROUNDS);
-	*med = v[LAT_ROUNDS / 2];
-	*p99 = v[LAT_ROUNDS * 99 / 100];
+	micbench_echo_report(addr, v, ts, rounds, micbench_steal_ms() - steal);
+	micbench_sort(v, rounds);
+	*med = v[rounds / 2];
+	*p99 = v[rounds * 99 / 100];
 	return 0;
 }
 
@@ -219,8 +224,9 @@ static int latency(struct side server, int port, double *med, double *p99, const
 	for (int i = 0; i < npids && i < 2; i++) {
 		long long sl2, ns2;
 		int ok = have[i] && bench_task_usage(pids[i], &sl2, &ns2) == 0 && sl2 >= sl[i];
-		wake[i] = ok ? (double)(sl2 - sl[i]) / LAT_ROUNDS : -1;
-		cpu[i] = ok ? (double)(ns2 - ns[i]) / 1e3 / LAT_ROUNDS : -1;
+		int rounds = micbench_echo_rounds(LAT_ROUNDS);
+		wake[i] = ok ? (double)(sl2 - sl[i]) / rounds : -1;
+		cpu[i] = ok ? (double)(ns2 - ns[i]) / 1e3 / rounds : -1;
 	}
 	if (rc)
 		kill(e.pid, SIGKILL);
@@ -456,6 +462,9 @@ int micbench_net(int argc, char **argv, FILE *out)
 	/* the veth echo pinned to one CPU and to two (first two CPUs we may use) */
 	struct bench_series pinned[2] = { 0 };
 	int cpus[2] = { -1, -1 }, ncpu = 0;
+	/* MICBENCH_ECHO_ONLY: the card's and the veth's echo alone, for
+	 * studies of its tail (no iperf3 before it, no pinned baselines) */
+	int echo_only = getenv("MICBENCH_ECHO_ONLY") != NULL;
 	cpu_set_t mine;
 	if (sched_getaffinity(0, sizeof(mine), &mine) == 0)
 		for (int c = 0; c < CPU_SETSIZE && ncpu < 2; c++)
@@ -466,7 +475,8 @@ int micbench_net(int argc, char **argv, FILE *out)
 	/* Card and veth alternate within each run, so both see the same load. */
 	for (int k = 0; k < o.runs; k++) {
 		for (int veth = 0; veth < 2; veth++) {
-			double u = iperf(&r, veth, 0, 0, o.secs), d = iperf(&r, veth, 0, 1, o.secs);
+			double u = echo_only ? 0 : iperf(&r, veth, 0, 0, o.secs);
+			double d = echo_only ? 0 : iperf(&r, veth, 0, 1, o.secs);
 			char srv[32];
 			addr_of(srv, sizeof(srv), veth, 0, 0);
 			struct side s = { veth ? r.vethns[0] : r.cardns[0], srv };
@@ -477,11 +487,13 @@ int micbench_net(int argc, char **argv, FILE *out)
 				fprintf(stderr, "micbench net: run %d (%s) failed\n", k + 1, veth ? "veth" : "card");
 				goto out;
 			}
-			series_add(&up[veth], u);
-			series_add(&down[veth], d);
+			if (!echo_only) {
+				series_add(&up[veth], u);
+				series_add(&down[veth], d);
+			}
 			series_add(&p50[veth], med);
 			series_add(&p99[veth], pct99);
-			for (int two = 0; veth && ncpu == 2 && two < 2; two++) {
+			for (int two = 0; veth && ncpu == 2 && two < 2 && !echo_only; two++) {
 				double m;
 				if (latency_pinned(s, 5600 + 2 * k + two, cpus[0], cpus[two], &m) < 0) {
 					fprintf(stderr, "micbench net: run %d (veth pinned) failed\n", k + 1);
@@ -503,10 +515,12 @@ int micbench_net(int argc, char **argv, FILE *out)
 		     "card's network namespace. Baseline: the same programs across a veth pair between "
 		     "two network namespaces. %s, card and veth alternating; each cell median "
 		     "(min-max) over the runs; the ratio is taken run by run.\n\n",
-		o.secs, LAT_MSG, LAT_ROUNDS, bench_opts_runs(&o));
+		o.secs, LAT_MSG, micbench_echo_rounds(LAT_ROUNDS), bench_opts_runs(&o));
 	fprintf(out, "| measure | virtio-net | veth pair | ratio |\n|---|---|---|---|\n");
-	bench_row(out, "iperf3 TCP card -> host", &up[0], &up[1], "Gbit/s", 2);
-	bench_row(out, "iperf3 TCP host -> card", &down[0], &down[1], "Gbit/s", 2);
+	if (!echo_only) {
+		bench_row(out, "iperf3 TCP card -> host", &up[0], &up[1], "Gbit/s", 2);
+		bench_row(out, "iperf3 TCP host -> card", &down[0], &down[1], "Gbit/s", 2);
+	}
 	bench_row(out, "TCP 64-byte echo round trip, p50", &p50[0], &p50[1], "us", 1);
 	bench_row(out, "TCP 64-byte echo round trip, p99", &p99[0], &p99[1], "us", 1);
 	if (wake[0].n && wake[1].n) {
@@ -525,6 +539,10 @@ int micbench_net(int argc, char **argv, FILE *out)
 			     "over both CPUs (docs/profile.md, the echo side by side).\n",
 			series_fmt(&pinned[0], 1, a, sizeof(a)), series_fmt(&pinned[1], 1, b, sizeof(b)),
 			series_ratio_median(&p50[0], &pinned[0]), series_ratio_median(&p50[0], &pinned[1]));
+	}
+	if (echo_only) {
+		rc = 0;
+		goto out;
 	}
 	double ru = series_ratio_median(&up[0], &up[1]), rd = series_ratio_median(&down[0], &down[1]);
 	double r50 = series_ratio_median(&p50[0], &p50[1]), r99 = series_ratio_median(&p99[0], &p99[1]);

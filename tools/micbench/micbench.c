@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "micbench.h"
 
@@ -94,4 +95,55 @@ static int cmp_double(const void *a, const void *b)
 void micbench_sort(double *v, size_t n)
 {
 	qsort(v, n, sizeof(*v), cmp_double);
+}
+
+/* Time the hypervisor ran something else while this machine's CPUs
+ * wanted to run (all CPUs, ms; /proc/stat's steal), or -1. */
+double micbench_steal_ms(void)
+{
+	FILE *f = fopen("/proc/stat", "re");
+	unsigned long long v[8];
+	int ok = f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			     &v[3], &v[4], &v[5], &v[6], &v[7]) == 8;
+	if (f)
+		fclose(f);
+	long hz = sysconf(_SC_CLK_TCK);
+	return ok && hz > 0 ? (double)v[7] * 1000.0 / (double)hz : -1;
+}
+
+/* For studies of the echo's tail (docs/profile.md, the echo's tail):
+ * percentiles and the steal during it to stderr, and with
+ * MICBENCH_ECHO_DUMP=file every round trip ("server start_ns us") appended
+ * to file, to be laid beside a `perf sched record -k CLOCK_MONOTONIC`. */
+void micbench_echo_report(const char *what, const double *v, const uint64_t *t0, int n,
+			  double steal_ms)
+{
+	const char *dump = getenv("MICBENCH_ECHO_DUMP");
+	if (dump) {
+		FILE *f = fopen(dump, "a");
+		if (f) {
+			for (int i = 0; i < n; i++)
+				fprintf(f, "%s %llu %.1f\n", what, (unsigned long long)t0[i], v[i]);
+			fclose(f);
+		}
+	}
+	double *s = malloc(sizeof(*s) * (size_t)n);
+	if (!s)
+		return;
+	memcpy(s, v, sizeof(*s) * (size_t)n);
+	micbench_sort(s, (size_t)n);
+	fprintf(stderr,
+		"ECHO %s n=%d p50 %.1f p90 %.1f p95 %.1f p99 %.1f p99.9 %.1f max %.1f us, steal %.0f ms\n",
+		what, n, s[n / 2], s[n * 90 / 100], s[n * 95 / 100], s[n * 99 / 100], s[n * 999 / 1000],
+		s[n - 1], steal_ms);
+	free(s);
+}
+
+/* MICBENCH_ECHO_ROUNDS: round trips per echo instead of dflt (up to
+ * MICBENCH_ECHO_MAX): a p99 of 2000 is its 20th worst. */
+int micbench_echo_rounds(int dflt)
+{
+	const char *e = getenv("MICBENCH_ECHO_ROUNDS");
+	int n = e ? atoi(e) : dflt;
+	return n > 0 && n <= MICBENCH_ECHO_MAX ? n : dflt;
 }

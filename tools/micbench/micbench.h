@@ -9,6 +9,7 @@
 #define MIC_MICBENCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct micbench_cmd {
@@ -20,6 +21,11 @@ struct micbench_cmd {
 
 /* Sorts n doubles ascending (for medians and percentiles). */
 void micbench_sort(double *v, size_t n);
+#define MICBENCH_ECHO_MAX 100000
+double micbench_steal_ms(void);
+void micbench_echo_report(const char *what, const double *v, const uint64_t *t0, int n,
+			  double steal_ms);
+int micbench_echo_rounds(int dflt);
 
 int micbench_dma(int argc, char **argv, FILE *out);
 int micbench_boot(int argc, char **argv, FILE *out);
