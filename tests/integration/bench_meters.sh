@@ -72,6 +72,9 @@ if net_rows "$out"; then ok "micbench net: iperf3 and echo rows with figures"; e
 # the echo's hand-offs: micd's and the card's wake-ups per round trip, counted
 check "micbench net: wake-ups per echo round trip of micd and the card OS" \
     grep -Eq 'micd [0-9.]*[1-9][0-9.]* \([0-9.]+-[0-9.]+\), card OS [0-9.]*[1-9][0-9.]* \(' <<<"$out"
+# CPU per GB received card -> host, through the card and the veth pair
+check "micbench net: CPU seconds per GB received, card and veth" \
+    grep -Eq '^\| CPU seconds per GB received, card -> host \| [0-9.]*[1-9][0-9.]* \([0-9.]+-[0-9.]+\) s \| [0-9.]*[1-9][0-9.]* ' <<<"$out"
 # and what each side's CPU costs per round trip (schedstat): never nothing
 check "micbench net: CPU per echo round trip of micd and the card OS" \
     grep -Eq 'CPU micd [0-9.]*[1-9][0-9.]* \([0-9.]+-[0-9.]+\) us, card OS [0-9.]*[1-9][0-9.]* \(' <<<"$out"

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -425,8 +426,9 @@ static int latency_pinned(struct side server, int port, int client_cpu, int serv
 	return rc;
 }
 
-/* Gbit/s the receiver saw, or -1. */
-static double iperf_end(struct iperf_job *j)
+/* Gbit/s the receiver saw, or -1; the bytes it received into *bytes (if
+ * not NULL). */
+static double iperf_end(struct iperf_job *j, double *bytes)
 {
 	static char buf[1 << 20];
 	if (bench_collect(j->pid, j->fd, buf, sizeof(buf)) < 0) {
@@ -435,16 +437,42 @@ static double iperf_end(struct iperf_job *j)
 		return -1;
 	}
 	double bps = bench_json_num(buf, "sum_received", "bits_per_second");
+	if (bytes)
+		*bytes = bench_json_num(buf, "sum_received", "bytes");
 	return bps > 0 ? bps / 1e9 : -1;
 }
 
-/* One more try after a failure: on a loaded machine a connect can time out. */
-static double iperf(const struct rig *r, int veth, int i, int reverse, double secs)
+/* CPU seconds all that carries link i has used so far: the meters (its
+ * iperf3 server, running; clients, reaped: the card's through nsenter)
+ * and, for the card, micd and the card OS.  Per GB received it is the
+ * measure a throughput ratio on shared cores is not (docs/profile.md,
+ * Floors): `micbench floor` gives the model card's and the veth pair's. */
+static double path_cpu(const struct rig *r, int veth, int i)
 {
-	double v = -1;
+	struct rusage ru;
+	getrusage(RUSAGE_CHILDREN, &ru);
+	double c = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	pid_t p[3] = { veth ? r->srv_veth[i] : r->srv_card[i], veth ? -1 : r->b.pid, veth ? -1 : r->os[i] };
+	for (int k = 0; k < 3; k++) {
+		long long sleeps, ns;
+		if (p[k] > 0 && bench_task_usage(p[k], &sleeps, &ns) == 0)
+			c += (double)ns / 1e9;
+	}
+	return c;
+}
+
+/* One more try after a failure: on a loaded machine a connect can time out.
+ * With cpu_per_gb, the CPU seconds of the link's path per GB received. */
+static double iperf(const struct rig *r, int veth, int i, int reverse, double secs, double *cpu_per_gb)
+{
+	double v = -1, bytes = 0;
 	for (int t = 0; t < 2 && v < 0; t++) {
 		struct iperf_job j;
-		v = iperf_start(&j, r, veth, i, reverse, secs) < 0 ? -1 : iperf_end(&j);
+		double c0 = path_cpu(r, veth, i);
+		v = iperf_start(&j, r, veth, i, reverse, secs) < 0 ? -1 : iperf_end(&j, &bytes);
+		if (cpu_per_gb)
+			*cpu_per_gb = v > 0 && bytes > 0 ? (path_cpu(r, veth, i) - c0) / (bytes / 1e9) : -1;
 	}
 	return v;
 }
@@ -457,6 +485,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 	struct rig r;
 	int rc = 1;
 	struct bench_series up[2] = { 0 }, down[2] = { 0 }, p50[2] = { 0 }, p99[2] = { 0 };
+	struct bench_series gbcpu[2] = { 0 }; /* CPU s per GB received, card -> host */
 	/* micd, card OS: sleeps and CPU us per card echo */
 	struct bench_series wake[2] = { 0 }, cpu[2] = { 0 };
 	/* the veth echo pinned to one CPU and to two (first two CPUs we may use) */
@@ -475,8 +504,9 @@ int micbench_net(int argc, char **argv, FILE *out)
 	/* Card and veth alternate within each run, so both see the same load. */
 	for (int k = 0; k < o.runs; k++) {
 		for (int veth = 0; veth < 2; veth++) {
-			double u = echo_only ? 0 : iperf(&r, veth, 0, 0, o.secs);
-			double d = echo_only ? 0 : iperf(&r, veth, 0, 1, o.secs);
+			double ucpu = -1;
+			double u = echo_only ? 0 : iperf(&r, veth, 0, 0, o.secs, &ucpu);
+			double d = echo_only ? 0 : iperf(&r, veth, 0, 1, o.secs, NULL);
 			char srv[32];
 			addr_of(srv, sizeof(srv), veth, 0, 0);
 			struct side s = { veth ? r.vethns[0] : r.cardns[0], srv };
@@ -490,6 +520,8 @@ int micbench_net(int argc, char **argv, FILE *out)
 			if (!echo_only) {
 				series_add(&up[veth], u);
 				series_add(&down[veth], d);
+				if (ucpu > 0)
+					series_add(&gbcpu[veth], ucpu);
 			}
 			series_add(&p50[veth], med);
 			series_add(&p99[veth], pct99);
@@ -520,6 +552,8 @@ int micbench_net(int argc, char **argv, FILE *out)
 	if (!echo_only) {
 		bench_row(out, "iperf3 TCP card -> host", &up[0], &up[1], "Gbit/s", 2);
 		bench_row(out, "iperf3 TCP host -> card", &down[0], &down[1], "Gbit/s", 2);
+		if (gbcpu[0].n == up[0].n && gbcpu[1].n == up[1].n)
+			bench_row(out, "CPU seconds per GB received, card -> host", &gbcpu[0], &gbcpu[1], "s", 2);
 	}
 	bench_row(out, "TCP 64-byte echo round trip, p50", &p50[0], &p50[1], "us", 1);
 	bench_row(out, "TCP 64-byte echo round trip, p99", &p99[0], &p99[1], "us", 1);
@@ -574,7 +608,7 @@ int micbench_net8(int argc, char **argv, FILE *out)
 				if (iperf_start(&j[started], &r, veth, started, 0, o.secs) < 0)
 					break;
 			for (int i = 0; i < started; i++)
-				g[i] = iperf_end(&j[i]);
+				g[i] = iperf_end(&j[i], NULL);
 			for (int i = 0; i < n; i++) {
 				if (i >= started || g[i] < 0) {
 					fprintf(stderr, "micbench net8: run %d, %s %d failed\n", k + 1,
