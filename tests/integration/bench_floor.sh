@@ -34,6 +34,8 @@ check "model card sides woke per echo ($wake)" awk -v w="$wake" 'BEGIN { split(w
 # each side's CPU per round trip: two TAP or ring crossings each, never nothing
 cpu=$(sed -nE 's/^\| CPU per echo round trip .*\| ([0-9.]+) \(.*\| ([0-9.]+) \(.*/\1 \2/p' <<<"$out")
 check "model card sides' CPU per echo ($cpu us)" awk -v c="$cpu" 'BEGIN { split(c, a, " "); exit !(a[1] > 1 && a[2] > 1) }'
+# the console stream's relays: CPU per MB, never nothing
+check "model card console path CPU per MB" grep -Eq '^\| console stream: CPU of the path .* \| [0-9.]*[1-9][0-9.]* \(' <<<"$out"
 check "nothing of micbench floor left running" eval "! pgrep -f \"micbench $ARGS\" >/dev/null"
 [ "$T_FAILS" -eq 0 ] || say "$out"
 finish

@@ -82,6 +82,12 @@ check "micbench net: CPU per echo round trip of micd and the card OS" \
 check "micbench net: the veth echo pinned to one CPU and to two" \
     grep -Eq 'pinned, p50: on one CPU [0-9.]+ \([0-9.]+-[0-9.]+\) us, on two CPUs [0-9.]+ \(' <<<"$out"
 check "micbench net left nothing running" eval '! left_behind'
+run_bench console --quick
+check "micbench console: throughput and key echo rows with figures" \
+    grep -Eq '^\| key echo round trip, p50 \| [0-9.]+ \([0-9.]+-[0-9.]+\) us \| [0-9.]+ ' <<<"$out"
+check "micbench console: CPU of the card's path per MB of the stream" \
+    grep -Eq 'per MB of the stream: [0-9.]*[1-9][0-9.]* \([0-9.]+-[0-9.]+\) ms' <<<"$out"
+check "micbench console left nothing running" eval '! left_behind'
 run_bench block --runs 1 --seconds 1
 if block_rows "$out"; then ok "micbench block: fio rows with figures"; else fail "micbench block"; say "$out"; fi
 check "micbench block left nothing running" eval '! left_behind'

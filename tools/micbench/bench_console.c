@@ -29,16 +29,35 @@
 #define TP_BYTES (8u << 20)
 #define LAT_KEYS 200
 
-static double throughput(int fd)
+/* CPU ms the processes pids[0..n) have used so far (schedstat). */
+static double cpu_ms(const pid_t *pids, int n)
+{
+	double ms = 0;
+	for (int i = 0; i < n; i++) {
+		long long sleeps, ns;
+		if (pids[i] > 0 && bench_task_usage(pids[i], &sleeps, &ns) == 0)
+			ms += (double)ns / 1e6;
+	}
+	return ms;
+}
+
+/* MB/s of the stream; with path pids (micd, the card OS), the CPU ms they
+ * spent per MB of it into *path_ms_mb, to set beside `micbench floor`'s
+ * model card (docs/profile.md, Floors): the shell and the reader cost the
+ * same on either side, the path between them is what a card adds. */
+static double throughput(int fd, const pid_t *path, int npath, double *path_ms_mb)
 {
 	char cmd[64];
 	bench_quiet(fd);
+	double c0 = cpu_ms(path, npath);
 	snprintf(cmd, sizeof(cmd), "head -c %u /dev/zero\n", TP_BYTES);
 	uint64_t t0 = now_ns();
 	if (write(fd, cmd, strlen(cmd)) < 0)
 		return 0;
 	size_t got = bench_drain(fd, TP_BYTES + strlen(cmd) + 1, 10000);
 	double s = (double)(now_ns() - t0) / 1e9;
+	if (npath)
+		*path_ms_mb = (cpu_ms(path, npath) - c0) / (TP_BYTES / 1e6);
 	bench_quiet(fd);
 	return got >= TP_BYTES ? TP_BYTES / s / 1e6 : 0;
 }
@@ -123,12 +142,15 @@ int micbench_console(int argc, char **argv, FILE *out)
 	usleep(200000);
 	/* Card and plain PTY alternate within each run, so both see the same
 	 * load; [0] is the card's, [1] the baseline's. */
-	struct bench_series tp[2] = { 0 }, p50[2] = { 0 }, p99[2] = { 0 };
+	struct bench_series tp[2] = { 0 }, p50[2] = { 0 }, p99[2] = { 0 }, path_cpu = { 0 };
+	pid_t path[2] = { b.pid, bench_card_os_pid(&b) };
 	int rc = 0;
 	for (int k = 0; k < o.runs && !rc; k++) {
 		for (int i = 0; i < 2 && !rc; i++) {
 			int fd = i ? pty : con;
-			double t = throughput(fd), med, pct99;
+			double pm = -1, t = throughput(fd, path, i ? 0 : 2, &pm), med, pct99;
+			if (pm > 0)
+				series_add(&path_cpu, pm);
 			latency(fd, &med, &pct99);
 			if (t <= 0 || med <= 0) {
 				fprintf(stderr, "micbench console: run %d (%s) failed\n", k + 1,
@@ -150,6 +172,12 @@ int micbench_console(int argc, char **argv, FILE *out)
 		bench_row(out, "throughput", &tp[0], &tp[1], "MB/s", 1);
 		bench_row(out, "key echo round trip, p50", &p50[0], &p50[1], "us", 1);
 		bench_row(out, "key echo round trip, p99", &p99[0], &p99[1], "us", 1);
+		if (path_cpu.n) {
+			char f[64];
+			fprintf(out, "\nCPU of the card's path (micd and the card OS) per MB of the "
+				     "stream: %s ms (`micbench floor` gives the model card's).\n",
+				series_fmt(&path_cpu, 1, f, sizeof(f)));
+		}
 		fprintf(out, "\nAims (issue 12, on the median ratio): key echo at most 1.5x: %s; "
 			     "throughput at least 1.0: %s.\n",
 			bench_aim(series_ratio_median(&p50[0], &p50[1]) <= 1.5),

@@ -534,16 +534,24 @@ static double iperf(const struct rig *r, int model, int n, int reverse, double s
 /* The console meters of `micbench console` on fd (a shell at the far end):
  * MB/s of `head -c CON_BYTES /dev/zero`, and the median key echo in us. */
 
-static int console_meters(int fd, double *mbs, double *p50)
+static int console_meters(int fd, double *mbs, double *p50, const struct relay *path,
+			  double *path_ms_mb)
 {
 	char cmd[64];
 	bench_quiet(fd);
+	long long sl, ns[2][2] = { { 0 } };
+	for (int i = 0; path && i < 2; i++)
+		bench_task_usage(path->pid[i], &sl, &ns[0][i]);
 	snprintf(cmd, sizeof(cmd), "head -c %u /dev/zero\n", CON_BYTES);
 	uint64_t t0 = now_ns();
 	if (write(fd, cmd, strlen(cmd)) < 0)
 		return -1;
 	size_t got = bench_drain(fd, CON_BYTES + strlen(cmd) + 1, 10000);
 	*mbs = CON_BYTES / ((double)(now_ns() - t0) / 1e9) / 1e6;
+	for (int i = 0; path && i < 2; i++)
+		bench_task_usage(path->pid[i], &sl, &ns[1][i]);
+	if (path)
+		*path_ms_mb = (double)(ns[1][0] - ns[0][0] + ns[1][1] - ns[0][1]) / 1e6 / (CON_BYTES / 1e6);
 	bench_quiet(fd);
 	if (got < CON_BYTES)
 		return -1;
@@ -635,7 +643,7 @@ fail:
 enum {
 	H_PIPE, H_EVENTFD, H_PTY, H_TAP, H_RING, C_64K, C_BW,
 	E_VETH, E_MODEL, E_VETH99, E_MODEL99,
-	K_PLAIN, K_MODEL, T_PLAIN, T_MODEL,
+	K_PLAIN, K_MODEL, T_PLAIN, T_MODEL, T_PATH,
 	I_VETH, I_MODEL, R_VETH, R_MODEL, A_VETH, A_MODEL, W_HOST, W_CARD, P_HOST, P_CARD, U_VETH, U_MODEL, U8_VETH, U8_MODEL,
 	NSERIES
 };
@@ -713,10 +721,13 @@ int micbench_floor(int argc, char **argv, FILE *out)
 			continue;
 		for (int m = 0; m < 2; m++) {
 			what = m ? "model card console" : "plain PTY";
-			if (console_meters(m ? con.host : con.plain, &a, &b) < 0)
+			double pm = -1;
+			if (console_meters(m ? con.host : con.plain, &a, &b, m ? &con.relay : NULL, &pm) < 0)
 				goto failed;
 			series_add(&s[T_PLAIN + m], a);
 			series_add(&s[K_PLAIN + m], b);
+			if (pm > 0)
+				series_add(&s[T_PATH], pm);
 		}
 		for (int m = 0; m < 2; m++) {
 			/* one more try after a failure: on a loaded machine a
@@ -806,6 +817,9 @@ failed:
 	row2(out, "CPU seconds per GB received, eight links", s, U8_MODEL, U8_VETH, "s", 2, "");
 	row2(out, "console key echo, p50", s, K_MODEL, K_PLAIN, "us", 1, "1.5x");
 	row2(out, "console throughput", s, T_MODEL, T_PLAIN, "MB/s", 1, "1.0");
+	if (s[T_PATH].n)
+		fprintf(out, "| console stream: CPU of the path (the two relays) per MB, ms | %s | | | |\n",
+			series_fmt(&s[T_PATH], 1, f, sizeof(f)));
 	double e = series_ratio_median(&s[E_MODEL], &s[E_VETH]);
 	double k = series_ratio_median(&s[K_MODEL], &s[K_PLAIN]);
 	double t = series_ratio_median(&s[T_MODEL], &s[T_PLAIN]);
