@@ -3,13 +3,19 @@
 set -e
 BIN=$(cd "${1:-build}/bin" && pwd)
 out=$(mktemp -d)
+# steal time of all CPUs so far, in clock ticks (/proc/stat)
+steal() { awk '/^cpu /{print $9}' /proc/stat; }
 for b in boot dma console net net8 block vblk fs idle floor; do
     if "$BIN/micbench" --help 2>&1 | grep -q "^  $b "; then
         echo "== micbench $b"
         # the machine's load before the run goes into the section's stamp:
         # figures from a busy machine say so
         cut -d' ' -f1-3 /proc/loadavg >"$out/$b.load"
+        # and the time the hypervisor gave this machine's CPUs to others
+        # while it ran (steal): the latencies follow it (docs/profile.md)
+        s0=$(steal); t0=$(date +%s)
         "$BIN/micbench" "$b" --out "$out/$b.md" || rm -f "$out/$b.md"
+        echo "$(( $(steal) - s0 )) $(( $(date +%s) - t0 )) $(nproc)" >"$out/$b.steal"
     fi
 done
 python3 scripts/update-benchmarks.py BENCHMARKS.md "$out"

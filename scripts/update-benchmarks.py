@@ -3,7 +3,8 @@
 
 A section is delimited by <!-- bench:NAME --> ... <!-- /bench:NAME -->;
 the text between is replaced by results/NAME.md, with the date and machine,
-and the load average before the run when results/NAME.load holds it.
+and the load average before the run when results/NAME.load holds it, and
+the steal during it when results/NAME.steal holds "ticks seconds cpus".
 """
 import os, platform, re, sys, datetime
 
@@ -27,6 +28,14 @@ for f in sorted(os.listdir(results)):
         load = open(os.path.join(results, name + ".load")).read().split()
         load = f"; load average before the run {' / '.join(load)} (1/5/15 min)"
     except OSError:
+        pass
+    try:
+        ticks, secs, ncpu = open(os.path.join(results, name + ".steal")).read().split()
+        hz = os.sysconf("SC_CLK_TCK")
+        if int(secs) > 0:
+            load += (f"; the hypervisor took {int(ticks) / hz:.1f} s of the {int(ncpu)} CPUs' "
+                     f"{int(secs) * int(ncpu)} s during it (steal)")
+    except (OSError, ValueError):
         pass
     body = stamp + load + "._\n\n" + open(os.path.join(results, f)).read()
     block = f"<!-- bench:{name} -->\n{body}<!-- /bench:{name} -->"
