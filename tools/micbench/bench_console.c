@@ -29,61 +29,6 @@
 #define TP_BYTES (8u << 20)
 #define LAT_KEYS 200
 
-/* CPU ms the processes pids[0..n) have used so far (schedstat). */
-static double cpu_ms(const pid_t *pids, int n)
-{
-	double ms = 0;
-	for (int i = 0; i < n; i++) {
-		long long sleeps, ns;
-		if (pids[i] > 0 && bench_task_usage(pids[i], &sleeps, &ns) == 0)
-			ms += (double)ns / 1e6;
-	}
-	return ms;
-}
-
-/* MB/s of the stream; with path pids (micd, the card OS), the CPU ms they
- * spent per MB of it into *path_ms_mb, to set beside `micbench floor`'s
- * model card (docs/profile.md, Floors): the shell and the reader cost the
- * same on either side, the path between them is what a card adds. */
-static double throughput(int fd, const pid_t *path, int npath, double *path_ms_mb)
-{
-	char cmd[64];
-	bench_quiet(fd);
-	double c0 = cpu_ms(path, npath);
-	snprintf(cmd, sizeof(cmd), "head -c %u /dev/zero\n", TP_BYTES);
-	uint64_t t0 = now_ns();
-	if (write(fd, cmd, strlen(cmd)) < 0)
-		return 0;
-	size_t got = bench_drain(fd, TP_BYTES + strlen(cmd) + 1, 10000);
-	double s = (double)(now_ns() - t0) / 1e9;
-	if (npath)
-		*path_ms_mb = (cpu_ms(path, npath) - c0) / (TP_BYTES / 1e6);
-	bench_quiet(fd);
-	return got >= TP_BYTES ? TP_BYTES / s / 1e6 : 0;
-}
-
-/* Median and p99 of LAT_KEYS key echoes, in microseconds. */
-static void latency(int fd, double *med, double *p99)
-{
-	static double v[LAT_KEYS];
-	bench_quiet(fd);
-	for (int i = 0; i < LAT_KEYS; i++) {
-		uint64_t t0 = now_ns();
-		if (write(fd, "x", 1) != 1 || bench_drain(fd, 1, 2000) < 1) {
-			*med = *p99 = -1;
-			return;
-		}
-		v[i] = (double)(now_ns() - t0) / 1e3;
-		if (i % 50 == 49 && write(fd, "\025", 1) == 1) /* Ctrl-U: clear the line */
-			bench_quiet(fd);
-	}
-	if (write(fd, "\025", 1) == 1)
-		bench_quiet(fd);
-	micbench_sort(v, LAT_KEYS);
-	*med = v[LAT_KEYS / 2];
-	*p99 = v[LAT_KEYS * 99 / 100];
-}
-
 /* The baseline: a busybox shell on a plain PTY pair on the host. */
 static int plain_pty(pid_t *child)
 {
@@ -148,10 +93,11 @@ int micbench_console(int argc, char **argv, FILE *out)
 	for (int k = 0; k < o.runs && !rc; k++) {
 		for (int i = 0; i < 2 && !rc; i++) {
 			int fd = i ? pty : con;
-			double pm = -1, t = throughput(fd, path, i ? 0 : 2, &pm), med, pct99;
+			double pm = -1, t = bench_con_stream(fd, TP_BYTES, path, i ? 0 : 2, &pm), med, pct99;
 			if (pm > 0)
 				series_add(&path_cpu, pm);
-			latency(fd, &med, &pct99);
+			if (bench_con_keys(fd, LAT_KEYS, &med, &pct99) < 0)
+				med = pct99 = -1;
 			if (t <= 0 || med <= 0) {
 				fprintf(stderr, "micbench console: run %d (%s) failed\n", k + 1,
 					i ? "plain PTY" : "card");

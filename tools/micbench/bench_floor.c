@@ -532,42 +532,14 @@ static double iperf(const struct rig *r, int model, int n, int reverse, double s
 }
 
 /* The console meters of `micbench console` on fd (a shell at the far end):
- * MB/s of `head -c CON_BYTES /dev/zero`, and the median key echo in us. */
-
+ * MB/s of `head -c CON_BYTES /dev/zero`, the median key echo in us and,
+ * for the model card (path), its relays' CPU ms per MB of the stream. */
 static int console_meters(int fd, double *mbs, double *p50, const struct relay *path,
 			  double *path_ms_mb)
 {
-	char cmd[64];
-	bench_quiet(fd);
-	long long sl, ns[2][2] = { { 0 } };
-	for (int i = 0; path && i < 2; i++)
-		bench_task_usage(path->pid[i], &sl, &ns[0][i]);
-	snprintf(cmd, sizeof(cmd), "head -c %u /dev/zero\n", CON_BYTES);
-	uint64_t t0 = now_ns();
-	if (write(fd, cmd, strlen(cmd)) < 0)
-		return -1;
-	size_t got = bench_drain(fd, CON_BYTES + strlen(cmd) + 1, 10000);
-	*mbs = CON_BYTES / ((double)(now_ns() - t0) / 1e9) / 1e6;
-	for (int i = 0; path && i < 2; i++)
-		bench_task_usage(path->pid[i], &sl, &ns[1][i]);
-	if (path)
-		*path_ms_mb = (double)(ns[1][0] - ns[0][0] + ns[1][1] - ns[0][1]) / 1e6 / (CON_BYTES / 1e6);
-	bench_quiet(fd);
-	if (got < CON_BYTES)
-		return -1;
-	double v[KEYS];
-	for (int i = 0; i < KEYS; i++) {
-		t0 = now_ns();
-		if (write(fd, "x", 1) != 1 || bench_drain(fd, 1, 2000) < 1)
-			return -1;
-		v[i] = (double)(now_ns() - t0) / 1e3;
-		if (i % 50 == 49 && write(fd, "\025", 1) == 1) /* Ctrl-U: clear the line */
-			bench_quiet(fd);
-	}
-	if (write(fd, "\025", 1) == 1)
-		bench_quiet(fd);
-	*p50 = median_of(v, KEYS);
-	return 0;
+	double p99;
+	*mbs = bench_con_stream(fd, CON_BYTES, path ? path->pid : NULL, path ? 2 : 0, path_ms_mb);
+	return *mbs > 0 ? bench_con_keys(fd, KEYS, p50, &p99) : -1;
 }
 
 /* busybox sh -i on the slave pts, as `micbench console`'s baseline and the

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bench_run.h"
+#include "lib/clock.h"
 #include "hw/sandbox.h"
 #include "micbench.h"
 
@@ -351,6 +352,59 @@ void bench_quiet(int fd)
 {
 	while (bench_drain(fd, SIZE_MAX, 200) > 0)
 		;
+}
+
+/* CPU ms the processes pids[0..n) have used so far (schedstat). */
+static double cpu_ms(const pid_t *pids, int n)
+{
+	double ms = 0;
+	for (int i = 0; i < n; i++) {
+		long long sleeps, ns;
+		if (pids[i] > 0 && bench_task_usage(pids[i], &sleeps, &ns) == 0)
+			ms += (double)ns / 1e6;
+	}
+	return ms;
+}
+
+double bench_con_stream(int fd, size_t bytes, const pid_t *path, int npath, double *path_ms_mb)
+{
+	char cmd[64];
+	bench_quiet(fd);
+	double c0 = cpu_ms(path, npath);
+	snprintf(cmd, sizeof(cmd), "head -c %zu /dev/zero\n", bytes);
+	uint64_t t0 = now_ns();
+	if (write(fd, cmd, strlen(cmd)) < 0)
+		return 0;
+	size_t got = bench_drain(fd, bytes + strlen(cmd) + 1, 10000);
+	double s = (double)(now_ns() - t0) / 1e9;
+	if (npath)
+		*path_ms_mb = (cpu_ms(path, npath) - c0) / ((double)bytes / 1e6);
+	bench_quiet(fd);
+	return got >= bytes ? (double)bytes / s / 1e6 : 0;
+}
+
+int bench_con_keys(int fd, int keys, double *p50, double *p99)
+{
+	double *v = malloc(sizeof(*v) * (size_t)keys);
+	int rc = v ? 0 : -1;
+	bench_quiet(fd);
+	for (int i = 0; i < keys && !rc; i++) {
+		uint64_t t0 = now_ns();
+		if (write(fd, "x", 1) != 1 || bench_drain(fd, 1, 2000) < 1)
+			rc = -1;
+		v[i] = (double)(now_ns() - t0) / 1e3;
+		if (i % 50 == 49 && write(fd, "\025", 1) == 1) /* Ctrl-U: clear the line */
+			bench_quiet(fd);
+	}
+	if (write(fd, "\025", 1) == 1)
+		bench_quiet(fd);
+	if (!rc) {
+		micbench_sort(v, (size_t)keys);
+		*p50 = v[keys / 2];
+		*p99 = v[keys * 99 / 100];
+	}
+	free(v);
+	return rc;
 }
 
 int bench_wait_listen(pid_t pid, int port, int timeout_ms)

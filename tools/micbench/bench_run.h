@@ -90,6 +90,16 @@ size_t bench_drain(int fd, size_t want, int timeout_ms);
 /* Reads fd until it has been quiet for 200 ms. */
 void bench_quiet(int fd);
 
+/* The console meters of `micbench console` and `floor`, on fd (a PTY with
+ * a shell at its far end).  bench_con_stream: `head -c bytes /dev/zero`
+ * read back, in MB/s (0 if it fell short); with path pids, the CPU ms they
+ * spent per MB of it into *path_ms_mb (the shell and the reader cost the
+ * same on every side, the path between them is what a card adds). */
+double bench_con_stream(int fd, size_t bytes, const pid_t *path, int npath, double *path_ms_mb);
+/* keys typed one at a time, each echo read back: median and p99 in us;
+ * 0, or -1 if an echo did not come. */
+int bench_con_keys(int fd, int keys, double *p50, double *p99);
+
 /* Waits until a socket listens on TCP port `port` in pid's network
  * namespace (/proc/PID/net/tcp); 0 or -1 after timeout_ms. */
 int bench_wait_listen(pid_t pid, int port, int timeout_ms);
