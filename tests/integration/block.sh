@@ -11,7 +11,6 @@ RO=$RUNDIR/ro.img
 # in its PID namespace too, as the console's shell is (a fuse2fs it starts
 # dies with the card).  card_lsh C CMD: a login shell, whose /etc/profile
 # routes mount and umount to the card's front end (fuse2fs for the disk).
-card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
 card_lsh() { card_ush "$1" sh -lc "$2"; }
 # The fuse2fs processes serving mounts in a card's mount namespace.
 card_fuse2fs() {

@@ -71,6 +71,31 @@ card_os_pid() { pgrep -P "$(json_field "$1" firmware_pid)" | head -1; }
 hostns() { nsenter -t "$MICD_PID" -n "$@"; }
 # card_sh CARD CMD...: a busybox command in the card OS's mount namespace
 card_sh() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -m -- /bin/busybox "$@"; }
+# card_ush CARD CMD...: busybox CMD as the card's root (its user, mount and
+# PID namespaces)
+card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
+# dev_state [CARD [TYPE]]: a device's state and reason in micctl status
+dev_state() { micctl status "${1:-mic0}" --json | grep -o "\"type\":\"${2:-block}\",\"state\":\"[a-z]*\",\"reason\":\"[^\"]*\""; }
+wait_dev() { # wait_dev STATE [REASON-PATTERN [CARD [TYPE]]], WAIT_N tries of 50 ms
+    for _ in $(seq 1 ${WAIT_N:-100}); do
+        dev_state "${3:-mic0}" "${4:-block}" | grep -q "\"state\":\"$1\",\"reason\":\"${2:-}" && return 0; sleep 0.05
+    done
+    return 1
+}
+# qsd IMAGE SOCKET LOG: qemu-storage-daemon exports qcow2 IMAGE as a
+# vhost-user-blk backend on SOCKET (it creates the socket and waits for a
+# front end there); its pid in QSD_STARTED
+qsd() {
+    rm -f "$2"
+    setpriv --pdeathsig TERM qemu-storage-daemon \
+        --blockdev driver=file,node-name=file0,filename="$1" \
+        --blockdev driver=qcow2,node-name=disk0,file=file0 \
+        --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$2",writable=on \
+        >>"$3" 2>&1 &
+    QSD_STARTED=$!
+    for _ in $(seq 1 100); do [ -S "$2" ] && return 0; sleep 0.05; done
+    say "qemu-storage-daemon did not start:"; cat "$3"; exit 1
+}
 # micd_res: micd's open fds, threads and RSS (kB)
 micd_res() {
     echo "$(ls /proc/$MICD_PID/fd | wc -l) $(awk '/^Threads/{print $2}' /proc/$MICD_PID/status) $(awk '/^VmRSS/{print $2}' /proc/$MICD_PID/status)"

@@ -8,36 +8,15 @@ done
 IMG=$RUNDIR/disk.qcow2
 SOCK=$RUNDIR/vhost-blk.sock
 QSD_PID=
-card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
 card_lsh() { card_ush "$1" sh -lc "$2"; }
 wait_vda() {
     for _ in $(seq 1 100); do card_ush "$1" test -s /dev/vda 2>/dev/null && return 0; sleep 0.05; done
     return 1
 }
-# qsd IMAGE SOCKET LOG: a backend exports IMAGE on SOCKET (it creates the
-# socket and waits for a front end there); its pid in QSD_STARTED
-qsd() {
-    rm -f "$2"
-    setpriv --pdeathsig TERM qemu-storage-daemon \
-        --blockdev driver=file,node-name=file0,filename="$1" \
-        --blockdev driver=qcow2,node-name=disk0,file=file0 \
-        --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$2",writable=on \
-        >>"$3" 2>&1 &
-    QSD_STARTED=$!
-    for _ in $(seq 1 100); do [ -S "$2" ] && return 0; sleep 0.05; done
-    say "qemu-storage-daemon did not start:"; cat "$3"; exit 1
-}
 # start_qsd: mic0's backend, of $IMG on $SOCK
 start_qsd() { qsd "$IMG" "$SOCK" "$RUNDIR/qsd.log"; QSD_PID=$QSD_STARTED; }
 stop_qsd() { [ -n "$QSD_PID" ] && kill -TERM "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null; QSD_PID=; }
 # dev_state [CARD [TYPE]]: '"type":...,"state":...,"reason":...' of a device
-dev_state() { micctl status "${1:-mic0}" --json | grep -o "\"type\":\"${2:-block}\",\"state\":\"[a-z]*\",\"reason\":\"[^\"]*\""; }
-wait_dev() { # wait_dev STATE [REASON-PATTERN [CARD [TYPE]]]
-    for _ in $(seq 1 100); do
-        dev_state "${3:-mic0}" "${4:-block}" | grep -q "\"state\":\"$1\",\"reason\":\"${2:-}" && return 0; sleep 0.05
-    done
-    return 1
-}
 
 qemu-img create -q -f qcow2 "$IMG" 64M
 start_qsd

@@ -10,25 +10,7 @@ done
 IMG=$RUNDIR/disk.qcow2
 SOCK=$RUNDIR/late.sock
 QSD_PID=
-card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
-start_qsd() {
-    rm -f "$SOCK"
-    setpriv --pdeathsig TERM qemu-storage-daemon \
-        --blockdev driver=file,node-name=file0,filename="$IMG" \
-        --blockdev driver=qcow2,node-name=disk0,file=file0 \
-        --export type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path="$SOCK",writable=on \
-        >>"$RUNDIR/qsd.log" 2>&1 &
-    QSD_PID=$!
-    for _ in $(seq 1 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
-    say "qemu-storage-daemon did not start:"; cat "$RUNDIR/qsd.log"; exit 1
-}
-dev_state() { micctl status "${1:-mic0}" --json | grep -o "\"type\":\"block\",\"state\":\"[a-z]*\",\"reason\":\"[^\"]*\""; }
-wait_dev() { # wait_dev STATE [REASON-PATTERN [CARD]]
-    for _ in $(seq 1 ${WAIT_N:-100}); do
-        dev_state "${3:-mic0}" | grep -q "\"state\":\"$1\",\"reason\":\"${2:-}" && return 0; sleep 0.05
-    done
-    return 1
-}
+start_qsd() { qsd "$IMG" "$SOCK" "$RUNDIR/qsd.log"; QSD_PID=$QSD_STARTED; }
 md5() { md5sum | cut -c1-32; }
 
 # mic1: a hostile card OS that resets its disk with reads in flight; its

@@ -11,7 +11,6 @@
 VIRTIOFSD=
 for p in /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd; do [ -x "$p" ] && VIRTIOFSD=$p && break; done
 [ -n "$VIRTIOFSD" ] || { say "FAIL: virtiofsd missing (scripts/install-deps.sh)"; rm -rf "$RUNDIR"; exit 1; }
-card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
 card_lsh() { card_ush "$1" sh -lc "$2"; }
 dev_state() { micctl status "${1:-mic0}" --json | grep -o "\"type\":\"fs\",\"state\":\"[a-z]*\",\"reason\":\"[^\"]*\""; }
 wait_dev() { # wait_dev STATE [REASON-PATTERN [CARD]]

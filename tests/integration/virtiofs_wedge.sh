@@ -16,7 +16,6 @@
 VIRTIOFSD=
 for p in /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd; do [ -x "$p" ] && VIRTIOFSD=$p && break; done
 [ -n "$VIRTIOFSD" ] || { say "FAIL: virtiofsd missing (scripts/install-deps.sh)"; rm -rf "$RUNDIR"; exit 1; }
-card_ush() { local c=$1; shift; nsenter -t "$(card_os_pid "$c")" -U -m -p -- /bin/busybox "$@"; }
 card_lsh() { card_ush "$1" sh -lc "$2"; }
 dev_state() { # dev_state CARD TYPE
     micctl status "$1" --json | grep -o "\"type\":\"$2\",\"state\":\"[a-z]*\",\"reason\":\"[^\"]*\""
