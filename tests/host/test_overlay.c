@@ -76,7 +76,7 @@ static void prepare_makes_dir_and_key_once(void **state)
 	in_dir(f, OVERLAY_HOSTKEY_PUB, pub, sizeof(pub));
 	assert_int_equal(stat(key, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	size_t n1, n2, np;
+	size_t n1 = 0, n2 = 0, np = 0;
 	char *k1 = slurp(key, &n1), *p = slurp(pub, &np);
 	assert_non_null(k1);
 	assert_true(n1 > 64);
