@@ -40,7 +40,7 @@ demo: deps
 
 bench: deps
 	@$(MAKE) all
-	@sh scripts/bench.sh $(BUILD)
+	@sh scripts/bench.sh $(BUILD) $(BENCH)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,11 +1,21 @@
 #!/bin/sh
 # Runs every benchmark and writes the results into BENCHMARKS.md's sections.
+#   scripts/bench.sh [BUILD [SECTION...]]   (make bench BENCH="net net8")
+# With sections, only those run and only their sections are replaced.
 set -e
 BIN=$(cd "${1:-build}/bin" && pwd)
+if [ $# -gt 0 ]; then shift; fi
+sections=${*:-boot dma console net net8 block vblk fs idle floor}
+for b in $sections; do
+    case " boot dma console net net8 block vblk fs idle floor " in
+    *" $b "*) ;;
+    *) echo "bench.sh: no benchmark '$b' (boot dma console net net8 block vblk fs idle floor)" >&2; exit 2 ;;
+    esac
+done
 out=$(mktemp -d)
 # steal time of all CPUs so far, in clock ticks (/proc/stat)
 steal() { awk '/^cpu /{print $9}' /proc/stat; }
-for b in boot dma console net net8 block vblk fs idle floor; do
+for b in $sections; do
     if "$BIN/micbench" --help 2>&1 | grep -q "^  $b "; then
         echo "== micbench $b"
         # the machine's load before the run goes into the section's stamp:
