@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <poll.h>
 #include <stdio.h>
@@ -10,6 +11,29 @@
 #include "host/vdev.h"
 #include "lib/log.h"
 
+/* Card-caused lines (a reset asked for, a breakage, a failed copy) go
+ * through the device's limit: a card that loops on them must not flood
+ * the log nor hold the device lock in a slow write to it. */
+#define CARD_LOG_PER_S 5
+#define CARD_LOG_BURST 20
+
+static void __attribute__((format(printf, 3, 4)))
+card_caused(struct vdev *vd, enum log_level lvl, const char *fmt, ...)
+{
+	uint64_t dropped;
+	if (!log_limit_take(&vd->card_log, &dropped))
+		return;
+	if (dropped)
+		log_warn("%s: %s: %llu more lines the card caused were not logged", vd->card,
+			 vd->ops->name, (unsigned long long)dropped);
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_msg(lvl, "%s", buf);
+}
+
 /* Returns 1 (and logs once) if the card broke the device. */
 static int is_broken(struct vdev *vd)
 {
@@ -19,10 +43,13 @@ static int is_broken(struct vdev *vd)
 	if (!vd->broken_logged && vd->ops->quiesce)
 		vd->ops->quiesce(vd);
 	if (!vd->broken_logged)
-		log_err("%s: %s device broken, needs reset: %s", vd->card, vd->ops->name,
-			why ? why : "unknown");
+		card_caused(vd, LOG_ERR, "%s: %s device broken, needs reset: %s", vd->card,
+			    vd->ops->name, why ? why : "unknown");
 	vd->broken_logged = 1;
 	vd->fd_events = 0;
+	/* nothing to serve until the card resets it: no budget left over
+	 * may keep the thread polling without a timeout */
+	vd->more = 0;
 	return 1;
 }
 
@@ -69,15 +96,15 @@ static bool take_events(struct vdev *vd)
 	/* Before the broken check: the backend must drop what it held from
 	 * before the reset even when the card broke the device right after. */
 	if (ev & MIC_VOP_EV_RESET) {
-		log_info("%s: %s device reset by the card", vd->card, vd->ops->name);
+		card_caused(vd, LOG_INFO, "%s: %s device reset by the card", vd->card, vd->ops->name);
 		vd->broken_logged = 0;
 		vd->ops->reset(vd);
 	}
 	if (is_broken(vd))
 		return false;
 	if (ev & MIC_VOP_EV_READY)
-		log_info("%s: %s driver ready (features %#llx)", vd->card, vd->ops->name,
-			 (unsigned long long)mic_vop_host_dev_features(vd->dev));
+		card_caused(vd, LOG_INFO, "%s: %s driver ready (features %#llx)", vd->card,
+			    vd->ops->name, (unsigned long long)mic_vop_host_dev_features(vd->dev));
 	return true;
 }
 
@@ -158,6 +185,7 @@ int vdev_start(struct vdev *vd, struct mic_vop_host *vop, struct mic_hw_view *vi
 	pthread_mutex_init(&vd->snap_lock, NULL);
 	vd->snap_state = VDEV_WAITING;
 	vd->fd_revents = -1;
+	log_limit_init(&vd->card_log, CARD_LOG_PER_S, CARD_LOG_BURST);
 	vd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int rc = vd->stop_fd < 0 ? -errno : mic_vop_host_add_device(vop, t, &vd->dev);
 	if (!rc) {
@@ -254,14 +282,14 @@ int vdev_dma_copy(void *ctx, enum mic_vop_dir dir, uint64_t card_addr, void *car
 			 mic_dma_memcpy_timeout(vd->dma, host_addr, card_addr, len, mode, timeout) :
 			 mic_dma_memcpy_timeout(vd->dma, card_addr, host_addr, len, mode, timeout);
 	if (rc) {
-		log_warn("%s: %s: DMA copy failed (%s): CPU copies until the card resets", vd->card,
-			 vd->ops->name, strerror(rc < 0 ? -rc : rc));
+		card_caused(vd, LOG_WARN, "%s: %s: DMA copy failed (%s): CPU copies until the card resets",
+			    vd->card, vd->ops->name, strerror(rc < 0 ? -rc : rc));
 		vd->dma_off = 1;
 		if (mic_dma_chan_reset(vd->dma) < 0) {
 			/* The engine may still complete the copy later, over
 			 * whatever a CPU copy put there: fail this one instead. */
-			log_err("%s: %s: DMA channel does not reset: copy failed", vd->card,
-				vd->ops->name);
+			card_caused(vd, LOG_ERR, "%s: %s: DMA channel does not reset: copy failed",
+				    vd->card, vd->ops->name);
 			return -EIO;
 		}
 		return 1;

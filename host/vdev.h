@@ -17,6 +17,7 @@
 #include "dma/mic_dma.h"
 #include "host/stats.h"
 #include "hw/mic_hw.h"
+#include "lib/log.h"
 #include "vop/host/vop_host.h"
 
 struct vdev;
@@ -75,6 +76,7 @@ struct vdev {
 	int kicked;       /* the card rang the device's doorbell since the last serve */
 	int broken_logged;
 	int more;         /* serve() stopped at its budget: call again soon */
+	struct log_limit card_log; /* lines the card's doing causes (under lock) */
 	/* What micctl status shows, published by the device thread so the
 	 * main thread never waits for vd->lock to report it. */
 	pthread_mutex_t snap_lock;

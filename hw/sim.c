@@ -79,6 +79,11 @@ static void config_space_init(uint8_t *cfg, const struct mic_hw_config *c)
 	put16(cfg + MIC_CFG_SUBSYS_ID, (uint16_t)c->index);
 }
 
+/* At most this many lines a second reach micd's log; a card that writes
+ * more loses the rest, counted, as a serial line would drop characters. */
+#define UART_LINES_PER_S 50
+#define UART_BURST 200
+
 /* A new open file description of the pipe that fd is an end of: opening
  * the /proc link of a pipe opens it like a FIFO, so its flags are its own. */
 static int pipe_reopen(int fd, int mode)
@@ -140,8 +145,7 @@ int mic_hw_create(const struct mic_hw_config *cfg, struct mic_hw **out)
 	hw->cfg = *cfg;
 	hw->cfg.name = hw->name;
 	hw->cfg.bootstrap = hw->bootstrap;
-	hw->uart_tokens = 200;
-	hw->uart_last_ns = now_ns();
+	log_limit_init(&hw->uart_limit, UART_LINES_PER_S, UART_BURST);
 	hw->bootstrap_fd = -1;
 	hw->uart[0] = hw->uart[1] = -1;
 	if ((hw->fault_ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || pipe2(hw->uart, O_CLOEXEC) < 0 ||
@@ -327,27 +331,14 @@ int mic_hw_uart_fd(const struct mic_hw *hw)
 	return hw->uart[0];
 }
 
-/* At most this many lines a second reach micd's log; a card that writes
- * more loses the rest, counted, as a serial line would drop characters. */
-#define UART_LINES_PER_S 50
-#define UART_BURST 200
 
 static void uart_line(struct mic_hw *hw, const char *line)
 {
-	uint64_t now = now_ns();
-	hw->uart_tokens += (double)(now - hw->uart_last_ns) * UART_LINES_PER_S / 1e9;
-	hw->uart_last_ns = now;
-	if (hw->uart_tokens > UART_BURST)
-		hw->uart_tokens = UART_BURST;
-	if (hw->uart_tokens < 1) {
-		hw->uart_dropped++;
+	uint64_t dropped;
+	if (!log_limit_take(&hw->uart_limit, &dropped))
 		return;
-	}
-	hw->uart_tokens -= 1;
-	if (hw->uart_dropped)
-		log_warn("%s: card: (%llu lines dropped)", hw->name,
-			 (unsigned long long)hw->uart_dropped);
-	hw->uart_dropped = 0;
+	if (dropped)
+		log_warn("%s: card: (%llu lines dropped)", hw->name, (unsigned long long)dropped);
 	log_info("%s: card: %s", hw->name, line);
 }
 

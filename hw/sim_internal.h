@@ -3,6 +3,7 @@
 #ifndef MIC_HW_SIM_INTERNAL_H
 #define MIC_HW_SIM_INTERNAL_H
 
+#include "lib/log.h"
 #include "mic_hw.h"
 #include "sandbox.h"
 
@@ -42,8 +43,7 @@ struct mic_hw {
 	int uart[2];               /* the card's stdout/stderr: micd reads [0] */
 	char uart_buf[256];
 	size_t uart_len;
-	double uart_tokens;
-	uint64_t uart_last_ns, uart_dropped;
+	struct log_limit uart_limit;
 };
 
 /* Most a line read consumes per call: bounds the work a flooding card

@@ -35,3 +35,25 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "%s\n", buf);
 }
+
+void log_limit_init(struct log_limit *l, double per_s, double burst)
+{
+	*l = (struct log_limit){ .per_s = per_s, .burst = burst, .tokens = burst, .last_ns = now_ns() };
+}
+
+int log_limit_take(struct log_limit *l, uint64_t *dropped)
+{
+	uint64_t now = now_ns();
+	l->tokens += (double)(now - l->last_ns) * l->per_s / 1e9;
+	l->last_ns = now;
+	if (l->tokens > l->burst)
+		l->tokens = l->burst;
+	if (l->tokens < 1) {
+		l->dropped++;
+		return 0;
+	}
+	l->tokens -= 1;
+	*dropped = l->dropped;
+	l->dropped = 0;
+	return 1;
+}
