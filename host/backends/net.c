@@ -144,6 +144,12 @@ static int rx_direct(struct net *n)
 	ssize_t r = readv(n->tap, n->iov, cnt);
 	if (r < (ssize_t)HDR_LEN)
 		return 0; /* EAGAIN: the TAP is empty */
+	if ((uint64_t)r > c->write_len) {
+		/* longer than the chain (a host TAP with a raised gso_max_size):
+		 * cut short, so dropped; the chain waits for the next packet */
+		vdev_stat_add(&n->vd.stats, VS_TO_CARD_DROPS, 1);
+		return 1;
+	}
 	/* The TAP writes only the 10-byte legacy part; num_buffers is ours: one
 	 * buffer holds the whole packet (no MRG_RXBUF). */
 	static const uint8_t nb[2] = { 1, 0 };
@@ -183,6 +189,11 @@ static int serve_rx(struct net *n, int *more)
 			ssize_t r = read(n->tap, n->rx_buf, PKT_MAX);
 			if (r < (ssize_t)HDR_LEN)
 				return used; /* EAGAIN: the TAP is empty */
+			if (r > (ssize_t)PKT_MAX) { /* cut short, as above */
+				vdev_stat_add(&n->vd.stats, VS_TO_CARD_DROPS, 1);
+				used = 1;
+				continue;
+			}
 			n->rx_len = (uint32_t)r;
 			/* The TAP writes only the 10-byte legacy part; one buffer
 			 * holds the whole packet (no MRG_RXBUF). */
