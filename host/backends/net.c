@@ -113,8 +113,14 @@ static int serve_tx(struct net *n, int *more)
 		} else {
 			struct iovec iov = { n->tx_buf, PKT_MAX };
 			len = mic_vop_host_chain_pull(dev, &n->tx_chain, &iov, 1);
-			if (len < 0 || mic_vop_host_vq_put(dev, &n->tx_chain) < 0)
+			/* a failed copy (DMA) still gives the card its buffer back */
+			if (mic_vop_host_vq_put(dev, &n->tx_chain) < 0)
 				return used;
+			if (len < 0) {
+				vdev_stat_add(&n->vd.stats, VS_FROM_CARD_DROPS, 1);
+				used = 1;
+				continue;
+			}
 			/* num_buffers is the device's field, not the driver's. */
 			memset(n->tx_buf + 10, 0, 2);
 			w = write(n->tap, n->tx_buf, (size_t)len);
