@@ -15,6 +15,10 @@ MICD_PID=
 MICCTL="$BIN/micctl"
 
 say() { echo "[$T_NAME] $*"; }
+# Milliseconds on a monotonic clock (/proc/uptime, 10 ms steps), for the
+# tests' time bounds and deadlines: this VM's wall clock can step (a status
+# call once "took" 23 s inside a 7 s test), so never `date +%s` for those.
+mono_ms() { local u; read -r u _ </proc/uptime; echo $((10#${u/./} * 10)); }
 ok() { T_CHECKS=$((T_CHECKS + 1)); say "ok: $*"; }
 fail() { T_CHECKS=$((T_CHECKS + 1)); T_FAILS=$((T_FAILS + 1)); say "FAIL: $*"; }
 check() { # check DESCRIPTION COMMAND...

@@ -7,7 +7,7 @@
 # mic0 ignores shutdown requests: its shutdown lasts shutdown_timeout_ms,
 # then the host resets it (a transition long enough to be waited for).
 printf '[daemon]\nshutdown_timeout_ms = 1500\n[mic0]\nnet = no\ncmdline = mic.ignore_shutdown\n[mic1]\nnet = no\n' > "$RUNDIR/w.conf"
-ms() { echo $(( $(date +%s%N) / 1000000 )); }
+ms() { mono_ms; }
 expect() { # expect RC PATTERN COMMAND...: exit code and message
     local rc=$1 pat=$2; shift 2
     out=$("$@" 2>&1); got=$?
