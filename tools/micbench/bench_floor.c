@@ -398,7 +398,7 @@ static int rig_up(struct rig *r, int timeout_s)
 /* ---- meters ---- */
 
 /* 64-byte TCP echo, server in ns at addr:port, client here: p50, p99 us. */
-static int echo(int ns, const char *ip, int port, double *p50, double *p99)
+static int echo(int ns, const char *ip, int port, int rounds, double *p50, double *p99)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	inet_pton(AF_INET, ip, &sa.sin_addr);
@@ -425,9 +425,6 @@ static int echo(int ns, const char *ip, int port, double *p50, double *p99)
 	close(ready[1]);
 	char c;
 	int rc = -1, s = -1;
-	static double v[MICBENCH_ECHO_MAX];
-	static uint64_t ts[MICBENCH_ECHO_MAX];
-	int rounds = micbench_echo_rounds(ECHO_ROUNDS);
 	if (p < 0 || read(ready[0], &c, 1) != 1)
 		goto out;
 	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -436,23 +433,7 @@ static int echo(int ns, const char *ip, int port, double *p50, double *p99)
 	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto out;
-	char b[ECHO_MSG] = { 0 };
-	double steal = micbench_steal_ms();
-	int i = 0;
-	for (; i < rounds; i++) {
-		uint64_t t0 = now_ns();
-		if (write(s, b, sizeof(b)) != sizeof(b) || recv(s, b, sizeof(b), MSG_WAITALL) != sizeof(b))
-			break;
-		ts[i] = t0;
-		v[i] = (double)(now_ns() - t0) / 1e3;
-	}
-	if (i == rounds) {
-		micbench_echo_report(ip, v, ts, rounds, micbench_steal_ms() - steal);
-		micbench_sort(v, rounds);
-		*p50 = v[rounds / 2];
-		*p99 = v[rounds * 99 / 100];
-		rc = 0;
-	}
+	rc = bench_echo_time(s, ECHO_MSG, rounds, ip, p50, p99);
 out:
 	if (s >= 0)
 		close(s);
@@ -650,6 +631,7 @@ int micbench_floor(int argc, char **argv, FILE *out)
 	/* MICBENCH_ECHO_ONLY: the veth's and the model card's echo alone,
 	 * for studies of its tail (docs/profile.md, the echo's tail) */
 	int echo_only = getenv("MICBENCH_ECHO_ONLY") != NULL;
+	int echo_rounds = micbench_echo_rounds(ECHO_ROUNDS);
 	struct bench_series s[NSERIES] = { 0 };
 	struct rig r;
 	struct con con;
@@ -679,7 +661,7 @@ int micbench_floor(int argc, char **argv, FILE *out)
 		char ip[32];
 		addr(ip, sizeof(ip), 0, 0, 0);
 		const char *what = "veth echo";
-		if (echo(r.vns[0], ip, 7100 + k, &v[0], &v[1]) < 0)
+		if (echo(r.vns[0], ip, 7100 + k, echo_rounds, &v[0], &v[1]) < 0)
 			goto failed;
 		what = "model card echo";
 		addr(ip, sizeof(ip), 1, 0, 0);
@@ -687,14 +669,13 @@ int micbench_floor(int argc, char **argv, FILE *out)
 		for (int i = 0; i < 2; i++)
 			if (bench_task_usage(r.relay[0].pid[i], &sl[0][i], &ns[0][i]) < 0)
 				goto failed;
-		if (echo(r.cns[0], ip, 7200 + k, &v[2], &v[3]) < 0)
+		if (echo(r.cns[0], ip, 7200 + k, echo_rounds, &v[2], &v[3]) < 0)
 			goto failed;
 		for (int i = 0; i < 2; i++) {
 			if (bench_task_usage(r.relay[0].pid[i], &sl[1][i], &ns[1][i]) < 0)
 				goto failed;
-			int n = micbench_echo_rounds(ECHO_ROUNDS);
-			series_add(&s[W_HOST + i], (double)(sl[1][i] - sl[0][i]) / n);
-			series_add(&s[P_HOST + i], (double)(ns[1][i] - ns[0][i]) / 1e3 / n);
+			series_add(&s[W_HOST + i], (double)(sl[1][i] - sl[0][i]) / echo_rounds);
+			series_add(&s[P_HOST + i], (double)(ns[1][i] - ns[0][i]) / 1e3 / echo_rounds);
 		}
 		series_add(&s[E_VETH], v[0]);
 		series_add(&s[E_VETH99], v[1]);

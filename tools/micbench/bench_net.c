@@ -177,41 +177,23 @@ static double echo_serve(int report, const void *arg)
 }
 
 /* Client, in the caller's namespace: median and p99 round trip in us. */
-static int echo_client(const char *addr, int port, double *med, double *p99)
+static int echo_client(const char *addr, int port, int rounds, double *med, double *p99)
 {
 	int s = connect_to(addr, port), one = 1;
 	if (s < 0)
 		return -1;
 	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	static double v[MICBENCH_ECHO_MAX];
-	static uint64_t ts[MICBENCH_ECHO_MAX];
-	int rounds = micbench_echo_rounds(LAT_ROUNDS);
-	char buf[LAT_MSG] = { 0 };
-	double steal = micbench_steal_ms();
-	for (int i = 0; i < rounds; i++) {
-		uint64_t t0 = now_ns();
-		if (write(s, buf, sizeof(buf)) != sizeof(buf) ||
-		    recv(s, buf, sizeof(buf), MSG_WAITALL) != sizeof(buf)) {
-			close(s);
-			return -1;
-		}
-		ts[i] = t0;
-		v[i] = (double)(now_ns() - t0) / 1e3;
-	}
+	int rc = bench_echo_time(s, LAT_MSG, rounds, addr, med, p99);
 	close(s);
-	micbench_echo_report(addr, v, ts, rounds, micbench_steal_ms() - steal);
-	micbench_sort(v, rounds);
-	*med = v[rounds / 2];
-	*p99 = v[rounds * 99 / 100];
-	return 0;
+	return rc;
 }
 
 /* The echo's round trips; with pids (micd, the card OS), also their
  * wake-ups (wake[]) and CPU in us (cpu[]) per round trip: the hand-offs the
  * path adds to a veth pair's two and what each costs (docs/profile.md, net
  * latency). */
-static int latency(struct side server, int port, double *med, double *p99, const pid_t *pids,
-		   double *wake, double *cpu, int npids)
+static int latency(struct side server, int port, int rounds, double *med, double *p99,
+		   const pid_t *pids, double *wake, double *cpu, int npids)
 {
 	struct tp_arg a = { server.addr, port, -1 };
 	struct job e;
@@ -221,11 +203,10 @@ static int latency(struct side server, int port, double *med, double *p99, const
 	int have[2] = { 0 };
 	for (int i = 0; i < npids && i < 2; i++)
 		have[i] = bench_task_usage(pids[i], &sl[i], &ns[i]) == 0;
-	int rc = job_ready(&e) < 0 ? -1 : echo_client(server.addr, port, med, p99);
+	int rc = job_ready(&e) < 0 ? -1 : echo_client(server.addr, port, rounds, med, p99);
 	for (int i = 0; i < npids && i < 2; i++) {
 		long long sl2, ns2;
 		int ok = have[i] && bench_task_usage(pids[i], &sl2, &ns2) == 0 && sl2 >= sl[i];
-		int rounds = micbench_echo_rounds(LAT_ROUNDS);
 		wake[i] = ok ? (double)(sl2 - sl[i]) / rounds : -1;
 		cpu[i] = ok ? (double)(ns2 - ns[i]) / 1e3 / rounds : -1;
 	}
@@ -406,7 +387,8 @@ static int iperf_start(struct iperf_job *j, const struct rig *r, int veth, int i
  * the two ends on one CPU in some runs and on two in others, and the round
  * trip differs several times over (docs/profile.md, the echo side by
  * side); both placements pinned show which one the unpinned baseline was. */
-static int latency_pinned(struct side server, int port, int client_cpu, int server_cpu, double *med)
+static int latency_pinned(struct side server, int port, int rounds, int client_cpu, int server_cpu,
+			  double *med)
 {
 	struct tp_arg a = { server.addr, port, server_cpu };
 	struct job e;
@@ -416,7 +398,7 @@ static int latency_pinned(struct side server, int port, int client_cpu, int serv
 	double p99;
 	int rc = -1;
 	if (job_ready(&e) == 0 && pin_to(client_cpu, &old) == 0) {
-		rc = echo_client(server.addr, port, med, &p99);
+		rc = echo_client(server.addr, port, rounds, med, &p99);
 		if (sched_setaffinity(0, sizeof(old), &old) < 0)
 			rc = -1;
 	}
@@ -494,6 +476,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 	/* MICBENCH_ECHO_ONLY: the card's and the veth's echo alone, for
 	 * studies of its tail (no iperf3 before it, no pinned baselines) */
 	int echo_only = getenv("MICBENCH_ECHO_ONLY") != NULL;
+	int rounds = micbench_echo_rounds(LAT_ROUNDS);
 	cpu_set_t mine;
 	if (sched_getaffinity(0, sizeof(mine), &mine) == 0)
 		for (int c = 0; c < CPU_SETSIZE && ncpu < 2; c++)
@@ -513,7 +496,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 			double med, pct99, w[2] = { -1, -1 }, c[2] = { -1, -1 };
 			pid_t pids[2] = { r.b.pid, r.os[0] };
 			if (u < 0 || d < 0 ||
-			    latency(s, 5400 + 2 * k + veth, &med, &pct99, pids, w, c, veth ? 0 : 2) < 0) {
+			    latency(s, 5400 + 2 * k + veth, rounds, &med, &pct99, pids, w, c, veth ? 0 : 2) < 0) {
 				fprintf(stderr, "micbench net: run %d (%s) failed\n", k + 1, veth ? "veth" : "card");
 				goto out;
 			}
@@ -527,7 +510,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 			series_add(&p99[veth], pct99);
 			for (int two = 0; veth && ncpu == 2 && two < 2 && !echo_only; two++) {
 				double m;
-				if (latency_pinned(s, 5600 + 2 * k + two, cpus[0], cpus[two], &m) < 0) {
+				if (latency_pinned(s, 5600 + 2 * k + two, rounds, cpus[0], cpus[two], &m) < 0) {
 					fprintf(stderr, "micbench net: run %d (veth pinned) failed\n", k + 1);
 					goto out;
 				}
@@ -547,7 +530,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 		     "card's network namespace. Baseline: the same programs across a veth pair between "
 		     "two network namespaces. %s, card and veth alternating; each cell median "
 		     "(min-max) over the runs; the ratio is taken run by run.\n\n",
-		o.secs, LAT_MSG, micbench_echo_rounds(LAT_ROUNDS), bench_opts_runs(&o));
+		o.secs, LAT_MSG, rounds, bench_opts_runs(&o));
 	fprintf(out, "| measure | virtio-net | veth pair | ratio |\n|---|---|---|---|\n");
 	if (!echo_only) {
 		bench_row(out, "iperf3 TCP card -> host", &up[0], &up[1], "Gbit/s", 2);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bench_run.h"
@@ -404,6 +405,33 @@ int bench_con_keys(int fd, int keys, double *p50, double *p99)
 		*p99 = v[keys * 99 / 100];
 	}
 	free(v);
+	return rc;
+}
+
+int bench_echo_time(int s, size_t msg, int rounds, const char *what, double *p50, double *p99)
+{
+	double *v = malloc(sizeof(*v) * (size_t)rounds);
+	uint64_t *ts = malloc(sizeof(*ts) * (size_t)rounds);
+	char *b = calloc(1, msg);
+	int i = 0;
+	double steal = micbench_steal_ms();
+	for (; v && ts && b && i < rounds; i++) {
+		uint64_t t0 = now_ns();
+		if (write(s, b, msg) != (ssize_t)msg || recv(s, b, msg, MSG_WAITALL) != (ssize_t)msg)
+			break;
+		ts[i] = t0;
+		v[i] = (double)(now_ns() - t0) / 1e3;
+	}
+	int rc = i == rounds ? 0 : -1;
+	if (!rc) {
+		micbench_echo_report(what, v, ts, rounds, micbench_steal_ms() - steal);
+		micbench_sort(v, (size_t)rounds);
+		*p50 = v[rounds / 2];
+		*p99 = v[rounds * 99 / 100];
+	}
+	free(v);
+	free(ts);
+	free(b);
 	return rc;
 }
 

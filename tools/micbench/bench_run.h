@@ -100,6 +100,13 @@ double bench_con_stream(int fd, size_t bytes, const pid_t *path, int npath, doub
  * 0, or -1 if an echo did not come. */
 int bench_con_keys(int fd, int keys, double *p50, double *p99);
 
+/* The echo meter of `micbench net` and `floor`: rounds round trips of a
+ * msg-byte message on connected socket s, each timed; median and p99 in
+ * us, and the percentiles with the steal during it reported on stderr
+ * (and every round trip to MICBENCH_ECHO_DUMP) under the name what.  0, or
+ * -1 if a round trip failed. */
+int bench_echo_time(int s, size_t msg, int rounds, const char *what, double *p50, double *p99);
+
 /* Waits until a socket listens on TCP port `port` in pid's network
  * namespace (/proc/PID/net/tcp); 0 or -1 after timeout_ms. */
 int bench_wait_listen(pid_t pid, int port, int timeout_ms);

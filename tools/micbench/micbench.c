@@ -97,8 +97,6 @@ void micbench_sort(double *v, size_t n)
 	qsort(v, n, sizeof(*v), cmp_double);
 }
 
-/* Time the hypervisor ran something else while this machine's CPUs
- * wanted to run (all CPUs, ms; /proc/stat's steal), or -1. */
 double micbench_steal_ms(void)
 {
 	FILE *f = fopen("/proc/stat", "re");
@@ -111,10 +109,6 @@ double micbench_steal_ms(void)
 	return ok && hz > 0 ? (double)v[7] * 1000.0 / (double)hz : -1;
 }
 
-/* For studies of the echo's tail (docs/profile.md, the echo's tail):
- * percentiles and the steal during it to stderr, and with
- * MICBENCH_ECHO_DUMP=file every round trip ("server start_ns us") appended
- * to file, to be laid beside a `perf sched record -k CLOCK_MONOTONIC`. */
 void micbench_echo_report(const char *what, const double *v, const uint64_t *t0, int n,
 			  double steal_ms)
 {
@@ -139,8 +133,6 @@ void micbench_echo_report(const char *what, const double *v, const uint64_t *t0,
 	free(s);
 }
 
-/* MICBENCH_ECHO_ROUNDS: round trips per echo instead of dflt (up to
- * MICBENCH_ECHO_MAX): a p99 of 2000 is its 20th worst. */
 int micbench_echo_rounds(int dflt)
 {
 	const char *e = getenv("MICBENCH_ECHO_ROUNDS");

@@ -21,10 +21,18 @@ struct micbench_cmd {
 
 /* Sorts n doubles ascending (for medians and percentiles). */
 void micbench_sort(double *v, size_t n);
-#define MICBENCH_ECHO_MAX 100000
+/* Time the hypervisor ran something else while this machine's CPUs
+ * wanted to run (all CPUs, ms; /proc/stat's steal), or -1. */
 double micbench_steal_ms(void);
+/* For studies of the echo's tail (docs/profile.md): n round trips v (us)
+ * started at t0 (ns): percentiles and the steal to stderr, and with
+ * MICBENCH_ECHO_DUMP=file every round trip ("what start_ns us") appended to
+ * file, to lay beside `perf sched record -k CLOCK_MONOTONIC`. */
 void micbench_echo_report(const char *what, const double *v, const uint64_t *t0, int n,
 			  double steal_ms);
+/* Round trips per echo: MICBENCH_ECHO_ROUNDS (1..MICBENCH_ECHO_MAX), else
+ * dflt; a p99 of 2000 is its 20th worst. */
+#define MICBENCH_ECHO_MAX 100000
 int micbench_echo_rounds(int dflt);
 
 int micbench_dma(int argc, char **argv, FILE *out);
