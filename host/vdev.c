@@ -26,12 +26,10 @@ card_caused(struct vdev *vd, enum log_level lvl, const char *fmt, ...)
 	if (dropped)
 		log_warn("%s: %s: %llu more lines the card caused were not logged", vd->card,
 			 vd->ops->name, (unsigned long long)dropped);
-	char buf[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	log_vmsg(lvl, fmt, ap);
 	va_end(ap);
-	log_msg(lvl, "%s", buf);
 }
 
 /* Returns 1 (and logs once) if the card broke the device. */

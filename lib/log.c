@@ -18,6 +18,14 @@ void log_init(const char *prog, enum log_level max)
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(lvl, fmt, ap);
+	va_end(ap);
+}
+
+void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
+{
 	static const char *const names[] = { "error", "warn", "info", "debug" };
 	if (lvl > log_max)
 		return;
@@ -28,11 +36,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	char buf[1024];
 	int n = snprintf(buf, sizeof(buf), "%02d:%02d:%02d.%03ld %s %s: ", tm.tm_hour, tm.tm_min,
 			 tm.tm_sec, ts.tv_nsec / 1000000, log_prog, names[lvl]);
-	va_list ap;
-	va_start(ap, fmt);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
-	va_end(ap);
 	fprintf(stderr, "%s\n", buf);
 }
 
