@@ -69,8 +69,8 @@ for _ in range(60):
 time.sleep(3)
 PY
 sleep 0.3
-t0=$(($(mono_ms) * 1000000)); micctl status >/dev/null; t1=$(($(mono_ms) * 1000000))
-check "status answers within 0.5 s beside 60 idle connections ($(( (t1 - t0) / 1000000 )) ms)" [ $(( (t1 - t0) / 1000000 )) -lt 500 ]
+t0=$(mono_ms); micctl status >/dev/null; t1=$(mono_ms)
+check "status answers within 0.5 s beside 60 idle connections ($((t1 - t0)) ms)" [ $((t1 - t0)) -lt 500 ]
 wait $idle
 # Waiters whose client went away free their slot: 70 killed waits, then a
 # boot that waits is still accepted.

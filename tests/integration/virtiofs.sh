@@ -161,13 +161,13 @@ check "virtiofsd serves without CAP_MKNOD and CAP_SETFCAP" serving_caps_ok
 # (2) 100 MiB each way, checksums equal
 head -c $((100 << 20)) /dev/urandom > "$SHARE/h100"
 want=$(md5sum < "$SHARE/h100" | cut -c1-32)
-t0=$(($(mono_ms) * 1000000))
+t0=$(mono_ms)
 got=$(card_ush mic0 md5sum /mnt/h100 | cut -c1-32)
-ms=$((($(($(mono_ms) * 1000000)) - t0) / 1000000))
+ms=$(($(mono_ms) - t0))
 check "100 MiB host -> card, same md5 ($ms ms)" [ "$got" = "$want" ]
-t0=$(($(mono_ms) * 1000000))
+t0=$(mono_ms)
 card_ush mic0 dd if=/mnt/h100 of=/mnt/c100 bs=1M 2>/dev/null
-ms=$((($(($(mono_ms) * 1000000)) - t0) / 1000000))
+ms=$(($(mono_ms) - t0))
 check "100 MiB card -> host (dd in the card, $ms ms), same md5" [ "$(md5sum < "$SHARE/c100" | cut -c1-32)" = "$want" ]
 rm -f "$SHARE/h100" "$SHARE/c100"
 # cache=auto: the card may trust what it looked up for a second
@@ -204,9 +204,9 @@ micctl reset mic1 >/dev/null
 # resets the device and mounts the share again; same boot
 old=$(vfsd_pid)
 kill -KILL "$old"
-t0=$(($(mono_ms) * 1000000))
+t0=$(mono_ms)
 check "status: fs broken, backend gone" wait_dev broken 'vhost-user backend gone'
-say "virtiofsd death seen after $((($(($(mono_ms) * 1000000)) - t0) / 1000000)) ms"
+say "virtiofsd death seen after $(($(mono_ms) - t0)) ms"
 check "card still online" [ "$(state_of mic0)" = online ]
 for _ in $(seq 1 200); do new=$(vfsd_pid); [ -n "$new" ] && [ "$new" != "$old" ] && break; sleep 0.05; done
 check "micd restarted virtiofsd" [ -n "$new" ] && [ "$new" != "$old" ]
