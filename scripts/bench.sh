@@ -5,11 +5,12 @@
 set -e
 BIN=$(cd "${1:-build}/bin" && pwd)
 if [ $# -gt 0 ]; then shift; fi
-sections=${*:-boot dma console net net8 block vblk fs idle floor}
+all="boot dma console net net8 block vblk fs idle floor"
+sections=${*:-$all}
 for b in $sections; do
-    case " boot dma console net net8 block vblk fs idle floor " in
+    case " $all " in
     *" $b "*) ;;
-    *) echo "bench.sh: no benchmark '$b' (boot dma console net net8 block vblk fs idle floor)" >&2; exit 2 ;;
+    *) echo "bench.sh: no benchmark '$b' ($all)" >&2; exit 2 ;;
     esac
 done
 out=$(mktemp -d)

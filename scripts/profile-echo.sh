@@ -11,20 +11,13 @@
 # where each side's time goes here, and the gap between them from runs
 # without perf (micbench's own CPU per round trip).
 #
-#   scripts/profile-echo.sh [-b BUILD] [-o OUTDIR] net|floor [ROUNDS]
+#   [BUILD=build] [OUT=/tmp/micstack-echo] [CPU=1] scripts/profile-echo.sh net|floor [ROUNDS]
 #   e.g. scripts/profile-echo.sh net; scripts/profile-echo.sh floor
 #
-# Root; perf, taskset.  CPU=1 by default.
+# Root; perf, taskset.
 set -eu
-BUILD=build
-OUT=/tmp/micstack-echo
-while [ $# -gt 0 ]; do
-    case $1 in
-    -b) BUILD=$2; shift 2 ;;
-    -o) OUT=$2; shift 2 ;;
-    *) break ;;
-    esac
-done
+BUILD=${BUILD:-build}
+OUT=${OUT:-/tmp/micstack-echo}
 case ${1:-} in
 net) IP=10.77.1.2 ;;
 floor) IP=10.81.1.2 ;;
