@@ -81,6 +81,8 @@ check "micbench net: CPU per echo round trip of micd and the card OS" \
 # the veth baseline in both placements, pinned: one CPU and two
 check "micbench net: the veth echo pinned to one CPU and to two" \
     grep -Eq 'pinned, p50: on one CPU [0-9.]+ \([0-9.]+-[0-9.]+\) us, on two CPUs [0-9.]+ \(' <<<"$out"
+check "micbench net: and its p99 pinned, with the card's ratio to each" \
+    grep -Eq 'Pinned the same way, p99: on one CPU [0-9.]+ .* us \(the card.s p99 / these: [0-9.]+ and [0-9.]+\)' <<<"$out"
 check "micbench net left nothing running" eval '! left_behind'
 run_bench console --quick
 check "micbench console: throughput and key echo rows with figures" \

@@ -382,23 +382,22 @@ static int iperf_start(struct iperf_job *j, const struct rig *r, int veth, int i
 	return j->pid > 0 ? 0 : -1;
 }
 
-/* The veth pair's echo p50 with its ends pinned: the client (this thread)
+/* The veth pair's echo p50 and p99 with its ends pinned: the client (this thread)
  * on client_cpu, the server on server_cpu.  Unpinned, the scheduler keeps
  * the two ends on one CPU in some runs and on two in others, and the round
  * trip differs several times over (docs/profile.md, the echo side by
  * side); both placements pinned show which one the unpinned baseline was. */
 static int latency_pinned(struct side server, int port, int rounds, int client_cpu, int server_cpu,
-			  double *med)
+			  double *med, double *p99)
 {
 	struct tp_arg a = { server.addr, port, server_cpu };
 	struct job e;
 	if (job_start(&e, server.ns, echo_serve, &a) < 0)
 		return -1;
 	cpu_set_t old;
-	double p99;
 	int rc = -1;
 	if (job_ready(&e) == 0 && pin_to(client_cpu, &old) == 0) {
-		rc = echo_client(server.addr, port, rounds, med, &p99);
+		rc = echo_client(server.addr, port, rounds, med, p99);
 		if (sched_setaffinity(0, sizeof(old), &old) < 0)
 			rc = -1;
 	}
@@ -471,7 +470,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 	/* micd, card OS: sleeps and CPU us per card echo */
 	struct bench_series wake[2] = { 0 }, cpu[2] = { 0 };
 	/* the veth echo pinned to one CPU and to two (first two CPUs we may use) */
-	struct bench_series pinned[2] = { 0 };
+	struct bench_series pinned[2] = { 0 }, pinned99[2] = { 0 };
 	int cpus[2] = { -1, -1 }, ncpu = 0;
 	/* MICBENCH_ECHO_ONLY: the card's and the veth's echo alone, for
 	 * studies of its tail (no iperf3 before it, no pinned baselines) */
@@ -509,12 +508,13 @@ int micbench_net(int argc, char **argv, FILE *out)
 			series_add(&p50[veth], med);
 			series_add(&p99[veth], pct99);
 			for (int two = 0; veth && ncpu == 2 && two < 2 && !echo_only; two++) {
-				double m;
-				if (latency_pinned(s, 5600 + 2 * k + two, rounds, cpus[0], cpus[two], &m) < 0) {
+				double m, m99;
+				if (latency_pinned(s, 5600 + 2 * k + two, rounds, cpus[0], cpus[two], &m, &m99) < 0) {
 					fprintf(stderr, "micbench net: run %d (veth pinned) failed\n", k + 1);
 					goto out;
 				}
 				series_add(&pinned[two], m);
+				series_add(&pinned99[two], m99);
 			}
 			for (int i = 0; i < 2 && !veth; i++)
 				if (w[i] >= 0) {
@@ -556,6 +556,10 @@ int micbench_net(int argc, char **argv, FILE *out)
 			     "over both CPUs (docs/profile.md, the echo side by side).\n",
 			series_fmt(&pinned[0], 1, a, sizeof(a)), series_fmt(&pinned[1], 1, b, sizeof(b)),
 			series_ratio_median(&p50[0], &pinned[0]), series_ratio_median(&p50[0], &pinned[1]));
+		fprintf(out, "Pinned the same way, p99: on one CPU %s us, on two CPUs %s us (the card's "
+			     "p99 / these: %.2f and %.2f).\n",
+			series_fmt(&pinned99[0], 1, a, sizeof(a)), series_fmt(&pinned99[1], 1, b, sizeof(b)),
+			series_ratio_median(&p99[0], &pinned99[0]), series_ratio_median(&p99[0], &pinned99[1]));
 	}
 	if (echo_only) {
 		rc = 0;
