@@ -24,7 +24,8 @@ for p in "hand-off between two processes over a pipe" "the same over an eventfd"
 done
 for m in "TCP 64-byte echo round trip, p50|us|1.5x" "iperf3 TCP card -> host|Gbit/s|0.8" \
     "iperf3 TCP host -> card|Gbit/s|0.8" "eight links at once, aggregate|Gbit/s|0.8" \
-    "console key echo, p50|us|1.5x" "console throughput|MB/s|1.0"; do
+    "console key echo, p50|us|1.5x" "console throughput|MB/s|1.0" \
+    "echo p50, the veth's ends pinned to one CPU|us|1.5x" "echo p99, the veth's ends pinned to two CPUs|us|2x"; do
     IFS='|' read -r what unit aim <<<"$m"
     if model "$what" "$unit" "$aim"; then ok "model card row with figures: $what"; else fail "model card: $what"; fi
 done

@@ -397,8 +397,9 @@ static int rig_up(struct rig *r, int timeout_s)
 
 /* ---- meters ---- */
 
-/* 64-byte TCP echo, server in ns at addr:port, client here: p50, p99 us. */
-static int echo(int ns, const char *ip, int port, int rounds, double *p50, double *p99)
+/* 64-byte TCP echo, server in ns at addr:port, client here: p50, p99 us.
+ * With cpus, the client runs on cpus[0] and the server on cpus[1]. */
+static int echo(int ns, const char *ip, int port, int rounds, const int *cpus, double *p50, double *p99)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	inet_pton(AF_INET, ip, &sa.sin_addr);
@@ -409,7 +410,8 @@ static int echo(int ns, const char *ip, int port, int rounds, double *p50, doubl
 	if (p == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		alarm(30);
-		int l = setns(ns, CLONE_NEWNET) < 0 ? -1 : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int l = setns(ns, CLONE_NEWNET) < 0 || (cpus && bench_pin(cpus[1], NULL) < 0)
+				? -1 : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 1) < 0 ||
 		    write(ready[1], "L", 1) != 1)
@@ -431,9 +433,12 @@ static int echo(int ns, const char *ip, int port, int rounds, double *p50, doubl
 	struct timeval tv = { .tv_sec = 5 };
 	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	cpu_set_t old;
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || (cpus && bench_pin(cpus[0], &old) < 0))
 		goto out;
 	rc = bench_echo_time(s, ECHO_MSG, rounds, ip, p50, p99);
+	if (cpus && sched_setaffinity(0, sizeof(old), &old) < 0)
+		rc = -1;
 out:
 	if (s >= 0)
 		close(s);
@@ -595,7 +600,7 @@ fail:
 
 enum {
 	H_PIPE, H_EVENTFD, H_PTY, H_TAP, H_RING, C_64K, C_BW,
-	E_VETH, E_MODEL, E_VETH99, E_MODEL99,
+	E_VETH, E_MODEL, E_VETH99, E_MODEL99, E_ONE, E_ONE99, E_TWO, E_TWO99,
 	K_PLAIN, K_MODEL, T_PLAIN, T_MODEL, T_PATH,
 	I_VETH, I_MODEL, R_VETH, R_MODEL, A_VETH, A_MODEL, W_HOST, W_CARD, P_HOST, P_CARD, U_VETH, U_MODEL, U8_VETH, U8_MODEL,
 	NSERIES
@@ -610,6 +615,18 @@ static void row2(FILE *out, const char *what, const struct bench_series *s, int 
 	fprintf(out, "| %s | %s %s | %s %s | %s | %s |\n", what, series_fmt(&s[model], prec, a, sizeof(a)),
 		unit, series_fmt(&s[base], prec, b, sizeof(b)), unit, series_fmt(&ratio, 2, q, sizeof(q)),
 		aim);
+}
+
+/* The model card's echo against the veth pinned to one CPU and to two:
+ * the footings of `micbench net`'s pinned rows, so the two compare. */
+static void echo_pinned_rows(FILE *out, const struct bench_series *s)
+{
+	if (!s[E_ONE].n || !s[E_TWO].n)
+		return;
+	row2(out, "echo p50, the veth's ends pinned to one CPU", s, E_MODEL, E_ONE, "us", 1, "1.5x");
+	row2(out, "echo p50, the veth's ends pinned to two CPUs", s, E_MODEL, E_TWO, "us", 1, "1.5x");
+	row2(out, "echo p99, the veth's ends pinned to one CPU", s, E_MODEL99, E_ONE99, "us", 1, "2x");
+	row2(out, "echo p99, the veth's ends pinned to two CPUs", s, E_MODEL99, E_TWO99, "us", 1, "2x");
 }
 
 /* The model card's wake-ups and CPU per echo round trip, each side. */
@@ -632,6 +649,7 @@ int micbench_floor(int argc, char **argv, FILE *out)
 	 * for studies of its tail (docs/profile.md, the echo's tail) */
 	int echo_only = getenv("MICBENCH_ECHO_ONLY") != NULL;
 	int echo_rounds = micbench_echo_rounds(ECHO_ROUNDS);
+	int cpus[2], ncpu = bench_two_cpus(cpus);
 	struct bench_series s[NSERIES] = { 0 };
 	struct rig r;
 	struct con con;
@@ -661,15 +679,25 @@ int micbench_floor(int argc, char **argv, FILE *out)
 		char ip[32];
 		addr(ip, sizeof(ip), 0, 0, 0);
 		const char *what = "veth echo";
-		if (echo(r.vns[0], ip, 7100 + k, echo_rounds, &v[0], &v[1]) < 0)
+		if (echo(r.vns[0], ip, 7100 + k, echo_rounds, NULL, &v[0], &v[1]) < 0)
 			goto failed;
+		/* the veth pinned to one CPU and to two, as in `micbench net` */
+		what = "veth echo, pinned";
+		for (int two = 0; ncpu == 2 && two < 2; two++) {
+			int on[2] = { cpus[0], cpus[two] };
+			double m, m99;
+			if (echo(r.vns[0], ip, 7300 + 2 * k + two, echo_rounds, on, &m, &m99) < 0)
+				goto failed;
+			series_add(&s[two ? E_TWO : E_ONE], m);
+			series_add(&s[two ? E_TWO99 : E_ONE99], m99);
+		}
 		what = "model card echo";
 		addr(ip, sizeof(ip), 1, 0, 0);
 		long long sl[2][2], ns[2][2]; /* before, after; host side, card side */
 		for (int i = 0; i < 2; i++)
 			if (bench_task_usage(r.relay[0].pid[i], &sl[0][i], &ns[0][i]) < 0)
 				goto failed;
-		if (echo(r.cns[0], ip, 7200 + k, echo_rounds, &v[2], &v[3]) < 0)
+		if (echo(r.cns[0], ip, 7200 + k, echo_rounds, NULL, &v[2], &v[3]) < 0)
 			goto failed;
 		for (int i = 0; i < 2; i++) {
 			if (bench_task_usage(r.relay[0].pid[i], &sl[1][i], &ns[1][i]) < 0)
@@ -730,6 +758,7 @@ failed:
 		fprintf(out, "| measure | model card | veth pair | ratio | aim |\n|---|---|---|---|---|\n");
 		row2(out, "TCP 64-byte echo round trip, p50", s, E_MODEL, E_VETH, "us", 1, "1.5x");
 		row2(out, "TCP 64-byte echo round trip, p99", s, E_MODEL99, E_VETH99, "us", 1, "2x");
+		echo_pinned_rows(out, s);
 		echo_cost_rows(out, s);
 		rc = 0;
 		goto out;
@@ -770,6 +799,7 @@ failed:
 	fprintf(out, "| measure | model card | baseline | floor (ratio) | aim |\n|---|---|---|---|---|\n");
 	row2(out, "TCP 64-byte echo round trip, p50", s, E_MODEL, E_VETH, "us", 1, "1.5x");
 	row2(out, "TCP 64-byte echo round trip, p99", s, E_MODEL99, E_VETH99, "us", 1, "2x");
+	echo_pinned_rows(out, s);
 	echo_cost_rows(out, s);
 	row2(out, "iperf3 TCP card -> host", s, I_MODEL, I_VETH, "Gbit/s", 2, "0.8");
 	row2(out, "iperf3 TCP host -> card", s, R_MODEL, R_VETH, "Gbit/s", 2, "0.8");

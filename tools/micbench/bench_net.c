@@ -142,22 +142,11 @@ struct tp_arg {
 	int cpu; /* the echo server's CPU, or -1: where the scheduler puts it */
 };
 
-/* Moves the calling thread to cpu; its old set into old (if not NULL). */
-static int pin_to(int cpu, cpu_set_t *old)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (old && sched_getaffinity(0, sizeof(*old), old) < 0)
-		return -1;
-	return sched_setaffinity(0, sizeof(set), &set);
-}
-
 /* Echo server for the latency test. */
 static double echo_serve(int report, const void *arg)
 {
 	const struct tp_arg *a = arg;
-	if (a->cpu >= 0 && pin_to(a->cpu, NULL) < 0)
+	if (a->cpu >= 0 && bench_pin(a->cpu, NULL) < 0)
 		return -1;
 	int l = listen_on(a->addr, a->port);
 	if (l < 0 || write(report, "L", 1) != 1)
@@ -396,7 +385,7 @@ static int latency_pinned(struct side server, int port, int rounds, int client_c
 		return -1;
 	cpu_set_t old;
 	int rc = -1;
-	if (job_ready(&e) == 0 && pin_to(client_cpu, &old) == 0) {
+	if (job_ready(&e) == 0 && bench_pin(client_cpu, &old) == 0) {
 		rc = echo_client(server.addr, port, rounds, med, p99);
 		if (sched_setaffinity(0, sizeof(old), &old) < 0)
 			rc = -1;
@@ -471,16 +460,11 @@ int micbench_net(int argc, char **argv, FILE *out)
 	struct bench_series wake[2] = { 0 }, cpu[2] = { 0 };
 	/* the veth echo pinned to one CPU and to two (first two CPUs we may use) */
 	struct bench_series pinned[2] = { 0 }, pinned99[2] = { 0 };
-	int cpus[2] = { -1, -1 }, ncpu = 0;
+	int cpus[2], ncpu = bench_two_cpus(cpus);
 	/* MICBENCH_ECHO_ONLY: the card's and the veth's echo alone, for
-	 * studies of its tail (no iperf3 before it, no pinned baselines) */
+	 * studies of its tail (no iperf3 before it) */
 	int echo_only = getenv("MICBENCH_ECHO_ONLY") != NULL;
 	int rounds = micbench_echo_rounds(LAT_ROUNDS);
-	cpu_set_t mine;
-	if (sched_getaffinity(0, sizeof(mine), &mine) == 0)
-		for (int c = 0; c < CPU_SETSIZE && ncpu < 2; c++)
-			if (CPU_ISSET(c, &mine))
-				cpus[ncpu++] = c;
 	if (rig_up(&r, 1, o.runs * (int)(4 * o.secs + 60) + 60) < 0)
 		goto out;
 	/* Card and veth alternate within each run, so both see the same load. */
@@ -507,7 +491,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 			}
 			series_add(&p50[veth], med);
 			series_add(&p99[veth], pct99);
-			for (int two = 0; veth && ncpu == 2 && two < 2 && !echo_only; two++) {
+			for (int two = 0; veth && ncpu == 2 && two < 2; two++) {
 				double m, m99;
 				if (latency_pinned(s, 5600 + 2 * k + two, rounds, cpus[0], cpus[two], &m, &m99) < 0) {
 					fprintf(stderr, "micbench net: run %d (veth pinned) failed\n", k + 1);

@@ -435,6 +435,28 @@ int bench_echo_time(int s, size_t msg, int rounds, const char *what, double *p50
 	return rc;
 }
 
+int bench_pin(int cpu, cpu_set_t *old)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (old && sched_getaffinity(0, sizeof(*old), old) < 0)
+		return -1;
+	return sched_setaffinity(0, sizeof(set), &set);
+}
+
+int bench_two_cpus(int cpus[2])
+{
+	cpu_set_t mine;
+	int n = 0;
+	cpus[0] = cpus[1] = -1;
+	if (sched_getaffinity(0, sizeof(mine), &mine) == 0)
+		for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+			if (CPU_ISSET(c, &mine))
+				cpus[n++] = c;
+	return n;
+}
+
 int bench_wait_listen(pid_t pid, int port, int timeout_ms)
 {
 	char path[64], line[256], want[16];

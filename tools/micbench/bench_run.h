@@ -8,6 +8,7 @@
 #ifndef MIC_BENCH_RUN_H
 #define MIC_BENCH_RUN_H
 
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -106,6 +107,14 @@ int bench_con_keys(int fd, int keys, double *p50, double *p99);
  * (and every round trip to MICBENCH_ECHO_DUMP) under the name what.  0, or
  * -1 if a round trip failed. */
 int bench_echo_time(int s, size_t msg, int rounds, const char *what, double *p50, double *p99);
+
+/* Moves the calling thread to cpu; its old set into old (if not NULL).
+ * 0 or -1. */
+int bench_pin(int cpu, cpu_set_t *old);
+
+/* The first two CPUs the caller may run on, for the echo's pinned
+ * baselines (docs/profile.md, the echo side by side); how many there are. */
+int bench_two_cpus(int cpus[2]);
 
 /* Waits until a socket listens on TCP port `port` in pid's network
  * namespace (/proc/PID/net/tcp); 0 or -1 after timeout_ms. */
