@@ -416,12 +416,7 @@ static int echo(int ns, const char *ip, int port, int rounds, const int *cpus, d
 		if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 1) < 0 ||
 		    write(ready[1], "L", 1) != 1)
 			_exit(1);
-		int s = accept(l, NULL, NULL);
-		setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		char b[ECHO_MSG];
-		ssize_t n;
-		while ((n = recv(s, b, sizeof(b), MSG_WAITALL)) > 0 && write(s, b, (size_t)n) == n)
-			;
+		bench_echo_serve(l, ECHO_MSG);
 		_exit(0);
 	}
 	close(ready[1]);
@@ -433,12 +428,9 @@ static int echo(int ns, const char *ip, int port, int rounds, const int *cpus, d
 	struct timeval tv = { .tv_sec = 5 };
 	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	cpu_set_t old;
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || (cpus && bench_pin(cpus[0], &old) < 0))
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto out;
-	rc = bench_echo_time(s, ECHO_MSG, rounds, ip, p50, p99);
-	if (cpus && sched_setaffinity(0, sizeof(old), &old) < 0)
-		rc = -1;
+	rc = bench_echo_time(s, ECHO_MSG, rounds, cpus ? cpus[0] : -1, ip, p50, p99);
 out:
 	if (s >= 0)
 		close(s);

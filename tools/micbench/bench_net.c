@@ -151,28 +151,19 @@ static double echo_serve(int report, const void *arg)
 	int l = listen_on(a->addr, a->port);
 	if (l < 0 || write(report, "L", 1) != 1)
 		return -1;
-	int s = accept(l, NULL, NULL), one = 1;
-	if (s < 0)
-		return -1;
-	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	char buf[LAT_MSG];
-	for (;;) {
-		ssize_t n = recv(s, buf, sizeof(buf), MSG_WAITALL);
-		if (n <= 0 || write(s, buf, (size_t)n) != n)
-			break;
-	}
-	close(s);
+	bench_echo_serve(l, LAT_MSG);
 	return 0;
 }
 
-/* Client, in the caller's namespace: median and p99 round trip in us. */
-static int echo_client(const char *addr, int port, int rounds, double *med, double *p99)
+/* Client, in the caller's namespace (on CPU cpu if >= 0): median and p99
+ * round trip in us. */
+static int echo_client(const char *addr, int port, int rounds, int cpu, double *med, double *p99)
 {
 	int s = connect_to(addr, port), one = 1;
 	if (s < 0)
 		return -1;
 	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	int rc = bench_echo_time(s, LAT_MSG, rounds, addr, med, p99);
+	int rc = bench_echo_time(s, LAT_MSG, rounds, cpu, addr, med, p99);
 	close(s);
 	return rc;
 }
@@ -180,11 +171,15 @@ static int echo_client(const char *addr, int port, int rounds, double *med, doub
 /* The echo's round trips; with pids (micd, the card OS), also their
  * wake-ups (wake[]) and CPU in us (cpu[]) per round trip: the hand-offs the
  * path adds to a veth pair's two and what each costs (docs/profile.md, net
- * latency). */
-static int latency(struct side server, int port, int rounds, double *med, double *p99,
-		   const pid_t *pids, double *wake, double *cpu, int npids)
+ * latency).  With on, the client (this thread) runs on on[0] and the server
+ * on on[1]: unpinned, the scheduler keeps a veth pair's two ends on one CPU
+ * in some runs and on two in others, and the round trip differs several
+ * times over (docs/profile.md, the echo side by side); both placements
+ * pinned show which one the unpinned baseline was. */
+static int latency(struct side server, int port, int rounds, const int *on, double *med,
+		   double *p99, const pid_t *pids, double *wake, double *cpu, int npids)
 {
-	struct tp_arg a = { server.addr, port, -1 };
+	struct tp_arg a = { server.addr, port, on ? on[1] : -1 };
 	struct job e;
 	if (job_start(&e, server.ns, echo_serve, &a) < 0)
 		return -1;
@@ -192,7 +187,7 @@ static int latency(struct side server, int port, int rounds, double *med, double
 	int have[2] = { 0 };
 	for (int i = 0; i < npids && i < 2; i++)
 		have[i] = bench_task_usage(pids[i], &sl[i], &ns[i]) == 0;
-	int rc = job_ready(&e) < 0 ? -1 : echo_client(server.addr, port, rounds, med, p99);
+	int rc = job_ready(&e) < 0 ? -1 : echo_client(server.addr, port, rounds, on ? on[0] : -1, med, p99);
 	for (int i = 0; i < npids && i < 2; i++) {
 		long long sl2, ns2;
 		int ok = have[i] && bench_task_usage(pids[i], &sl2, &ns2) == 0 && sl2 >= sl[i];
@@ -371,31 +366,6 @@ static int iperf_start(struct iperf_job *j, const struct rig *r, int veth, int i
 	return j->pid > 0 ? 0 : -1;
 }
 
-/* The veth pair's echo p50 and p99 with its ends pinned: the client (this thread)
- * on client_cpu, the server on server_cpu.  Unpinned, the scheduler keeps
- * the two ends on one CPU in some runs and on two in others, and the round
- * trip differs several times over (docs/profile.md, the echo side by
- * side); both placements pinned show which one the unpinned baseline was. */
-static int latency_pinned(struct side server, int port, int rounds, int client_cpu, int server_cpu,
-			  double *med, double *p99)
-{
-	struct tp_arg a = { server.addr, port, server_cpu };
-	struct job e;
-	if (job_start(&e, server.ns, echo_serve, &a) < 0)
-		return -1;
-	cpu_set_t old;
-	int rc = -1;
-	if (job_ready(&e) == 0 && bench_pin(client_cpu, &old) == 0) {
-		rc = echo_client(server.addr, port, rounds, med, p99);
-		if (sched_setaffinity(0, sizeof(old), &old) < 0)
-			rc = -1;
-	}
-	if (rc)
-		kill(e.pid, SIGKILL);
-	job_wait(&e);
-	return rc;
-}
-
 /* Gbit/s the receiver saw, or -1; the bytes it received into *bytes (if
  * not NULL). */
 static double iperf_end(struct iperf_job *j, double *bytes)
@@ -479,7 +449,7 @@ int micbench_net(int argc, char **argv, FILE *out)
 			double med, pct99, w[2] = { -1, -1 }, c[2] = { -1, -1 };
 			pid_t pids[2] = { r.b.pid, r.os[0] };
 			if (u < 0 || d < 0 ||
-			    latency(s, 5400 + 2 * k + veth, rounds, &med, &pct99, pids, w, c, veth ? 0 : 2) < 0) {
+			    latency(s, 5400 + 2 * k + veth, rounds, NULL, &med, &pct99, pids, w, c, veth ? 0 : 2) < 0) {
 				fprintf(stderr, "micbench net: run %d (%s) failed\n", k + 1, veth ? "veth" : "card");
 				goto out;
 			}
@@ -492,8 +462,9 @@ int micbench_net(int argc, char **argv, FILE *out)
 			series_add(&p50[veth], med);
 			series_add(&p99[veth], pct99);
 			for (int two = 0; veth && ncpu == 2 && two < 2; two++) {
+				int on[2] = { cpus[0], cpus[two] };
 				double m, m99;
-				if (latency_pinned(s, 5600 + 2 * k + two, rounds, cpus[0], cpus[two], &m, &m99) < 0) {
+				if (latency(s, 5600 + 2 * k + two, rounds, on, &m, &m99, NULL, NULL, NULL, 0) < 0) {
 					fprintf(stderr, "micbench net: run %d (veth pinned) failed\n", k + 1);
 					goto out;
 				}

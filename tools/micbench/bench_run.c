@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -408,8 +410,12 @@ int bench_con_keys(int fd, int keys, double *p50, double *p99)
 	return rc;
 }
 
-int bench_echo_time(int s, size_t msg, int rounds, const char *what, double *p50, double *p99)
+int bench_echo_time(int s, size_t msg, int rounds, int cpu, const char *what, double *p50,
+		    double *p99)
 {
+	cpu_set_t old;
+	if (cpu >= 0 && bench_pin(cpu, &old) < 0)
+		return -1;
 	double *v = malloc(sizeof(*v) * (size_t)rounds);
 	uint64_t *ts = malloc(sizeof(*ts) * (size_t)rounds);
 	char *b = calloc(1, msg);
@@ -432,7 +438,22 @@ int bench_echo_time(int s, size_t msg, int rounds, const char *what, double *p50
 	free(v);
 	free(ts);
 	free(b);
+	if (cpu >= 0 && sched_setaffinity(0, sizeof(old), &old) < 0)
+		rc = -1;
 	return rc;
+}
+
+void bench_echo_serve(int l, size_t msg)
+{
+	int s = accept(l, NULL, NULL), one = 1;
+	char *b = malloc(msg);
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ssize_t n;
+	while (s >= 0 && b && (n = recv(s, b, msg, MSG_WAITALL)) > 0 && write(s, b, (size_t)n) == n)
+		;
+	free(b);
+	if (s >= 0)
+		close(s);
 }
 
 int bench_pin(int cpu, cpu_set_t *old)

@@ -104,9 +104,15 @@ int bench_con_keys(int fd, int keys, double *p50, double *p99);
 /* The echo meter of `micbench net` and `floor`: rounds round trips of a
  * msg-byte message on connected socket s, each timed; median and p99 in
  * us, and the percentiles with the steal during it reported on stderr
- * (and every round trip to MICBENCH_ECHO_DUMP) under the name what.  0, or
- * -1 if a round trip failed. */
-int bench_echo_time(int s, size_t msg, int rounds, const char *what, double *p50, double *p99);
+ * (and every round trip to MICBENCH_ECHO_DUMP) under the name what.  With
+ * cpu >= 0 the calling thread runs on that CPU while it times, and where it
+ * ran before afterwards.  0, or -1 if a round trip failed. */
+int bench_echo_time(int s, size_t msg, int rounds, int cpu, const char *what, double *p50,
+		    double *p99);
+
+/* The echo's other end: accepts one connection on listening socket l and
+ * sends every msg-byte message back until the peer closes. */
+void bench_echo_serve(int l, size_t msg);
 
 /* Moves the calling thread to cpu; its old set into old (if not NULL).
  * 0 or -1. */
