@@ -60,8 +60,11 @@ static int start(struct bench_daemon *b, const char *config, int ncards)
 	if (b->pid < 0)
 		return -1;
 	if (b->pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 2);
+		/* micd's log (the cards' consoles among it) only when asked */
+		if (!getenv("MICBENCH_VERBOSE")) {
+			int null = open("/dev/null", O_WRONLY);
+			dup2(null, 2);
+		}
 		/* a benchmark that dies takes its micd (and so its cards) along */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		/* The cards' TAPs go in a network namespace of micd's own, never
