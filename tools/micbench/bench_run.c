@@ -446,14 +446,15 @@ int bench_echo_time(int s, size_t msg, int rounds, int cpu, const char *what, do
 void bench_echo_serve(int l, size_t msg)
 {
 	int s = accept(l, NULL, NULL), one = 1;
+	if (s < 0)
+		return;
 	char *b = malloc(msg);
 	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ssize_t n;
-	while (s >= 0 && b && (n = recv(s, b, msg, MSG_WAITALL)) > 0 && write(s, b, (size_t)n) == n)
+	while (b && (n = recv(s, b, msg, MSG_WAITALL)) > 0 && write(s, b, (size_t)n) == n)
 		;
 	free(b);
-	if (s >= 0)
-		close(s);
+	close(s);
 }
 
 int bench_pin(int cpu, cpu_set_t *old)
